@@ -1,0 +1,161 @@
+"""Reader for the user's SMPL-H / SMPL-X model files in `.npz` form (this module owns that format).
+
+Expected keys (the "Extended SMPL+H" release used by AMASS and EgoAllo, and SMPL-X's npz):
+`v_template (V,3)`, `shapedirs (V,3,B)`, `posedirs (V,3,9(J−1))`, `J_regressor (J,V)`,
+`kintree_table (2,J)`, `weights (V,J)`, `f (F,3)`. J = 52 for SMPL-H, 55 for SMPL-X.
+Pickled `.pkl` models are refused: they need chumpy and unsafe unpickling.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from egogrpo.body.model import BodyModel, SkinnedMesh
+from egogrpo.body.topology import (
+    HEAD,
+    SMPLH_HAND_JOINTS,
+    SMPLH_JOINT_NAMES,
+    SMPLH_LEFT_EYE_VERTICES,
+    SMPLH_PARENTS,
+    SMPLH_RIGHT_EYE_VERTICES,
+    SMPLX_HAND_JOINTS,
+    SMPLX_JOINT_NAMES,
+    SMPLX_PARENTS,
+)
+from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import sha256_of_file
+
+REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights", "f")
+SMPLH_NUM_VERTICES = 6890
+DEFAULT_NUM_BETAS = {"smplh": 16, "smplx": 10}
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in REQUIRED_KEYS if k not in npz.files]
+            if missing:
+                raise EgogrpoError(
+                    f"{path}: not an SMPL-H/SMPL-X model file: missing key(s) {', '.join(missing)} "
+                    f"(expected {', '.join(REQUIRED_KEYS)})"
+                )
+            return {k: npz[k] for k in REQUIRED_KEYS}
+    except EgogrpoError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise EgogrpoError(
+                f"{path}: the file stores pickled objects, which egogrpo does not load; "
+                "save every array as a plain numeric array"
+            ) from None
+        raise EgogrpoError(f"{path}: not a readable .npz file ({e})") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
+        raise EgogrpoError(f"{path}: not a readable .npz file, truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+def _check_shape(path: Path, name: str, array: np.ndarray, expected: tuple[int | None, ...]) -> None:
+    ok = array.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, array.shape, strict=True))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise EgogrpoError(f"{path}: {name} has shape {tuple(array.shape)}, expected {want}")
+
+
+def load_smpl_npz(path: str | Path, num_betas: int | None = None) -> BodyModel:
+    """Load an SMPL-H (52 joints) or SMPL-X (55 joints) `.npz` as a BodyModel with its skinned mesh.
+
+    `num_betas` defaults to 16 for SMPL-H (the "Extended SMPL+H" model) and 10 for SMPL-X.
+    The CPF is EgoAllo's: the midpoint of the eye vertices 6260/6262 and 2800/2802 (SMPL-H), or of
+    the two eyeball joints (SMPL-X), with the head joint's orientation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EgogrpoError(f"{path}: no such body model file")
+    if path.suffix.lower() == ".pkl":
+        raise EgogrpoError(
+            f"{path}: pickled SMPL models are not read (they need chumpy and unsafe unpickling); "
+            "use the .npz release of the model"
+        )
+    arrays = _read_arrays(path)
+    for name, array in arrays.items():
+        if array.dtype.kind not in "fiu":
+            raise EgogrpoError(f"{path}: {name} has dtype {array.dtype}, expected numbers")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise EgogrpoError(f"{path}: {name} contains NaN or infinite values")
+
+    kintree = arrays["kintree_table"]
+    _check_shape(path, "kintree_table", kintree, (2, None))
+    num_joints = kintree.shape[1]
+    if num_joints == len(SMPLH_PARENTS):
+        kind, joint_names, expected_parents, hand_joints = "smplh", SMPLH_JOINT_NAMES, SMPLH_PARENTS, SMPLH_HAND_JOINTS
+    elif num_joints == len(SMPLX_PARENTS):
+        kind, joint_names, expected_parents, hand_joints = "smplx", SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_HAND_JOINTS
+    else:
+        raise EgogrpoError(f"{path}: {num_joints} joints in kintree_table; expected 52 (SMPL-H) or 55 (SMPL-X)")
+    parents = tuple(int(p) if 0 <= int(p) < num_joints else -1 for p in kintree[0].astype(np.int64))
+    if parents != expected_parents:
+        raise EgogrpoError(f"{path}: kintree_table is not the {kind.upper()} kinematic tree")
+
+    v_template = arrays["v_template"]
+    _check_shape(path, "v_template", v_template, (None, 3))
+    num_vertices = v_template.shape[0]
+    shapedirs = arrays["shapedirs"]
+    _check_shape(path, "shapedirs", shapedirs, (num_vertices, 3, None))
+    _check_shape(path, "posedirs", arrays["posedirs"], (num_vertices, 3, 9 * (num_joints - 1)))
+    _check_shape(path, "J_regressor", arrays["J_regressor"], (num_joints, num_vertices))
+    _check_shape(path, "weights", arrays["weights"], (num_vertices, num_joints))
+    faces = arrays["f"]
+    _check_shape(path, "f", faces, (None, 3))
+    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
+        raise EgogrpoError(f"{path}: f indexes vertices outside 0..{num_vertices - 1}")
+    if kind == "smplh" and num_vertices != SMPLH_NUM_VERTICES:
+        raise EgogrpoError(f"{path}: SMPL-H model has {num_vertices} vertices, expected {SMPLH_NUM_VERTICES}")
+
+    available = shapedirs.shape[2] if kind == "smplh" else min(shapedirs.shape[2], 300)  # SMPL-X: 300 shape + expression
+    if num_betas is None:
+        num_betas = min(DEFAULT_NUM_BETAS[kind], available)
+    if not 1 <= num_betas <= available:
+        raise EgogrpoError(f"{path}: asked for {num_betas} shape parameters, the model has {available}")
+
+    f64 = {k: arrays[k].astype(np.float64) for k in ("v_template", "shapedirs", "J_regressor")}
+    shape_dirs = f64["shapedirs"][:, :, :num_betas]
+    regressor = f64["J_regressor"]
+    joints_mean = regressor @ f64["v_template"]
+    joints_shape_dirs = np.einsum("jv,vcb->jcb", regressor, shape_dirs)
+    if kind == "smplh":
+        eye_vertices = list(SMPLH_RIGHT_EYE_VERTICES + SMPLH_LEFT_EYE_VERTICES)
+        eyes_mean = f64["v_template"][eye_vertices].mean(axis=0)
+        eyes_dirs = shape_dirs[eye_vertices].mean(axis=0)
+    else:
+        eye_joints = [joint_names.index("left_eye"), joint_names.index("right_eye")]
+        eyes_mean = joints_mean[eye_joints].mean(axis=0)
+        eyes_dirs = joints_shape_dirs[eye_joints].mean(axis=0)
+
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+    mesh = SkinnedMesh(
+        v_template=t(f64["v_template"]),
+        shape_dirs=t(shape_dirs),
+        pose_dirs=t(arrays["posedirs"]),
+        skin_weights=t(arrays["weights"]),
+        faces=torch.from_numpy(faces.astype(np.int64)),
+    )
+    return BodyModel(
+        kind=kind,
+        source=str(path),
+        sha256=sha256_of_file(path),
+        description=f"{kind.upper()} model from a user-supplied .npz ({num_vertices} vertices)",
+        joint_names=joint_names,
+        parents=parents,
+        joints_mean=t(joints_mean),
+        joints_shape_dirs=t(joints_shape_dirs),
+        cpf_offset_mean=t(eyes_mean - joints_mean[HEAD]),
+        cpf_offset_shape_dirs=t(eyes_dirs - joints_shape_dirs[HEAD]),
+        hand_joint_indices=hand_joints,
+        mesh=mesh,
+    )
