@@ -1,0 +1,18 @@
+"""Run every benchmark in this folder (files named bench_*.py) and print their tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+selected = sys.argv[1:]
+for path in sorted(here.glob("bench_*.py")):
+    if selected and path.stem not in selected:
+        continue
+    print(f"\n=== {path.stem} ===", flush=True)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main()

@@ -1,0 +1,5 @@
+"""`python -m egogrpo`."""
+
+from egogrpo.cli.main import main
+
+main()

@@ -1,0 +1,101 @@
+"""Frozen configuration dataclasses for every stage, and their JSON round trip.
+
+Every stage's config is a frozen dataclass defined here (later stages add theirs), so that what a
+command does can be done from Python with the same object and a run directory can record it.
+`config_to_dict` / `config_from_dict` round-trip nested dataclasses through plain JSON; unknown
+or missing keys are errors, so a config written by another version is refused clearly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import atomic_output
+
+C = TypeVar("C")
+
+
+def config_to_dict(config: object) -> dict[str, Any]:
+    """Nested dataclasses → JSON-ready dicts (tuples become lists, paths strings)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple | list):
+            return [convert(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return convert(config)
+
+
+def _coerce(annotation: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return config_from_dict(annotation, value, where)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                try:
+                    return _coerce(option, value, where)
+                except (EgogrpoError, TypeError, ValueError):
+                    continue
+        raise EgogrpoError(f"{where}: value {value!r} does not fit {annotation}")
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, where) for v in value)
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
+    if annotation is Path:
+        return Path(value)
+    if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, str, bool) and not isinstance(value, annotation):
+        raise EgogrpoError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
+    """Build a (nested) dataclass from a dict, refusing unknown and missing keys."""
+    if not isinstance(data, dict):
+        raise EgogrpoError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise EgogrpoError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], f"{where}.{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise EgogrpoError(f"{where}: missing key {name} for {cls.__name__}")
+    return cls(**kwargs)
+
+
+def save_config(config: object, path: str | Path) -> None:
+    """Write a config as indented JSON, atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+
+
+def load_config(cls: type[C], path: str | Path) -> C:
+    """Read a config written by `save_config`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EgogrpoError(f"{path}: no such config file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EgogrpoError(f"{path}: not valid JSON ({e})") from None
+    return config_from_dict(cls, data, where=str(path))
