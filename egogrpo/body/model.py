@@ -70,7 +70,6 @@ class BodyModel:
     hand_joint_indices: tuple[int, ...] = ()
     mesh: SkinnedMesh | None = None
     rest_extent: RestExtent | None = None
-    beta_range: tuple[Float[Tensor, "B"], Float[Tensor, "B"]] | None = None  # population min/max, if known
 
     @property
     def num_joints(self) -> int:
@@ -95,8 +94,6 @@ class BodyModel:
         def move(x: object) -> object:
             if isinstance(x, Tensor):
                 return x.to(device=device, dtype=dtype if x.is_floating_point() else None)
-            if isinstance(x, tuple):
-                return tuple(move(v) for v in x)
             if dataclasses.is_dataclass(x) and not isinstance(x, type):
                 return dataclasses.replace(x, **{f.name: move(getattr(x, f.name)) for f in dataclasses.fields(x)})
             return x

@@ -49,18 +49,13 @@ class BodyModelSummary:
 
 
 def _shape_grid(model: BodyModel) -> list[tuple[str, torch.Tensor]]:
-    """β = 0, then ±2 along the first two shape directions (±2 std for standardised spaces)."""
+    """β = 0, then ±2 along the first two shape directions (±2 std: both shape spaces are standardised)."""
     grid = [("β=0", torch.zeros(model.num_betas))]
     for k in range(min(2, model.num_betas)):
         for value in (-2.0, 2.0):
             betas = torch.zeros(model.num_betas)
             betas[k] = value
             grid.append((f"β{k + 1}={value:+.0f}", betas))
-    if model.beta_range is not None:
-        for label, bound in (("min", model.beta_range[0]), ("max", model.beta_range[1])):
-            betas = torch.zeros(model.num_betas)
-            betas[0] = bound[0]
-            grid.append((f"β1={float(bound[0]):+.2f} (pop. {label})", betas))
     return grid
 
 

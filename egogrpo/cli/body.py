@@ -41,10 +41,17 @@ def info(
     for index, name, parent in summary.joints:
         joints.add_row(str(index), name, parent or "—")
     console.print(joints)
-    shapes = Table(title="Rest pose by shape (metres)")
-    limb_names = list(summary.shapes[0].limb_lengths)
-    for column in ("shape", "height", "CPF", *limb_names):
-        shapes.add_column(column, justify="right", no_wrap=column == "shape")
+    heights = Table(title="Rest pose by shape (metres)")
+    for column in ("shape", "height", "CPF above soles", "CPF − head (x, y, z)"):
+        heights.add_column(column, justify="right")
     for s in summary.shapes:
-        shapes.add_row(s.label, f"{s.rest_height:.3f}", f"{s.cpf_height:.3f}", *(f"{s.limb_lengths[n]:.3f}" for n in limb_names))
-    console.print(shapes)
+        offset = ", ".join(f"{c:+.3f}" for c in s.cpf_offset)
+        heights.add_row(s.label, f"{s.rest_height:.3f}", f"{s.cpf_height:.3f}", offset)
+    console.print(heights)
+    limb_names = list(summary.shapes[0].limb_lengths)
+    limbs = Table(title="Limb lengths by shape (metres)")
+    for column in ("shape", *limb_names):
+        limbs.add_column(column, justify="right")
+    for s in summary.shapes:
+        limbs.add_row(s.label, *(f"{s.limb_lengths[n]:.3f}" for n in limb_names))
+    console.print(limbs)
