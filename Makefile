@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 PROJECTARIA_SPEC ?= projectaria-tools==2.3.0
 
-.PHONY: setup test bench clean
+.PHONY: setup test bench lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+lint: setup
+	$(PIP) install --quiet ruff
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

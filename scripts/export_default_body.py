@@ -351,9 +351,7 @@ def evaluate_fit(pop: dict, pca: dict, k: int) -> dict:
         diag[f"{key}_rms_mm"] = float(np.sqrt(np.mean(err**2)) * 1e3)
         diag[f"{key}_max_mm"] = float(err.max() * 1e3)
     digits = {"explained_variance": 5}
-    return {
-        k_: (round(v, digits.get(k_, 3)) if isinstance(v, float) else v) for k_, v in diag.items()
-    }
+    return {k_: (round(v, digits.get(k_, 3)) if isinstance(v, float) else v) for k_, v in diag.items()}
 
 
 def build_arrays(pop: dict, pca: dict, k: int) -> dict[str, np.ndarray]:
@@ -394,8 +392,7 @@ def body_measures(
 
     def seg(a, b):
         return 0.5 * sum(
-            np.linalg.norm(joints[:, J[f"{s}_{b}"]] - joints[:, J[f"{s}_{a}"]], axis=-1)
-            for s in ("left", "right")
+            np.linalg.norm(joints[:, J[f"{s}_{b}"]] - joints[:, J[f"{s}_{a}"]], axis=-1) for s in ("left", "right")
         )
 
     cpf_y = joints[:, J["head"], 1] + cpf_off[:, 1]
@@ -416,8 +413,7 @@ def body_measures(
 def evaluate_model(arrays: dict, beta: np.ndarray) -> dict[str, np.ndarray]:
     """Model outputs for a batch of beta (M, K): joints, cpf offset, floor, height."""
     return {
-        "joints": arrays["joints_mean"]
-        + np.einsum("jck,mk->mjc", arrays["joints_shape_dirs"], beta),
+        "joints": arrays["joints_mean"] + np.einsum("jck,mk->mjc", arrays["joints_shape_dirs"], beta),
         "cpf_offset": arrays["cpf_offset_mean"] + beta @ arrays["cpf_offset_shape_dirs"].T,
         "floor_offset": arrays["floor_offset_mean"] + beta @ arrays["floor_offset_shape_dirs"],
         "height": arrays["height_mean"] + beta @ arrays["height_shape_dirs"],
@@ -447,10 +443,7 @@ def print_report(pop: dict, arrays: dict) -> dict:
     for key, v in meas.items():
         q = [v.min(), np.percentile(v, 1), v.mean(), np.percentile(v, 99), v.max()]
         ranges[key] = [round(float(x), 4) for x in q]
-        print(
-            f"  {key:20s} min {q[0]:.3f}  p1 {q[1]:.3f}  mean {q[2]:.3f}  "
-            f"p99 {q[3]:.3f}  max {q[4]:.3f}"
-        )
+        print(f"  {key:20s} min {q[0]:.3f}  p1 {q[1]:.3f}  mean {q[2]:.3f}  p99 {q[3]:.3f}  max {q[4]:.3f}")
     grid = beta_grid(arrays)
     out = evaluate_model(arrays, np.stack([b for _, b in grid]))
     gm = body_measures(out["joints"], out["cpf_offset"], out["floor_offset"], out["height"])
@@ -534,11 +527,7 @@ def main(argv=None) -> int:
         if not 1 <= k <= k_max:
             raise SystemExit(f"--components must be in [1, {k_max}]")
     else:
-        ok = [
-            k
-            for k in range(K_RANGE[0], k_max + 1)
-            if diags[k]["joint_max_mm"] <= MAX_JOINT_ERROR_M * 1e3
-        ]
+        ok = [k for k in range(K_RANGE[0], k_max + 1) if diags[k]["joint_max_mm"] <= MAX_JOINT_ERROR_M * 1e3]
         k = ok[0] if ok else k_max
         if not ok:
             print(f"warning: no K <= {k_max} meets {MAX_JOINT_ERROR_M * 1e3:g} mm", file=sys.stderr)

@@ -33,7 +33,7 @@ class CliResult:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """Run `egogrpo ARGS…` in-process through the real entry point; returns exit code and output."""
     from egogrpo.cli.main import main
 

@@ -78,7 +78,9 @@ def make_synthetic_model(
     weights[np.arange(num_vertices), owner] = 0.7
     parent_of_owner = np.array([max(parents[o], 0) for o in owner])
     weights[np.arange(num_vertices), parent_of_owner] += 0.3
-    kintree = np.stack([np.array([p if p >= 0 else 4294967295 for p in parents], dtype=np.int64), np.arange(num_joints)])
+    kintree = np.stack(
+        [np.array([p if p >= 0 else 4294967295 for p in parents], dtype=np.int64), np.arange(num_joints)]
+    )
     return {
         "v_template": v_template.astype(dtype),
         "shapedirs": shapedirs.astype(dtype),

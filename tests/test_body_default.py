@@ -15,11 +15,11 @@ from egogrpo.errors import EgogrpoError
 
 
 @pytest.fixture(scope="module")
-def body():  # noqa: ANN201
+def body():
     return load_body_model("default")
 
 
-def test_asset_is_small_and_says_where_it_came_from(body) -> None:  # noqa: ANN001
+def test_asset_is_small_and_says_where_it_came_from(body) -> None:
     path = default_body_asset_path()
     assert path.stat().st_size < 50_000
     provenance = json.loads(str(np.load(path)["provenance"]))
@@ -29,7 +29,7 @@ def test_asset_is_small_and_says_where_it_came_from(body) -> None:  # noqa: ANN0
     assert torch.all(body.joints_mean[0] == 0) and torch.all(body.joints_shape_dirs[0] == 0)  # pelvis at origin
 
 
-def _measure(body, betas: torch.Tensor) -> dict[str, np.ndarray]:  # noqa: ANN001
+def _measure(body, betas: torch.Tensor) -> dict[str, np.ndarray]:
     j = body.with_shape(betas).rest_joints.double().numpy()
     n = {name: i for i, name in enumerate(BODY_JOINT_NAMES)}
 
@@ -47,7 +47,7 @@ def _measure(body, betas: torch.Tensor) -> dict[str, np.ndarray]:  # noqa: ANN00
     }
 
 
-def test_shape_space_spans_plausible_adults(body) -> None:  # noqa: ANN001
+def test_shape_space_spans_plausible_adults(body) -> None:
     grid = []
     for k in range(body.num_betas):
         for v in (-2.0, 2.0):
@@ -96,7 +96,7 @@ def _numpy_fk(rest: np.ndarray, root_quat: np.ndarray, root_pos: np.ndarray, loc
     return np.stack(p), R[HEAD].as_matrix()
 
 
-def test_fk_matches_numpy_reference(body) -> None:  # noqa: ANN001
+def test_fk_matches_numpy_reference(body) -> None:
     rng = np.random.default_rng(2)
     for trial in range(5):
         betas = rng.normal(size=body.num_betas)
@@ -105,22 +105,26 @@ def test_fk_matches_numpy_reference(body) -> None:  # noqa: ANN001
         local = Rotation.random(21, random_state=10 + trial).as_quat(scalar_first=True)
         shaped = body.with_shape(torch.from_numpy(betas).float())
         rest = shaped.rest_joints.double().numpy()
-        posed = shaped.with_pose(torch.from_numpy(np.concatenate([root_q, root_p])).float(), torch.from_numpy(local).float())
+        posed = shaped.with_pose(
+            torch.from_numpy(np.concatenate([root_q, root_p])).float(), torch.from_numpy(local).float()
+        )
         expected, R_head = _numpy_fk(rest, root_q, root_p, local)
         np.testing.assert_allclose(posed.joints.double().numpy(), expected, atol=1e-5)
         cpf = posed.T_world_cpf.double().numpy()
         np.testing.assert_allclose(cpf[4:], expected[HEAD] + R_head @ shaped.cpf_offset.double().numpy(), atol=1e-5)
 
 
-def test_default_has_no_mesh_or_hands(body) -> None:  # noqa: ANN001
-    posed = body.with_shape(torch.zeros(body.num_betas)).with_pose(torch.tensor([1.0, 0, 0, 0, 0, 0, 0]), torch.tensor([1.0, 0, 0, 0]).expand(21, 4))
+def test_default_has_no_mesh_or_hands(body) -> None:
+    posed = body.with_shape(torch.zeros(body.num_betas)).with_pose(
+        torch.tensor([1.0, 0, 0, 0, 0, 0, 0]), torch.tensor([1.0, 0, 0, 0]).expand(21, 4)
+    )
     with pytest.raises(ValueError, match="no mesh"):
         posed.skin()
     with pytest.raises(EgogrpoError, match="num-betas"):
         load_body_model("default", num_betas=4)
 
 
-def test_corrupt_default_asset_is_reported(tmp_path) -> None:  # noqa: ANN001
+def test_corrupt_default_asset_is_reported(tmp_path) -> None:
     from egogrpo.body.default_model import load_default_body
 
     path = tmp_path / "default_body.npz"

@@ -46,7 +46,7 @@ def _smplx_forward(arrays: dict[str, np.ndarray], motion: dict[str, np.ndarray])
         flat_hand_mean=True,
         batch_size=N,
     )
-    f = lambda x: torch.from_numpy(x).float()  # noqa: E731
+    f = lambda x: torch.from_numpy(x).float()
     out = model(
         betas=f(motion["betas"]),
         global_orient=f(motion["global_orient"]),
@@ -63,7 +63,7 @@ def _quats(rotvec: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(flat.reshape(*rotvec.shape[:-1], 4)).float()
 
 
-def _our_posed(model, motion: dict[str, np.ndarray], pelvis: np.ndarray, hands: bool = True):  # noqa: ANN001, ANN202
+def _our_posed(model, motion: dict[str, np.ndarray], pelvis: np.ndarray, hands: bool = True):
     T_world_root = torch.cat((_quats(motion["global_orient"]), torch.from_numpy(pelvis).float()), dim=-1)
     pose = motion["pose"]
     return model.with_shape(torch.from_numpy(motion["betas"]).float()).with_pose(
@@ -71,7 +71,7 @@ def _our_posed(model, motion: dict[str, np.ndarray], pelvis: np.ndarray, hands: 
     )
 
 
-def test_joints_and_mesh_match_smplx_with_16_betas(smplh_file, random_motion) -> None:  # noqa: ANN001
+def test_joints_and_mesh_match_smplx_with_16_betas(smplh_file, random_motion) -> None:
     path, arrays = smplh_file
     model = load_smpl_npz(path)
     assert model.kind == "smplh" and model.num_betas == 16 and model.num_joints == 52
@@ -87,7 +87,7 @@ def test_joints_and_mesh_match_smplx_with_16_betas(smplh_file, random_motion) ->
     assert np.abs(model.joints_shape_dirs[..., 10:].numpy()).max() > 1e-3
 
 
-def test_cpf_is_egoallos_eye_midpoint(smplh_file, random_motion) -> None:  # noqa: ANN001
+def test_cpf_is_egoallos_eye_midpoint(smplh_file, random_motion) -> None:
     path, arrays = smplh_file
     model = load_smpl_npz(path)
     a = {k: v.astype(np.float64) for k, v in arrays.items()}
@@ -115,7 +115,7 @@ def test_cpf_is_egoallos_eye_midpoint(smplh_file, random_motion) -> None:  # noq
     assert (got_rot.inv() * R_head).magnitude().max() < 1e-5
 
 
-def test_rest_height_and_cpf_height_from_vertices(smplh_file) -> None:  # noqa: ANN001
+def test_rest_height_and_cpf_height_from_vertices(smplh_file) -> None:
     path, arrays = smplh_file
     model = load_smpl_npz(path)
     betas = np.zeros((1, 16))
@@ -129,12 +129,14 @@ def test_rest_height_and_cpf_height_from_vertices(smplh_file) -> None:  # noqa: 
     assert 1.5 < float(model.rest_height(torch.zeros(16))) < 2.0  # the synthetic body is human-sized
 
 
-def test_any_leading_batch_shape_and_broadcast_betas(smplh_file) -> None:  # noqa: ANN001
+def test_any_leading_batch_shape_and_broadcast_betas(smplh_file) -> None:
     model = load_smpl_npz(smplh_file[0])
     g = torch.Generator().manual_seed(0)
     betas = torch.randn(2, 1, 16, generator=g)  # one shape per sequence, broadcast over 5 frames
     quats = torch.nn.functional.normalize(torch.randn(2, 5, 21, 4, generator=g), dim=-1)
-    root = torch.cat((torch.nn.functional.normalize(torch.randn(2, 5, 4, generator=g), dim=-1), torch.randn(2, 5, 3)), -1)
+    root = torch.cat(
+        (torch.nn.functional.normalize(torch.randn(2, 5, 4, generator=g), dim=-1), torch.randn(2, 5, 3)), -1
+    )
     posed = model.with_shape(betas).with_pose(root, quats)
     assert posed.joints.shape == (2, 5, 22, 3)
     assert posed.T_world_cpf.shape == (2, 5, 7)
@@ -142,7 +144,7 @@ def test_any_leading_batch_shape_and_broadcast_betas(smplh_file) -> None:  # noq
     torch.testing.assert_close(single.joints, posed.joints[1, 3])
 
 
-def test_fk_gradients_match_finite_differences(smplh_file) -> None:  # noqa: ANN001
+def test_fk_gradients_match_finite_differences(smplh_file) -> None:
     model = load_smpl_npz(smplh_file[0]).to(dtype=torch.float64)
     betas = torch.zeros(16, dtype=torch.float64)
     root = torch.tensor([1.0, 0, 0, 0, 0, 0, 0], dtype=torch.float64)
@@ -150,7 +152,11 @@ def test_fk_gradients_match_finite_differences(smplh_file) -> None:  # noqa: ANN
     def joints_of(rotmats_6d: torch.Tensor) -> torch.Tensor:
         from egogrpo.geometry import matrix_from_6d
 
-        return model.with_shape(betas).with_pose_matrices(root[:4].new_tensor(np.eye(3)), root[4:], matrix_from_6d(rotmats_6d)).joints
+        return (
+            model.with_shape(betas)
+            .with_pose_matrices(root[:4].new_tensor(np.eye(3)), root[4:], matrix_from_6d(rotmats_6d))
+            .joints
+        )
 
     x = torch.randn(21, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(joints_of, (x,), eps=1e-6, atol=1e-6)
@@ -166,7 +172,9 @@ def test_smplx_file_loads_with_eye_joint_cpf(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.joints_mean.numpy(), rest, atol=1e-5)
     np.testing.assert_allclose(model.cpf_offset_mean.numpy(), rest[[23, 24]].mean(0) - rest[HEAD], atol=1e-5)
     posed = model.with_shape(torch.zeros(10)).with_pose(
-        torch.tensor([1.0, 0, 0, 0, 0, 0, 0]), torch.tensor([1.0, 0, 0, 0]).expand(21, 4), torch.tensor([1.0, 0, 0, 0]).expand(30, 4)
+        torch.tensor([1.0, 0, 0, 0, 0, 0, 0]),
+        torch.tensor([1.0, 0, 0, 0]).expand(21, 4),
+        torch.tensor([1.0, 0, 0, 0]).expand(30, 4),
     )
     np.testing.assert_allclose(posed.joints.numpy(), rest - rest[0], atol=1e-5)
     assert posed.skin().shape == (10475, 3)
@@ -186,7 +194,7 @@ def test_missing_file(tmp_path: Path) -> None:
     _expect_error(tmp_path / "nope.npz", "no such body model file")
 
 
-def test_truncated_npz(tmp_path: Path, smplh_file) -> None:  # noqa: ANN001
+def test_truncated_npz(tmp_path: Path, smplh_file) -> None:
     data = smplh_file[0].read_bytes()
     path = tmp_path / "truncated.npz"
     path.write_bytes(data[: len(data) // 3])

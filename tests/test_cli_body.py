@@ -15,7 +15,7 @@ from egogrpo import __version__
 from egogrpo.body.topology import BODY_JOINT_NAMES, BODY_PARENTS
 
 
-def test_version_and_help(run_cli) -> None:  # noqa: ANN001
+def test_version_and_help(run_cli) -> None:
     result = run_cli("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"egogrpo {__version__}"
     result = run_cli("--help")
@@ -27,7 +27,7 @@ def test_python_dash_m_entry_point() -> None:
     assert out.stdout.strip() == f"egogrpo {__version__}"
 
 
-def test_body_info_default(run_cli) -> None:  # noqa: ANN001
+def test_body_info_default(run_cli) -> None:
     result = run_cli("body", "info", "default", "--json")
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
@@ -42,7 +42,7 @@ def test_body_info_default(run_cli) -> None:  # noqa: ANN001
     assert table.exit_code == 0 and "left_wrist" in table.stdout and "CPF" in table.stdout
 
 
-def test_body_info_smplh_matches_numpy(run_cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_body_info_smplh_matches_numpy(run_cli, tmp_path: Path) -> None:
     path = tmp_path / "model.npz"
     arrays = write_synthetic_model(path, kind="smplh", num_betas=16, seed=4)
     result = run_cli("body", "info", str(path), "--json")
@@ -62,7 +62,7 @@ def test_body_info_smplh_matches_numpy(run_cli, tmp_path: Path) -> None:  # noqa
 
 
 @pytest.mark.parametrize("problem", ["missing", "truncated", "wrong_keys", "nan", "not_npz"])
-def test_body_info_bad_input(run_cli, tmp_path: Path, problem: str) -> None:  # noqa: ANN001
+def test_body_info_bad_input(run_cli, tmp_path: Path, problem: str) -> None:
     path = tmp_path / "model.npz"
     if problem == "truncated":
         np.savez(path, **make_synthetic_model(seed=1))

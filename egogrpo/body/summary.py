@@ -89,6 +89,8 @@ def summarize_body_model(model: BodyModel) -> BodyModelSummary:
         has_hands=model.has_hands,
         mesh_vertices=None if model.mesh is None else int(model.mesh.v_template.shape[0]),
         mesh_faces=None if model.mesh is None else int(model.mesh.faces.shape[0]),
-        joints=[(i, n, names[p] if p >= 0 else None) for i, (n, p) in enumerate(zip(names, model.parents, strict=True))],
+        joints=[
+            (i, n, names[p] if p >= 0 else None) for i, (n, p) in enumerate(zip(names, model.parents, strict=True))
+        ],
         shapes=shapes,
     )

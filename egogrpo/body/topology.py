@@ -39,8 +39,8 @@ SMPLH_PARENTS = BODY_PARENTS + _hand_parents(LEFT_WRIST, 22) + _hand_parents(RIG
 SMPLH_HAND_JOINTS = tuple(range(22, 52))
 
 #: SMPL-X: 22 body joints, jaw and eyes, then the two hands (55).
-SMPLX_JOINT_NAMES = BODY_JOINT_NAMES + ("jaw", "left_eye", "right_eye") + HAND_JOINT_NAMES
-SMPLX_PARENTS = BODY_PARENTS + (15, 15, 15) + _hand_parents(LEFT_WRIST, 25) + _hand_parents(RIGHT_WRIST, 40)
+SMPLX_JOINT_NAMES = (*BODY_JOINT_NAMES, "jaw", "left_eye", "right_eye", *HAND_JOINT_NAMES)
+SMPLX_PARENTS = (*BODY_PARENTS, 15, 15, 15, *_hand_parents(LEFT_WRIST, 25), *_hand_parents(RIGHT_WRIST, 40))
 SMPLX_HAND_JOINTS = tuple(range(25, 55))
 
 #: EgoAllo's CPF: the midpoint of two vertex pairs at the eyes of the SMPL/SMPL-H mesh (6890 vertices).

@@ -28,7 +28,9 @@ def se3_identity(
     *batch: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> Float[Tensor, "*batch 7"]:
     """Identity transforms with the given batch shape."""
-    return torch.cat((quat_identity(*batch, dtype=dtype, device=device), torch.zeros(*batch, 3, dtype=dtype, device=device)), dim=-1)
+    return torch.cat(
+        (quat_identity(*batch, dtype=dtype, device=device), torch.zeros(*batch, 3, dtype=dtype, device=device)), dim=-1
+    )
 
 
 def se3_from_rotation_translation(
@@ -101,7 +103,9 @@ def se3_log(T: Float[Tensor, "*batch 7"]) -> Float[Tensor, "*batch 6"]:
     theta = torch.sqrt(theta_sq_safe)
     half = 0.5 * theta
     # V⁻¹ = I − ½K + c K², c = (1 − (θ/2) cot(θ/2)) / θ².
-    c = torch.where(small, 1.0 / 12.0 + theta_sq / 720.0, (1.0 - half * torch.cos(half) / torch.sin(half)) / theta_sq_safe)
+    c = torch.where(
+        small, 1.0 / 12.0 + theta_sq / 720.0, (1.0 - half * torch.cos(half) / torch.sin(half)) / theta_sq_safe
+    )
     K = _skew(omega)
     eye = torch.eye(3, dtype=T.dtype, device=T.device)
     V_inv = eye - 0.5 * K + c * (K @ K)

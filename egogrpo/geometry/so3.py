@@ -77,4 +77,3 @@ def project_to_so3(M: Float[Tensor, "*batch 3 3"], fix_reflection: bool = True) 
         flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
         U = U * flip[..., None, :]
     return U @ Vh
-
