@@ -12,6 +12,7 @@ import dataclasses
 import json
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,10 +76,10 @@ def config_from_dict(cls: type[C], data: dict[str, Any], where: str = "config") 
     if unknown:
         raise EgogrpoError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
     kwargs = {}
-    for name, field in fields.items():
+    for name, spec in fields.items():
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], f"{where}.{name}")
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
             raise EgogrpoError(f"{where}: missing key {name} for {cls.__name__}")
     return cls(**kwargs)
 
@@ -99,3 +100,35 @@ def load_config(cls: type[C], path: str | Path) -> C:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EgogrpoError(f"{path}: not valid JSON ({e})") from None
     return config_from_dict(cls, data, where=str(path))
+
+
+# --- preprocessing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloorContactConfig:
+    """HuMoR-style floor estimate and contact labels (metres, metres per second).
+
+    A foot joint is *static* when its speed is below `static_speed` (HuMoR's 0.005 m per frame at
+    120 fps). The floor is the median height of the lowest cluster of static toe heights (1-D
+    clusters split at gaps larger than `cluster_gap`, at least `min_cluster_size` samples), minus
+    `toe_clearance`. Contacts: static and below `toe_height` (toes) or `joint_height` (ankles,
+    knees, wrists) above the floor.
+    """
+
+    static_speed: float = 0.6
+    cluster_gap: float = 0.005
+    min_cluster_size: int = 3
+    toe_clearance: float = 0.01
+    toe_height: float = 0.04
+    joint_height: float = 0.08
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """How a clip becomes a stored sequence: resampling, trimming, floor and contacts, length checks."""
+
+    fps: float = 30.0  # output frame rate; resampled by timestamp (slerp/lerp)
+    trim_fraction: float = 0.0  # drop this fraction at each end (EgoAllo's AMASS processing: 0.1)
+    min_frames: int = 128  # stored frames (the first is dropped) below this are refused: one training crop
+    floor: FloorContactConfig = field(default_factory=FloorContactConfig)

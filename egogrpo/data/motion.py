@@ -29,7 +29,9 @@ class MotionClip:
     hand_quats:    (T, 30, 4) local rotations of 15 left then 15 right hand joints, or None
     joints_world:  (T, 22, 3) ground-truth world joints when they differ from FK of the fields
                    above on the output body model (e.g. a gendered SMPL-H fit stored with
-                   neutral betas), else None
+                   neutral betas, or a mocap skeleton), else None
+    T_world_cpf:   (T, 7) measured CPF poses (e.g. an Aria device's, for ADT) to store instead of
+                   the body's FK CPF, else None
     attrs:         extra per-sequence attributes recorded in the HDF5 (gender, source fps, …)
     """
 
@@ -42,6 +44,7 @@ class MotionClip:
     betas: np.ndarray
     hand_quats: np.ndarray | None = None
     joints_world: np.ndarray | None = None
+    T_world_cpf: np.ndarray | None = None
     attrs: dict[str, str | float | int] = field(default_factory=dict)
 
     @property
@@ -90,9 +93,15 @@ def mirror_clip(clip: MotionClip, suffix: str = "_mirror") -> MotionClip:
     joints = None
     if clip.joints_world is not None:
         joints = clip.joints_world[:, np.concatenate([[0], 1 + _BODY_SWAP])] * np.array([-1.0, 1.0, 1.0])
+    cpf = None
+    if clip.T_world_cpf is not None:
+        cpf = clip.T_world_cpf.copy()
+        cpf[:, :4] = _mirror_rotations(cpf[:, :4])
+        cpf[:, 4] *= -1.0
     return dataclasses.replace(
         clip,
         name=clip.name + suffix,
+        T_world_cpf=cpf,
         T_world_root=root,
         body_quats=_mirror_rotations(clip.body_quats[:, _BODY_SWAP]),
         hand_quats=hands,
