@@ -132,3 +132,28 @@ class ProcessConfig:
     trim_fraction: float = 0.0  # drop this fraction at each end (EgoAllo's AMASS processing: 0.1)
     min_frames: int = 128  # stored frames (the first is dropped) below this are refused: one training crop
     floor: FloorContactConfig = field(default_factory=FloorContactConfig)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """One `egogrpo preprocess SOURCE` run: what to read, which body model, how to process, where to write.
+
+    The fields that change the written data are recorded in the output file (`options_json`);
+    a `.partial` output made with other settings is not resumed.
+    """
+
+    source: str  # "amass", "cmu", "bvh", "rich" or "adt"
+    inputs: tuple[str, ...]  # a dataset root folder, or files
+    out: str  # the HDF5 file to write
+    body: str = "default"  # output body model: "default" or an SMPL-H/SMPL-X .npz (AMASS: the neutral SMPL-H)
+    splits: tuple[str, ...] = ("train", "val", "test")  # which splits to write (from data_manifests/)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    mirror: bool = False  # also write a left/right mirrored copy of every clip ("<name>_mirror")
+    skip_short: bool = False  # leave out clips shorter than one crop instead of stopping with an error
+    overwrite: bool = False  # replace an existing output file
+    workers: int = 0  # worker processes; 0 = one per CPU core
+    source_fps: float = 120.0  # CMU AMC files do not state their rate (CMU captured at 120 fps)
+    bvh_units: str = "auto"  # BVH length unit: auto, m, cm, mm, inch, cmu, or metres per unit
+    bvh_split: str = "train"  # the split BVH files are recorded under
+    male_model: str | None = None  # AMASS/RICH: the male model file, for the male → neutral shape map
+    female_model: str | None = None  # AMASS/RICH: the female model file

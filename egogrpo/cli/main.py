@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from egogrpo import __version__
-from egogrpo.cli import body
+from egogrpo.cli import body, preprocess
 from egogrpo.cli.common import print_error
 from egogrpo.errors import EgogrpoError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(body.app, name="body")
+app.add_typer(preprocess.app, name="preprocess")
 
 
 def _print_version(value: bool) -> None:

@@ -5,10 +5,10 @@
    Known conventions: CMU ASF bone names, CMU's BVH conversion, and a resolver for the common
    BVH namings (MotionBuilder/Mixamo/LAFAN, 3ds Max, Biped, Poser/DAZ). Intermediate source
    joints are folded into their parents: only the mapped nodes' rotations are used.
-2. **Shape.** Betas are fitted (Gauss–Newton with a small ridge prior) so that the body model's
-   bone lengths match the source's on the bones every convention defines the same way: thighs,
-   shins, feet, upper arms, forearms, hip and shoulder widths and the lower two spine segments.
-   The upper spine and neck are left to the shape space, since conventions place them differently.
+2. **Shape.** Betas are fitted (Gauss–Newton with a ridge prior) so that the body model's long
+   limb bones (thighs, shins, upper arms, forearms) match the source's: every convention puts
+   their ends at the same anatomical joints. Widths, feet, spine and neck follow from the shape
+   space, since conventions place and count those joints differently.
 3. **Rotations.** World rotations are transferred: our joint j turns as its source node does,
    W_j(t) = G_n(t) · C_j · A · Q, where Q takes the body's y-up rest frame into the z-up world,
    A turns our rest facing onto the source's (about the vertical), and C_j (limbs only) turns our
@@ -37,11 +37,16 @@ _J = {name: i for i, name in enumerate(BODY_JOINT_NAMES)}
 
 @dataclass(frozen=True)
 class JointSource:
-    """Where one of our joints comes from: `node`'s rotation, at `node` moved `fraction` toward `toward`."""
+    """Where one of our joints comes from: `node`'s rotation, at `node` moved `fraction` toward `toward`.
+
+    `between`, when given, places the joint at the mean of those nodes instead (our pelvis sits
+    between the hip joints, whereas many sources put their root higher, at the sacrum).
+    """
 
     node: str
     toward: str | None = None
     fraction: float = 0.0
+    between: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,8 @@ def _sided(table: dict[str, str | JointSource]) -> tuple[JointSource, ...]:
         spec = table[name.removeprefix("left_").removeprefix("right_")]
         if isinstance(spec, str):
             spec = JointSource(spec)
-        joints.append(JointSource(fill(spec.node, side), fill(spec.toward, side), spec.fraction))
+        between = tuple(fill(n, side) or "" for n in spec.between)
+        joints.append(JointSource(fill(spec.node, side), fill(spec.toward, side), spec.fraction, between))
     return tuple(joints)
 
 
@@ -75,7 +81,7 @@ CMU_ASF = SkeletonMapping(
     "cmu-asf",
     _sided(
         {
-            "pelvis": "root", "hip": "{s}femur", "knee": "{s}tibia", "ankle": "{s}foot", "foot": "{s}toes",
+            "pelvis": JointSource("root", between=("lfemur", "rfemur")), "hip": "{s}femur", "knee": "{s}tibia", "ankle": "{s}foot", "foot": "{s}toes",
             "spine1": "upperback", "spine2": "thorax", "spine3": "lowerneck", "neck": "upperneck", "head": "head",
             "collar": JointSource("{s}clavicle", "{s}humerus", 0.5), "shoulder": "{s}humerus",
             "elbow": "{s}radius", "wrist": "{s}wrist",
@@ -88,7 +94,7 @@ CMU_BVH = SkeletonMapping(
     "cmu-bvh",
     _sided(
         {
-            "pelvis": "Hips", "hip": "{S}UpLeg", "knee": "{S}Leg", "ankle": "{S}Foot", "foot": "{S}ToeBase",
+            "pelvis": JointSource("Hips", between=("LeftUpLeg", "RightUpLeg")), "hip": "{S}UpLeg", "knee": "{S}Leg", "ankle": "{S}Foot", "foot": "{S}ToeBase",
             "spine1": "Spine", "spine2": "Spine1", "spine3": "Neck", "neck": "Neck1", "head": "Head",
             "collar": JointSource("{S}Shoulder", "{S}Arm", 0.5), "shoulder": "{S}Arm",
             "elbow": "{S}ForeArm", "wrist": "{S}Hand",
@@ -199,7 +205,7 @@ def _resolve_generic(motion: SkeletonMotion) -> SkeletonMapping:
             side, role = name.split("_", 1)
             joints.append(sided[side][role])
         elif name == "pelvis":
-            joints.append(JointSource(pelvis))
+            joints.append(JointSource(pelvis, between=(sided["left"]["hip"].node, sided["right"]["hip"].node)))
         elif name == "head":
             joints.append(JointSource(head))
         else:
@@ -252,6 +258,9 @@ def mapped_points(motion: SkeletonMotion, mapping: SkeletonMapping, positions: n
     """Source positions (..., N, 3) → our 22 joints' source points (..., 22, 3)."""
     points = []
     for source in mapping.joints:
+        if source.between:
+            points.append(np.mean([positions[..., motion.index(n), :] for n in source.between], axis=0))
+            continue
         p = positions[..., motion.index(source.node), :]
         if source.toward is not None and source.fraction:
             p = p + source.fraction * (positions[..., motion.index(source.toward), :] - p)
@@ -259,13 +268,13 @@ def mapped_points(motion: SkeletonMotion, mapping: SkeletonMapping, positions: n
     return np.stack(points, axis=-2)
 
 
-#: Bones used for the shape fit: (child, parent) pairs of our joints, plus two widths.
+#: Bones used for the shape fit, as (child, parent) joints: the long limb bones, whose ends every
+#: convention places at the same anatomical joints (hip and shoulder widths, feet, spine and neck
+#: are placed differently by different conventions, so they are left to the shape space).
 FIT_BONES = (
     ("left_knee", "left_hip"), ("right_knee", "right_hip"), ("left_ankle", "left_knee"),
-    ("right_ankle", "right_knee"), ("left_foot", "left_ankle"), ("right_foot", "right_ankle"),
-    ("left_elbow", "left_shoulder"), ("right_elbow", "right_shoulder"), ("left_wrist", "left_elbow"),
-    ("right_wrist", "right_elbow"), ("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"),
-    ("spine1", "pelvis"), ("spine2", "spine1"),
+    ("right_ankle", "right_knee"), ("left_elbow", "left_shoulder"), ("right_elbow", "right_shoulder"),
+    ("left_wrist", "left_elbow"), ("right_wrist", "right_elbow"),
 )  # fmt: skip
 
 
@@ -282,7 +291,7 @@ class ShapeFit:
         return float(np.sqrt(np.mean((self.fitted_lengths - self.source_lengths) ** 2)))
 
 
-def fit_betas(body: BodyModel, source_rest_points: np.ndarray, prior: float = 1e-5, iterations: int = 20) -> ShapeFit:
+def fit_betas(body: BodyModel, source_rest_points: np.ndarray, prior: float = 3e-4, iterations: int = 20) -> ShapeFit:
     """Betas whose rest bone lengths best match the source's (least squares + prior·|β|², metres²)."""
     a = np.array([_J[c] for c, _ in FIT_BONES])
     b = np.array([_J[p] for _, p in FIT_BONES])

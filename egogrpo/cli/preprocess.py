@@ -1,0 +1,175 @@
+"""`egogrpo preprocess …`: one command per source, each writing the same self-describing HDF5 layout."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from egogrpo.cli.common import console, err_console
+from egogrpo.config import PreprocessConfig, ProcessConfig
+from egogrpo.data.preprocess import PreprocessSummary, run_preprocess
+
+app = typer.Typer(help="Turn mocap datasets into egogrpo's HDF5 layout (30 fps, floor at z = 0, contacts, CPF).")
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="The HDF5 file to write.", dir_okay=False)]
+Mirror = Annotated[bool, typer.Option(help="Also write a left/right mirrored copy of every clip.")]
+SkipShort = Annotated[bool, typer.Option(help="Leave out clips shorter than one crop instead of stopping.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.")]
+Workers = Annotated[int, typer.Option(help="Worker processes (0: one per CPU core).")]
+MinFrames = Annotated[int, typer.Option(help="Shortest sequence kept, in 30 fps frames (one training crop).")]
+Splits = Annotated[str, typer.Option(help="Comma-separated splits to write (from data_manifests/).")]
+
+
+def _splits(text: str) -> tuple[str, ...]:
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in splits if s not in ("train", "val", "test")]
+    if bad or not splits:
+        raise typer.BadParameter(
+            f"unknown split(s) {', '.join(bad) or '(none)'}; use train, val, test", param_hint="--splits"
+        )
+    return splits
+
+
+def _run(config: PreprocessConfig) -> None:
+    """Run with a progress bar, then print what was written."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[clip]}"),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(f"preprocess {config.source}", total=None, clip="")
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, clip=name)
+
+        summary = run_preprocess(config, progress)
+    _report(summary)
+
+
+def _report(summary: PreprocessSummary) -> None:
+    size_mb = summary.out.stat().st_size / 1e6
+    console.print(
+        f"wrote {len(summary.written)} sequence(s), {summary.frames} frames "
+        f"({summary.frames / 30 / 60:.1f} min at 30 fps) to {summary.out} ({size_mb:.1f} MB) in {summary.seconds:.1f} s"
+    )
+    if summary.resumed:
+        console.print(f"resumed: {len(summary.resumed)} clip(s) were already finished by an earlier run")
+    if summary.skipped_short:
+        console.print(f"skipped (shorter than one crop): {', '.join(summary.skipped_short)}")
+    if summary.excluded:
+        console.print(f"excluded by the manifest: {', '.join(f'{k} ({v})' for k, v in summary.excluded.items())}")
+
+
+def _process(min_frames: int, trim: float = 0.0) -> ProcessConfig:
+    return dataclasses.replace(ProcessConfig(), min_frames=min_frames, trim_fraction=trim)
+
+
+@app.command("cmu")
+def cmu(
+    root: Annotated[Path, typer.Argument(help="Folder with CMU subject folders (each: one .asf and its .amc clips).")],
+    out: Out,
+    smplh: Annotated[
+        Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")
+    ] = None,
+    splits: Splits = "train,val,test",
+    fps: Annotated[float, typer.Option(help="Frame rate of the AMC files (CMU: 120).")] = 120.0,
+    mirror: Mirror = False,
+    skip_short: SkipShort = False,
+    min_frames: MinFrames = 128,
+    overwrite: Overwrite = False,
+    workers: Workers = 0,
+) -> None:
+    """CMU ASF/AMC mocap, retargeted onto the body model (default body, or SMPL-H with --smplh)."""
+    _run(
+        PreprocessConfig(
+            source="cmu",
+            inputs=(str(root),),
+            out=str(out),
+            body=str(smplh) if smplh else "default",
+            splits=_splits(splits),
+            process=_process(min_frames),
+            mirror=mirror,
+            skip_short=skip_short,
+            overwrite=overwrite,
+            workers=workers,
+            source_fps=fps,
+        )
+    )
+
+
+@app.command("bvh")
+def bvh(
+    files: Annotated[
+        list[Path], typer.Argument(help="BVH files (MotionBuilder/Mixamo, 3ds Max, Biped, CMU, … naming).")
+    ],
+    out: Out,
+    smplh: Annotated[
+        Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")
+    ] = None,
+    units: Annotated[str, typer.Option(help="Length unit: auto, m, cm, mm, inch, cmu, or metres per unit.")] = "auto",
+    split: Annotated[str, typer.Option(help="The split to record the clips under.")] = "train",
+    mirror: Mirror = False,
+    skip_short: SkipShort = False,
+    min_frames: MinFrames = 128,
+    overwrite: Overwrite = False,
+    workers: Workers = 0,
+) -> None:
+    """BVH files, retargeted onto the body model; joint namings are recognised, an unknown skeleton is refused."""
+    _run(
+        PreprocessConfig(
+            source="bvh",
+            inputs=tuple(str(f) for f in files),
+            out=str(out),
+            body=str(smplh) if smplh else "default",
+            splits=(split,),
+            process=_process(min_frames),
+            mirror=mirror,
+            skip_short=skip_short,
+            overwrite=overwrite,
+            workers=workers,
+            bvh_units=units,
+            bvh_split=_splits(split)[0],
+        )
+    )
+
+
+@app.command("amass")
+def amass(
+    root: Annotated[Path, typer.Argument(help="AMASS root: <root>/<Dataset>/…/*_poses.npz (SMPL+H G release).")],
+    smplh: Annotated[Path, typer.Option(help="The neutral SMPL-H model .npz (16 betas).")],
+    out: Out,
+    smplh_male: Annotated[Path | None, typer.Option(help="The male SMPL-H .npz, to map male betas to neutral.")] = None,
+    smplh_female: Annotated[Path | None, typer.Option(help="The female SMPL-H .npz.")] = None,
+    splits: Splits = "train,val,test",
+    trim: Annotated[float, typer.Option(help="Fraction dropped at each end of every clip (EgoAllo: 0.1).")] = 0.1,
+    mirror: Mirror = False,
+    skip_short: SkipShort = False,
+    min_frames: MinFrames = 128,
+    overwrite: Overwrite = False,
+    workers: Workers = 0,
+) -> None:
+    """AMASS SMPL+H G: EgoAllo's splits, frame-rate fixes and skip list; gendered betas mapped to the neutral model."""
+    _run(
+        PreprocessConfig(
+            source="amass",
+            inputs=(str(root),),
+            out=str(out),
+            body=str(smplh),
+            splits=_splits(splits),
+            process=_process(min_frames, trim),
+            mirror=mirror,
+            skip_short=skip_short,
+            overwrite=overwrite,
+            workers=workers,
+            male_model=str(smplh_male) if smplh_male else None,
+            female_model=str(smplh_female) if smplh_female else None,
+        )
+    )

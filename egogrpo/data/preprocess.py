@@ -1,0 +1,311 @@
+"""`egogrpo preprocess`: list a source's clips, read and process them in worker processes, write one HDF5.
+
+Each source turns its inputs into `ClipTask`s (one per clip, with its output name and split). Worker
+processes read a clip (`read_clip`), process it on the output body model (`process_clip`) and send
+the arrays back; the main process is the only writer. Output goes to `<out>.partial` and is renamed
+onto `<out>` when every clip is done, so an interrupted run never leaves a file that looks complete,
+and running the same command again resumes, skipping finished sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from egogrpo.body import BodyModel, load_body_model
+from egogrpo.config import PreprocessConfig, config_to_dict
+from egogrpo.data.hdf5_schema import MotionFileInfo, MotionFileWriter
+from egogrpo.data.manifests import load_manifest
+from egogrpo.data.motion import MotionClip, mirror_clip
+from egogrpo.data.process import ShortClipError, process_clip
+from egogrpo.data.sequence import SequenceArrays
+from egogrpo.errors import EgogrpoError
+
+SOURCES = ("amass", "cmu", "bvh", "rich", "adt")
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    """One clip to read: the reader's input files, the output group name and the split."""
+
+    name: str
+    split: str
+    paths: tuple[str, ...]
+
+
+@dataclass
+class PreprocessSummary:
+    """What a run did (names of sequences, counts, seconds)."""
+
+    out: Path
+    written: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # finished by an earlier, interrupted run
+    skipped_short: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)  # clip → reason, from the manifest
+    frames: int = 0
+    seconds: float = 0.0
+
+
+# --- tasks per source ------------------------------------------------------------------------------
+
+
+def cmu_tasks(root: Path, splits: tuple[str, ...]) -> tuple[list[ClipTask], dict[str, str]]:
+    """ASF/AMC clips under `root` (each subject folder holds one .asf and its .amc files), split by data_manifests/cmu.json."""
+    if not root.is_dir():
+        raise EgogrpoError(f"{root}: no such folder (expected CMU subject folders with .asf and .amc files)")
+    manifest = load_manifest("cmu")
+    split_of = {clip: split for split, clips in manifest["splits"].items() for clip in clips}
+    tasks, excluded = [], {}
+    for amc in sorted(root.rglob("*.amc")):
+        asfs = sorted(amc.parent.glob("*.asf"))
+        if len(asfs) != 1:
+            raise EgogrpoError(f"{amc.parent}: expected exactly one .asf skeleton beside {amc.name}, found {len(asfs)}")
+        clip = amc.stem
+        if clip in manifest["excluded"]:
+            excluded[clip] = manifest["excluded"][clip]
+            continue
+        subject = clip.split("_")[0]
+        split = split_of.get(clip) or _cmu_subject_split(subject)
+        if split in splits:
+            tasks.append(ClipTask(name=f"CMU/{subject}/{clip}", split=split, paths=(str(asfs[0]), str(amc))))
+    if not tasks and not excluded:
+        raise EgogrpoError(f"{root}: no .amc clips found")
+    return tasks, excluded
+
+
+def _cmu_subject_split(subject: str) -> str:
+    """The manifest's rule for clips it does not list: by subject number (mod 10: 0 test, 1 val, else train)."""
+    number = int(subject) if subject.isdigit() else sum(map(ord, subject))
+    return {0: "test", 1: "val"}.get(number % 10, "train")
+
+
+def bvh_tasks(files: tuple[str, ...], split: str) -> list[ClipTask]:
+    """One task per BVH file, named "BVH/<stem>"; all in `split`."""
+    tasks = []
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise EgogrpoError(f"{path}: no such BVH file")
+        tasks.append(ClipTask(name=f"BVH/{path.stem}", split=split, paths=(str(path),)))
+    if len({t.name for t in tasks}) != len(tasks):
+        raise EgogrpoError("two BVH files share a name; their sequences would collide in the output")
+    return tasks
+
+
+def amass_tasks(root: Path, splits: tuple[str, ...]) -> list[ClipTask]:
+    """AMASS `*_poses.npz` files of the datasets in the requested splits (data_manifests/amass.json)."""
+    from egogrpo.data.amass import amass_manifest, find_amass_files
+
+    manifest = amass_manifest()
+    tasks = []
+    for path in find_amass_files(root, manifest.datasets(splits)):
+        relative = path.relative_to(root)
+        split = manifest.split_of(relative.parts[0])
+        tasks.append(ClipTask(name=relative.with_suffix("").as_posix(), split=split, paths=(str(path), str(root))))
+    return tasks
+
+
+def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]]:
+    """The clips a run will process (and those the manifest excludes, with reasons)."""
+    if config.source == "cmu":
+        return cmu_tasks(Path(config.inputs[0]), config.splits)
+    if config.source == "bvh":
+        return bvh_tasks(config.inputs, config.bvh_split), {}
+    if config.source == "amass":
+        return amass_tasks(Path(config.inputs[0]), config.splits), {}
+    raise EgogrpoError(f"unknown preprocessing source {config.source!r}; expected one of {', '.join(SOURCES)}")
+
+
+# --- workers ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _WorkerState:
+    config: PreprocessConfig
+    body: BodyModel
+    amass_models: object | None = None
+
+
+_STATE: _WorkerState | None = None
+
+
+def _init_worker(config: PreprocessConfig) -> None:
+    """Load the body model(s) once per worker process."""
+    global _STATE
+    torch.set_num_threads(1)
+    body = load_body_model(config.body)
+    amass_models = None
+    if config.source == "amass":
+        from egogrpo.data.amass import AmassModels
+
+        amass_models = AmassModels(
+            neutral=body,
+            male=None if config.male_model is None else load_body_model(config.male_model),
+            female=None if config.female_model is None else load_body_model(config.female_model),
+        )
+    _STATE = _WorkerState(config=config, body=body, amass_models=amass_models)
+
+
+def read_clip(
+    task: ClipTask, config: PreprocessConfig, body: BodyModel, amass_models: object | None = None
+) -> MotionClip:
+    """Read one clip as a MotionClip of `body` (retargeting skeleton sources onto it)."""
+    if config.source == "cmu":
+        from egogrpo.data.asf_amc import read_asf_amc
+        from egogrpo.data.retarget import retarget
+
+        motion = read_asf_amc(task.paths[0], task.paths[1], fps=config.source_fps)
+        return retarget(motion, body, task.name, "cmu")[0]
+    if config.source == "bvh":
+        from egogrpo.data.bvh import read_bvh
+        from egogrpo.data.retarget import retarget
+
+        motion = read_bvh(task.paths[0], units=_bvh_units(config.bvh_units))
+        return retarget(motion, body, task.name, "bvh")[0]
+    if config.source == "amass":
+        from egogrpo.data.amass import read_amass_npz
+
+        return read_amass_npz(task.paths[0], task.paths[1], amass_models)  # type: ignore[arg-type]
+    raise EgogrpoError(f"unknown preprocessing source {config.source!r}")
+
+
+def _bvh_units(units: str) -> str | float:
+    try:
+        return float(units)
+    except ValueError:
+        return units
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A worker's answer: processed sequences, or a short clip, or a user error (one line)."""
+
+    task: ClipTask
+    sequences: tuple[tuple[str, SequenceArrays, dict], ...] = ()
+    short: str | None = None
+    error: str | None = None
+
+
+def _process_task(task: ClipTask) -> _Result:
+    assert _STATE is not None, "worker not initialised"
+    config = _STATE.config
+    try:
+        clip = read_clip(task, config, _STATE.body, _STATE.amass_models)
+        clips = [clip, mirror_clip(clip)] if config.mirror else [clip]
+        sequences = []
+        for c in clips:
+            arrays = process_clip(c, _STATE.body, config.process)
+            attrs = {"source_path": c.source, "dataset": c.dataset, "split": task.split, **c.attrs}
+            sequences.append((c.name, arrays, attrs))
+        return _Result(task=task, sequences=tuple(sequences))
+    except ShortClipError as e:
+        return _Result(task=task, short=str(e))
+    except EgogrpoError as e:
+        return _Result(task=task, error=str(e))
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def recorded_options(config: PreprocessConfig) -> dict:
+    """The settings that determine the written data (recorded in the file; a resume must match them)."""
+    options = config_to_dict(config)
+    for transient in ("out", "overwrite", "workers"):
+        options.pop(transient)
+    return options
+
+
+def _results(tasks: list[ClipTask], config: PreprocessConfig, workers: int) -> Iterator[_Result]:
+    """Results in completion order; one worker runs inline (no process start-up)."""
+    if workers <= 1:
+        _init_worker(config)
+        for task in tasks:
+            yield _process_task(task)
+        return
+    context = multiprocessing.get_context("spawn")  # torch and h5py are not fork-safe
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,)) as pool:
+        pending: set[Future[_Result]] = {pool.submit(_process_task, task) for task in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def run_preprocess(
+    config: PreprocessConfig, progress: Callable[[int, int, str], None] | None = None
+) -> PreprocessSummary:
+    """Process every clip of `config` into `config.out` (see the module docstring).
+
+    `progress(done, total, name)` is called after each clip. Raises EgogrpoError (one line) on bad
+    input; sequences finished before the error stay in `<out>.partial` for a resume.
+    """
+    start = time.perf_counter()
+    if config.source not in SOURCES:
+        raise EgogrpoError(f"unknown preprocessing source {config.source!r}; expected one of {', '.join(SOURCES)}")
+    body = load_body_model(config.body)
+    tasks, excluded = make_tasks(config)
+    summary = PreprocessSummary(out=Path(config.out), excluded=excluded)
+    info = MotionFileInfo(
+        body_model_kind=body.kind,
+        body_model_id=body.model_id,
+        body_model_sha256=body.sha256,
+        num_betas=body.num_betas,
+        source_dataset=config.source,
+        options_json=json.dumps(recorded_options(config), sort_keys=True),
+        fps=config.process.fps,
+    )
+    writer = MotionFileWriter(config.out, info, overwrite=config.overwrite, resume=True)
+    try:
+        finished = writer.finished_names()
+        suffixes = ("", "_mirror") if config.mirror else ("",)
+        todo = []
+        for task in tasks:
+            if all(task.name + s in finished for s in suffixes):
+                summary.resumed.append(task.name)
+            else:
+                todo.append(task)
+        workers = min(config.workers or os.cpu_count() or 1, max(len(todo), 1))
+        done = len(summary.resumed)
+        for result in _results(todo, config, workers):
+            if result.error is not None:
+                raise EgogrpoError(result.error)
+            if result.short is not None:
+                if not config.skip_short:
+                    raise EgogrpoError(f"{result.short} (pass --skip-short to leave such clips out)")
+                summary.skipped_short.append(result.task.name)
+            for name, arrays, attrs in result.sequences:
+                if name not in finished:
+                    writer.write(name, arrays, attrs)
+                    summary.written.append(name)
+                    summary.frames += arrays.num_frames
+            done += 1
+            if progress is not None:
+                progress(done, len(tasks), result.task.name)
+        if not summary.written and not summary.resumed:
+            raise EgogrpoError(f"{config.out}: no sequence to write (every clip was excluded or too short)")
+        writer.commit()
+    except BaseException as error:
+        kept = len(writer.finished_names()) if writer.is_open else 0
+        if kept == 0:
+            writer.discard()
+        else:
+            writer.close()
+            if isinstance(error, EgogrpoError):
+                raise EgogrpoError(
+                    f"{error} — {kept} finished sequence(s) kept in {writer.partial_path}; run the same command again to resume"
+                ) from None
+        raise
+    summary.seconds = time.perf_counter() - start
+    return summary
