@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -162,4 +163,89 @@ def load_smpl_npz(path: str | Path, num_betas: int | None = None) -> BodyModel:
         cpf_offset_shape_dirs=t(eyes_dirs - joints_shape_dirs[HEAD]),
         hand_joint_indices=hand_joints,
         mesh=mesh,
+    )
+
+
+# --- SMPL-X extras: hand pose PCA and expression shape directions ----------------------------------
+
+SMPLX_EXTRA_KEYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr", "shapedirs", "J_regressor")
+SMPLX_SHAPE_SPACE = 300  # betas columns of a full SMPL-X shapedirs, followed by 100 expression columns
+SMPLX_FULL_SHAPEDIRS = 400
+
+
+@dataclass(frozen=True)
+class SmplxExtras:
+    """Arrays of an SMPL-X file beyond the joint model, float64, in the model's rest frame.
+
+    hands_components_left/right:  (45, 45) rows are the hand-pose PCA basis, most significant first;
+                                  full hand pose (15 joints × axis-angle) = coeffs @ components[:C] + mean
+    hands_mean_left/right:        (45,) the mean hand pose (added unless the fit used a flat hand mean)
+    joints_expression_dirs:       (J, 3, E) change of the rest joints per expression coefficient
+                                  (J_regressor applied to the expression shape directions)
+    """
+
+    hands_components_left: np.ndarray
+    hands_components_right: np.ndarray
+    hands_mean_left: np.ndarray
+    hands_mean_right: np.ndarray
+    joints_expression_dirs: np.ndarray
+
+    @property
+    def num_expression(self) -> int:
+        return self.joints_expression_dirs.shape[-1]
+
+
+def load_smplx_extras(path: str | Path, num_expression: int = 10) -> SmplxExtras:
+    """Hand-pose PCA and expression directions of an SMPL-X `.npz` (never unpickles anything).
+
+    The expression columns of `shapedirs` are taken as the `smplx` package takes them: columns
+    300:300+E of a full (…, 400) file, else columns 10:20 (the 20-column SMPL-X 1.0 release).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EgogrpoError(f"{path}: no such body model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in SMPLX_EXTRA_KEYS if k not in npz.files]
+            if missing:
+                raise EgogrpoError(
+                    f"{path}: not an SMPL-X model file with hand PCA: missing key(s) {', '.join(missing)}"
+                )
+            arrays = {k: npz[k] for k in SMPLX_EXTRA_KEYS}
+    except EgogrpoError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise EgogrpoError(f"{path}: the file stores pickled objects, which egogrpo does not load") from None
+        raise EgogrpoError(f"{path}: not a readable .npz file ({e})") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
+        raise EgogrpoError(
+            f"{path}: not a readable .npz file, truncated or corrupt ({type(e).__name__}: {e})"
+        ) from None
+    for name, array in arrays.items():
+        if array.dtype.kind not in "fiu":
+            raise EgogrpoError(f"{path}: {name} has dtype {array.dtype}, expected numbers")
+        if not np.isfinite(array).all():
+            raise EgogrpoError(f"{path}: {name} contains NaN or infinite values")
+    for side in "lr":
+        _check_shape(path, f"hands_components{side}", arrays[f"hands_components{side}"], (45, 45))
+        _check_shape(path, f"hands_mean{side}", arrays[f"hands_mean{side}"], (45,))
+    shapedirs = arrays["shapedirs"]
+    _check_shape(path, "shapedirs", shapedirs, (None, 3, None))
+    _check_shape(path, "J_regressor", arrays["J_regressor"], (None, shapedirs.shape[0]))
+    columns = shapedirs.shape[2]
+    if columns >= SMPLX_FULL_SHAPEDIRS:
+        start, available = SMPLX_SHAPE_SPACE, columns - SMPLX_SHAPE_SPACE
+    else:
+        start, available = 10, max(0, min(columns, 20) - 10)
+    if not 0 <= num_expression <= available:
+        raise EgogrpoError(f"{path}: asked for {num_expression} expression coefficients, the model has {available}")
+    expression_dirs = shapedirs[:, :, start : start + num_expression].astype(np.float64)
+    f64 = lambda name: arrays[name].astype(np.float64)
+    return SmplxExtras(
+        hands_components_left=f64("hands_componentsl"),
+        hands_components_right=f64("hands_componentsr"),
+        hands_mean_left=f64("hands_meanl"),
+        hands_mean_right=f64("hands_meanr"),
+        joints_expression_dirs=np.einsum("jv,vcb->jcb", f64("J_regressor"), expression_dirs),
     )

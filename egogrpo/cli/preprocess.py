@@ -64,8 +64,11 @@ def _report(summary: PreprocessSummary) -> None:
         console.print(f"resumed: {len(summary.resumed)} clip(s) were already finished by an earlier run")
     if summary.skipped_short:
         console.print(f"skipped (shorter than one crop): {', '.join(summary.skipped_short)}")
-    if summary.excluded:
-        console.print(f"excluded by the manifest: {', '.join(f'{k} ({v})' for k, v in summary.excluded.items())}")
+    reasons: dict[str, list[str]] = {}
+    for clip, reason in summary.excluded.items():
+        reasons.setdefault(reason.split(": ", 1)[-1], []).append(clip)
+    for reason, clips in reasons.items():
+        console.print(f"excluded by the manifest ({reason}): {', '.join(clips)}")
 
 
 def _process(min_frames: int, trim: float = 0.0) -> ProcessConfig:

@@ -19,21 +19,6 @@ import numpy as np
 from egogrpo.data.skeleton_motion import Y_UP_TO_Z_UP, SkeletonMotion
 
 
-def axis_rotation(axis: str, angles: np.ndarray) -> np.ndarray:
-    """Rotations about the x, y or z axis (case-insensitive): angles (...,) radians → (..., 3, 3)."""
-    angles = np.asarray(angles, dtype=np.float64)
-    c, s = np.cos(angles), np.sin(angles)
-    out = np.zeros((*angles.shape, 3, 3))
-    i, j, k = {"x": (0, 1, 2), "y": (1, 2, 0), "z": (2, 0, 1)}[axis.lower()]
-    # The axis stays fixed; the other two (in cyclic order j → k) turn by the angle.
-    out[..., i, i] = 1.0
-    out[..., j, j] = c
-    out[..., j, k] = -s
-    out[..., k, j] = s
-    out[..., k, k] = c
-    return out
-
-
 def euler_matrix(axes: str, angles: np.ndarray) -> np.ndarray:
     """Rotations about moving axes, in listed order: R = R_axes[0](a₀) · R_axes[1](a₁) · …
 
@@ -44,9 +29,17 @@ def euler_matrix(axes: str, angles: np.ndarray) -> np.ndarray:
     angles = np.asarray(angles, dtype=np.float64)
     if angles.shape[-1] != len(axes):
         raise ValueError(f"{len(axes)} axes {axes!r} but {angles.shape[-1]} angles")
-    result = np.broadcast_to(np.eye(3), (*angles.shape[:-1], 3, 3)).copy()
+    result = np.zeros((*angles.shape[:-1], 3, 3))
+    result[..., [0, 1, 2], [0, 1, 2]] = 1.0
     for n, axis in enumerate(axes):
-        result = result @ axis_rotation(axis, angles[..., n])
+        # Right-multiplying by a rotation about axis i turns the two other columns j → k (cyclic):
+        # R·R_i(a) has column j = cos·R[:, j] + sin·R[:, k] and column k = cos·R[:, k] − sin·R[:, j].
+        j, k = {"x": (1, 2), "y": (2, 0), "z": (0, 1)}[axis.lower()]
+        c = np.cos(angles[..., n])[..., None]
+        s = np.sin(angles[..., n])[..., None]
+        column_j, column_k = result[..., :, j].copy(), result[..., :, k].copy()
+        result[..., :, j] = c * column_j + s * column_k
+        result[..., :, k] = c * column_k - s * column_j
     return result
 
 
@@ -58,6 +51,16 @@ def fixed_axes_euler_matrix(axes: str, angles: np.ndarray) -> np.ndarray:
     """
     angles = np.asarray(angles, dtype=np.float64)
     return euler_matrix(axes[::-1], angles[..., ::-1])
+
+
+def conjugate(basis: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """basis · M · basisᵀ for a fixed (3, 3) basis and matrices (..., 3, 3), e.g. a rotation re-expressed in another frame.
+
+    Computed as one (…, 9) × (9, 9) product: row-major vec(B M Bᵀ) = (B ⊗ B) vec(M).
+    """
+    matrices = np.asarray(matrices, dtype=np.float64)
+    flat = matrices.reshape(-1, 9) @ np.kron(basis, basis).T
+    return flat.reshape(matrices.shape)
 
 
 def forward_kinematics(
@@ -125,7 +128,7 @@ def skeleton_motion_from_y_up(
         parents=tuple(int(p) for p in parents),
         rest_positions=rest_positions[0] @ to_z_up.T,
         positions=positions @ to_z_up.T,
-        rotations=to_z_up @ rotations @ to_z_up.T,
+        rotations=conjugate(to_z_up, rotations),
         fps=float(fps),
         source=source,
     )

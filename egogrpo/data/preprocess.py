@@ -9,6 +9,7 @@ and running the same command again resumes, skipping finished sequences.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ from egogrpo.data.manifests import load_manifest
 from egogrpo.data.motion import MotionClip, mirror_clip
 from egogrpo.data.process import ShortClipError, process_clip
 from egogrpo.data.sequence import SequenceArrays
+from egogrpo.data.skeleton_motion import drop_leading_bind_frame
 from egogrpo.errors import EgogrpoError
 
 SOURCES = ("amass", "cmu", "bvh", "rich", "adt")
@@ -168,8 +170,9 @@ def read_clip(
         from egogrpo.data.bvh import read_bvh
         from egogrpo.data.retarget import retarget
 
-        motion = read_bvh(task.paths[0], units=_bvh_units(config.bvh_units))
-        return retarget(motion, body, task.name, "bvh")[0]
+        motion, dropped = drop_leading_bind_frame(read_bvh(task.paths[0], units=_bvh_units(config.bvh_units)))
+        clip = retarget(motion, body, task.name, "bvh")[0]
+        return dataclasses.replace(clip, attrs={**clip.attrs, "dropped_bind_frame": int(dropped)})
     if config.source == "amass":
         from egogrpo.data.amass import read_amass_npz
 
@@ -297,15 +300,14 @@ def run_preprocess(
             raise EgogrpoError(f"{config.out}: no sequence to write (every clip was excluded or too short)")
         writer.commit()
     except BaseException as error:
-        kept = len(writer.finished_names()) if writer.is_open else 0
-        if kept == 0:
-            writer.discard()
-        else:
+        if writer.is_open and not writer.finished_names():
+            writer.discard()  # nothing worth resuming: leave nothing behind
+            raise
+        if writer.is_open:
             writer.close()
-            if isinstance(error, EgogrpoError):
-                raise EgogrpoError(
-                    f"{error} — {kept} finished sequence(s) kept in {writer.partial_path}; run the same command again to resume"
-                ) from None
+        if isinstance(error, EgogrpoError) and writer.partial_path.exists():
+            kept = f"finished sequences are kept in {writer.partial_path}; run the same command again to resume"
+            raise EgogrpoError(f"{error} — {kept}") from None
         raise
     summary.seconds = time.perf_counter() - start
     return summary

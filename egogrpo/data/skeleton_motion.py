@@ -12,6 +12,7 @@ scaled to metres. The body's rest frame before that conversion is y-up, facing +
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,3 +49,19 @@ class SkeletonMotion:
 
     def index(self, name: str) -> int:
         return self.names.index(name)
+
+
+def drop_leading_bind_frame(motion: SkeletonMotion, min_jump: float = 0.05, ratio: float = 10.0) -> tuple[SkeletonMotion, bool]:
+    """Drop frame 0 when it is a bind pose that the motion jumps away from.
+
+    Many BVH exports (CMU's conversion among them) start with a T-pose frame that is not part of
+    the motion. It shows as a jump: some node moves more than `min_jump` metres from frame 0 to 1,
+    and more than `ratio` times the median largest per-frame move of the next second.
+    Returns the motion and whether a frame was dropped.
+    """
+    if motion.num_frames < 3:
+        return motion, False
+    steps = np.linalg.norm(np.diff(motion.positions[: int(motion.fps) + 2], axis=0), axis=-1).max(axis=-1)
+    if steps[0] <= max(min_jump, ratio * float(np.median(steps[1:]))):
+        return motion, False
+    return dataclasses.replace(motion, positions=motion.positions[1:], rotations=motion.rotations[1:]), True
