@@ -453,3 +453,55 @@ def test_manifest_file_is_plain_json() -> None:
     path = Path(__file__).resolve().parents[1] / "data_manifests" / "amass.json"
     data = json.loads(path.read_text())
     assert set(data) >= {"notes", "keys", "splits", "fps_fixes", "skip"}
+
+
+def _long_motion(seed: int, frames: int, gender: str) -> dict[str, np.ndarray]:
+    """A smooth clip long enough for one crop: a slow turn and walk, small pose changes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames) / 120.0
+    poses = np.zeros((frames, 156))
+    poses[:, :3] = (Rotation.from_euler("z", 0.3 * t[:, None]) * Rotation.from_euler("x", 90, degrees=True)).as_rotvec()
+    poses[:, 3:66] = 0.1 * np.sin(t[:, None] + rng.uniform(0, 6, size=63))
+    return {
+        "poses": poses,
+        "trans": np.stack([0.5 * t, 0 * t, 0.9 + 0 * t], -1),
+        "betas": rng.normal(size=B),
+        "gender": np.array(gender),
+        "mocap_frame_rate": np.array(120.0),
+    }
+
+
+def test_preprocess_amass_command_end_to_end(tmp_path: Path, models, run_cli) -> None:  # noqa: ANN001
+    """`egogrpo preprocess amass`: EgoAllo's splits and skip rules, gender → neutral betas, mirroring."""
+    from egogrpo.data.hdf5_schema import MotionFile
+
+    root = tmp_path / "amass"
+    clips = {
+        "CMU/01/01_01_poses.npz": ("male", 2400),  # train
+        "HumanEva/S1/walk_poses.npz": ("female", 2400),  # val
+        "Transitions_mocap/mazen/a_poses.npz": ("male", 2400),  # test
+        "BioMotionLab_NTroje/rub001/treadmill_0007_poses.npz": ("male", 2400),  # skipped by EgoAllo's rules
+    }
+    for i, (relative, (gender, frames)) in enumerate(clips.items()):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(root / relative, **_long_motion(i, frames, gender))
+    paths = {g: str(m.source) for g, m in models["loaded"].items()}
+    out = tmp_path / "amass.h5"
+    result = run_cli(
+        "preprocess", "amass", str(root), "--smplh", paths["neutral"], "--smplh-male", paths["male"],
+        "--smplh-female", paths["female"], "--out", str(out), "--mirror", "--workers", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    with MotionFile(out) as f:
+        assert f.info.body_model_kind == "smplh" and f.info.num_betas == B
+        assert f.names("train") == ["CMU/01/01_01_poses", "CMU/01/01_01_poses_mirror"]
+        assert f.names("val") == ["HumanEva/S1/walk_poses", "HumanEva/S1/walk_poses_mirror"]
+        assert f.names("test") == ["Transitions_mocap/mazen/a_poses", "Transitions_mocap/mazen/a_poses_mirror"]
+        seq = f.read("HumanEva/S1/walk_poses")
+        # 2400 frames at 120 fps span 19.99 s → 600 frames at 30 fps → the middle 80 % (EgoAllo's trim)
+        # → 480 → the first dropped.
+        assert seq.num_frames == 479
+        source_betas = np.load(root / "HumanEva/S1/walk_poses.npz")["betas"]
+        np.testing.assert_allclose(seq.betas[0], models["all"].female_to_neutral.apply(source_betas), atol=1e-4)
+        assert f.sequence_attrs("HumanEva/S1/walk_poses")["gender"] == "female"
+        assert f.sequence_attrs("CMU/01/01_01_poses_mirror")["mirrored"] == 1

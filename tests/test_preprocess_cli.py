@@ -187,3 +187,24 @@ def test_skip_short(sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa
     assert "skipped (shorter than one crop): BVH/short" in result.stdout
     with MotionFile(out) as f:
         assert f.names() == ["BVH/long"]
+
+
+def test_preprocess_adt_uses_the_device_cpf_and_the_skeleton(sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+    from egogrpo.data.adt import read_adt_sequence
+
+    folder = sample_data / "aria/aria_digital_twin_test_data"
+    out = tmp_path / "adt.h5"
+    result = run_cli("preprocess", "adt", str(folder), "--out", str(out), "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    device = read_adt_sequence(folder)
+    with MotionFile(out) as f:
+        seq = f.read("ADT/aria_digital_twin_test_data")
+    # 20 skeleton frames at 120 Hz → 5 frames at 30 fps (every 4th), the first dropped.
+    assert seq.num_frames == 4
+    expected = device.T_world_cpf[4:20:4]
+    lift = seq.T_world_cpf[0, 6] - expected[0, 6]
+    np.testing.assert_allclose(seq.T_world_cpf[:, 4:6], expected[:, 4:6], atol=2e-4)
+    np.testing.assert_allclose(seq.T_world_cpf[:, 6] - expected[:, 6], lift, atol=2e-4)
+    assert 1.3 < seq.height_from_floor.mean() < 1.9
+    joints = world_joints(seq)
+    assert np.abs(joints[:, [J["left_foot"], J["right_foot"]], 2]).max() < 0.05  # standing on the floor

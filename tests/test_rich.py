@@ -437,3 +437,35 @@ def test_manifest_holds_the_official_splits() -> None:
     assert manifest.find("Gym_011_cooking1").scan == "scan_table_camcoord"
     with pytest.raises(EgogrpoError, match="unknown RICH split"):
         manifest.split("testing")
+
+
+def test_preprocess_rich_command_end_to_end(tmp_path: Path, model_files, run_cli) -> None:  # noqa: ANN001
+    """`egogrpo preprocess rich` on a synthetic download holding one official test sequence."""
+    from egogrpo.data.hdf5_schema import MotionFile
+    from egogrpo.geometry import se3_apply
+
+    frames = _motion(seed=21, num_frames=40)
+    seq_dir = _write_sequence(tmp_path / "rich", "test", "Gym_010_lunge1", {"010": frames})
+    camera_to_zup = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    _write_world(tmp_path / "rich", "Gym", camera_to_zup, np.array([0.0, 0.0, 1.4]), 1.0)
+    out = tmp_path / "rich.h5"
+    result = run_cli(
+        "preprocess", "rich", str(tmp_path / "rich"), "--smplx", str(model_files["neutral"]),
+        "--smplx-male", str(model_files["male"]), "--smplx-female", str(model_files["female"]),
+        "--out", str(out), "--min-frames", "1", "--workers", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "not found under" in result.stdout  # the other official test sequences are reported missing
+    models = RichModels.from_files(
+        male=model_files["male"], female=model_files["female"], neutral=model_files["neutral"]
+    )
+    truth = read_rich_sequence(seq_dir, models, subject="010", split="test").joints_world
+    with MotionFile(out) as f:
+        assert f.info.body_model_kind == "smplx" and f.names() == ["RICH/test/Gym_010_lunge1/010"]
+        seq = f.read("RICH/test/Gym_010_lunge1/010")
+    stored = se3_apply(
+        torch.from_numpy(seq.T_world_cpf)[:, None].double(), torch.from_numpy(seq.joints_wrt_cpf).double()
+    )
+    shift = stored.numpy() - truth[1:, 1:]  # RICH is already 30 fps; the first frame is dropped
+    np.testing.assert_allclose(shift[..., :2], 0.0, atol=1e-4)  # only the floor moves the body, along z
+    np.testing.assert_allclose(shift[..., 2], shift[0, 0, 2], atol=1e-4)

@@ -176,3 +176,64 @@ def amass(
             female_model=str(smplh_female) if smplh_female else None,
         )
     )
+
+
+@app.command("rich")
+def rich(
+    root: Annotated[
+        Path, typer.Argument(help="RICH download: bodies/<split>/<sequence>/<frame>/<subject>.pkl and multicam2world/.")
+    ],
+    smplx: Annotated[Path, typer.Option(help="The neutral SMPL-X .npz the output is stored for.")],
+    smplx_male: Annotated[Path, typer.Option(help="The male SMPL-X .npz (RICH's fits are gendered).")],
+    smplx_female: Annotated[Path, typer.Option(help="The female SMPL-X .npz.")],
+    out: Out,
+    splits: Splits = "test",
+    skip_short: SkipShort = False,
+    min_frames: MinFrames = 128,
+    overwrite: Overwrite = False,
+    workers: Workers = 0,
+) -> None:
+    """RICH SMPL-X fits (pickles read with a restricted unpickler) in the official splits; ground truth from the gendered fits."""
+    _run(
+        PreprocessConfig(
+            source="rich",
+            inputs=(str(root),),
+            out=str(out),
+            body=str(smplx),
+            splits=_splits(splits),
+            process=_process(min_frames),
+            skip_short=skip_short,
+            overwrite=overwrite,
+            workers=workers,
+            male_model=str(smplx_male),
+            female_model=str(smplx_female),
+        )
+    )
+
+
+@app.command("adt")
+def adt(
+    folders: Annotated[
+        list[Path], typer.Argument(help="Aria Digital Twin sequence folders (device trajectory + skeleton).")
+    ],
+    out: Out,
+    smplh: Annotated[
+        Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")
+    ] = None,
+    min_frames: MinFrames = 1,
+    overwrite: Overwrite = False,
+    workers: Workers = 0,
+) -> None:
+    """ADT sequences for evaluation: the Aria device's CPF as the condition, the wearer's skeleton as ground truth."""
+    _run(
+        PreprocessConfig(
+            source="adt",
+            inputs=tuple(str(f) for f in folders),
+            out=str(out),
+            body=str(smplh) if smplh else "default",
+            splits=("test",),
+            process=_process(min_frames),
+            overwrite=overwrite,
+            workers=workers,
+        )
+    )

@@ -115,6 +115,39 @@ def amass_tasks(root: Path, splits: tuple[str, ...]) -> list[ClipTask]:
     return tasks
 
 
+def rich_tasks(root: Path, splits: tuple[str, ...]) -> tuple[list[ClipTask], dict[str, str]]:
+    """RICH sequences of the official splits (data_manifests/rich.json) found under `root`; one task per person."""
+    from egogrpo.data.rich import rich_manifest, rich_sequence_dir
+
+    if not root.is_dir():
+        raise EgogrpoError(f"{root}: no such folder (expected RICH's bodies/<split>/<sequence>/ folders)")
+    manifest = rich_manifest()
+    tasks, missing = [], {}
+    for split in splits:
+        for entry in manifest.split(split):
+            try:
+                folder = rich_sequence_dir(root, entry)
+            except EgogrpoError:
+                missing[f"{entry.sequence}/{entry.subject}"] = f"not found under {root}"
+                continue
+            name = f"RICH/{split}/{entry.sequence}/{entry.subject}"
+            tasks.append(ClipTask(name=name, split=split, paths=(str(folder), entry.subject, entry.gender)))
+    if not tasks:
+        raise EgogrpoError(f"{root}: none of the RICH sequences of split(s) {', '.join(splits)} was found")
+    return tasks, missing
+
+
+def adt_tasks(folders: tuple[str, ...]) -> list[ClipTask]:
+    """One task per Aria Digital Twin sequence folder, named "ADT/<folder>", in the test split."""
+    tasks = []
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            raise EgogrpoError(f"{path}: no such ADT sequence folder")
+        tasks.append(ClipTask(name=f"ADT/{path.resolve().name}", split="test", paths=(str(path),)))
+    return tasks
+
+
 def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]]:
     """The clips a run will process (and those the manifest excludes, with reasons)."""
     if config.source == "cmu":
@@ -123,6 +156,10 @@ def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]
         return bvh_tasks(config.inputs, config.bvh_split), {}
     if config.source == "amass":
         return amass_tasks(Path(config.inputs[0]), config.splits), {}
+    if config.source == "rich":
+        return rich_tasks(Path(config.inputs[0]), config.splits)
+    if config.source == "adt":
+        return adt_tasks(config.inputs), {}
     raise EgogrpoError(f"unknown preprocessing source {config.source!r}; expected one of {', '.join(SOURCES)}")
 
 
@@ -133,7 +170,7 @@ def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]
 class _WorkerState:
     config: PreprocessConfig
     body: BodyModel
-    amass_models: object | None = None
+    models: object | None = None  # the source's own models: AmassModels or RichModels
 
 
 _STATE: _WorkerState | None = None
@@ -144,20 +181,24 @@ def _init_worker(config: PreprocessConfig) -> None:
     global _STATE
     torch.set_num_threads(1)
     body = load_body_model(config.body)
-    amass_models = None
+    models = None
     if config.source == "amass":
         from egogrpo.data.amass import AmassModels
 
-        amass_models = AmassModels(
+        models = AmassModels(
             neutral=body,
             male=None if config.male_model is None else load_body_model(config.male_model),
             female=None if config.female_model is None else load_body_model(config.female_model),
         )
-    _STATE = _WorkerState(config=config, body=body, amass_models=amass_models)
+    elif config.source == "rich":
+        from egogrpo.data.rich import RichModels
+
+        models = RichModels.from_files(male=config.male_model, female=config.female_model, neutral=config.body)
+    _STATE = _WorkerState(config=config, body=body, models=models)
 
 
 def read_clip(
-    task: ClipTask, config: PreprocessConfig, body: BodyModel, amass_models: object | None = None
+    task: ClipTask, config: PreprocessConfig, body: BodyModel, models: object | None = None
 ) -> MotionClip:
     """Read one clip as a MotionClip of `body` (retargeting skeleton sources onto it)."""
     if config.source == "cmu":
@@ -176,7 +217,22 @@ def read_clip(
     if config.source == "amass":
         from egogrpo.data.amass import read_amass_npz
 
-        return read_amass_npz(task.paths[0], task.paths[1], amass_models)  # type: ignore[arg-type]
+        return read_amass_npz(task.paths[0], task.paths[1], models)  # type: ignore[arg-type]
+    if config.source == "rich":
+        from egogrpo.data.rich import read_rich_sequence
+
+        folder, subject, gender = task.paths
+        clip = read_rich_sequence(folder, models, subject=subject, gender=gender, split=task.split)  # type: ignore[arg-type]
+        return dataclasses.replace(clip, name=task.name)
+    if config.source == "adt":
+        from egogrpo.data.adt import read_adt_sequence
+        from egogrpo.data.retarget import retarget_positions
+        from egogrpo.geometry import quat_to_matrix
+
+        sequence = read_adt_sequence(task.paths[0])
+        head = quat_to_matrix(torch.from_numpy(sequence.T_world_cpf[:, :4])).numpy()
+        clip = retarget_positions(sequence.skeleton, body, task.name, "adt", head_rotations=head)[0]
+        return dataclasses.replace(clip, T_world_cpf=sequence.T_world_cpf, attrs={**clip.attrs, **sequence.attrs})
     raise EgogrpoError(f"unknown preprocessing source {config.source!r}")
 
 
@@ -201,7 +257,7 @@ def _process_task(task: ClipTask) -> _Result:
     assert _STATE is not None, "worker not initialised"
     config = _STATE.config
     try:
-        clip = read_clip(task, config, _STATE.body, _STATE.amass_models)
+        clip = read_clip(task, config, _STATE.body, _STATE.models)
         clips = [clip, mirror_clip(clip)] if config.mirror else [clip]
         sequences = []
         for c in clips:

@@ -58,12 +58,16 @@ class SkeletonMapping:
 
 
 def _sided(table: dict[str, str | JointSource]) -> tuple[JointSource, ...]:
-    """Expand a table keyed by side-less joint names; "{s}" in a source name becomes l/r, "{S}" Left/Right."""
+    """Expand a table keyed by side-less joint names; "{s}" in a source name becomes l/r, "{L}" L/R, "{S}" Left/Right."""
 
     def fill(text: str | None, side: str) -> str | None:
         if text is None:
             return None
-        return text.replace("{s}", side).replace("{S}", {"l": "Left", "r": "Right"}.get(side, ""))
+        return (
+            text.replace("{s}", side)
+            .replace("{S}", {"l": "Left", "r": "Right"}.get(side, ""))
+            .replace("{L}", side.upper())
+        )
 
     joints = []
     for name in BODY_JOINT_NAMES:
@@ -98,6 +102,19 @@ CMU_BVH = SkeletonMapping(
             "spine1": "Spine", "spine2": "Spine1", "spine3": "Neck", "neck": "Neck1", "head": "Head",
             "collar": JointSource("{S}Shoulder", "{S}Arm", 0.5), "shoulder": "{S}Arm",
             "elbow": "{S}ForeArm", "wrist": "{S}Hand",
+        }
+    ),
+)  # fmt: skip
+
+#: Aria Digital Twin's OptiTrack skeleton (positions only; see `retarget_positions`).
+ADT_OPTITRACK = SkeletonMapping(
+    "adt-optitrack",
+    _sided(
+        {
+            "pelvis": JointSource("Skeleton", between=("LThigh", "RThigh")), "hip": "{L}Thigh", "knee": "{L}Shin",
+            "ankle": "{L}Foot", "foot": "{L}Toe", "spine1": "Ab", "spine2": JointSource("Ab", "Chest", 0.5),
+            "spine3": "Chest", "neck": "Neck", "head": "Head", "collar": JointSource("{L}Shoulder", "{L}UArm", 0.5),
+            "shoulder": "{L}UArm", "elbow": "{L}FArm", "wrist": "{L}Hand",
         }
     ),
 )  # fmt: skip
@@ -142,6 +159,8 @@ def resolve_mapping(motion: SkeletonMotion) -> SkeletonMapping:
         return CMU_ASF
     if _is_cmu_bvh(names):
         return CMU_BVH
+    if {"Skeleton", "Ab", "Chest", "LUArm", "LFArm", "LThigh", "LShin"} <= names:
+        return ADT_OPTITRACK
     return _resolve_generic(motion)
 
 
@@ -387,6 +406,81 @@ def retarget(
         T_world_root=np.concatenate([to_quat(world[:, 0]), pelvis], axis=-1),
         body_quats=to_quat(local),
         betas=shape.betas,
+        attrs={"skeleton_convention": mapping.convention, "shape_fit_rms_m": shape.rms_error},
+    )
+    return clip, shape
+
+
+def _minimal_rotations(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Batched smallest rotations taking directions u (..., 3) to v (..., 3)."""
+    u = u / np.linalg.norm(u, axis=-1, keepdims=True)
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    axis, c = np.cross(u, v), (u * v).sum(-1)
+    zero = np.zeros_like(c)
+    K = np.stack(
+        [zero, -axis[..., 2], axis[..., 1], axis[..., 2], zero, -axis[..., 0], -axis[..., 1], axis[..., 0], zero], -1
+    )
+    K = K.reshape(*c.shape, 3, 3)
+    return np.eye(3) + K + K @ K / np.maximum(1.0 + c, 1e-9)[..., None, None]
+
+
+def _best_rotations(ours: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Batched Kabsch: rotations R (T, 3, 3) with R · ours_k ≈ source_k (T, K, 3) over unit directions."""
+    a = ours / np.linalg.norm(ours, axis=-1, keepdims=True)
+    b = source / np.linalg.norm(source, axis=-1, keepdims=True)
+    U, _, Vh = np.linalg.svd(np.einsum("tki,kj->tij", b, a))
+    flip = np.ones((len(b), 3))
+    flip[:, 2] = np.sign(np.linalg.det(U @ Vh))
+    return (U * flip[:, None, :]) @ Vh
+
+
+def retarget_positions(
+    motion: SkeletonMotion,
+    body: BodyModel,
+    name: str,
+    dataset: str,
+    head_rotations: np.ndarray | None = None,
+    mapping: SkeletonMapping | None = None,
+) -> tuple[MotionClip, ShapeFit]:
+    """Retarget a skeleton that has joint positions only (e.g. ADT's OptiTrack skeleton).
+
+    Betas are fitted to the limb lengths of the first frame. Each joint then turns so that its bones
+    point where the source's do: the smallest turn from its parent's frame for one child, the best
+    rotation over all children for the pelvis and spine3; leaves keep their parent's frame, except
+    the head, which takes `head_rotations` (T, 3, 3) when given (e.g. an Aria device's CPF, whose
+    axes are the head's). The source points become `joints_world`, the ground truth.
+    """
+    mapping = mapping or resolve_mapping(motion)
+    points = mapped_points(motion, mapping, motion.positions)  # (T, 22, 3)
+    shape = fit_betas(body, points[0])
+    rest = body.with_shape(torch.from_numpy(shape.betas).to(body.joints_mean.dtype)).rest_joints.double().numpy()
+    children = {j: [c for c, p in enumerate(BODY_PARENTS) if p == j] for j in range(len(BODY_PARENTS))}
+    world = np.empty((len(points), len(BODY_PARENTS), 3, 3))
+    for j, parent in enumerate(BODY_PARENTS):
+        base = np.broadcast_to(Y_UP_TO_Z_UP, world[:, 0].shape) if parent < 0 else world[:, parent]
+        kids = children[j]
+        if j == _J["head"] and head_rotations is not None:
+            world[:, j] = head_rotations
+        elif not kids:
+            world[:, j] = base
+        elif len(kids) == 1:
+            k = kids[0]
+            swing = _minimal_rotations(base @ (rest[k] - rest[j]), points[:, k] - points[:, j])
+            world[:, j] = swing @ base
+        else:
+            world[:, j] = _best_rotations(rest[kids] - rest[j], points[:, kids] - points[:, j : j + 1])
+    parents = np.array([max(p, 0) for p in BODY_PARENTS[1:]])
+    local = np.swapaxes(world[:, parents], -1, -2) @ world[:, 1:]
+    to_quat = lambda m: quat_from_matrix(torch.from_numpy(np.ascontiguousarray(m))).numpy()
+    clip = MotionClip(
+        name=name,
+        source=motion.source,
+        dataset=dataset,
+        fps=motion.fps,
+        T_world_root=np.concatenate([to_quat(world[:, 0]), points[:, 0]], axis=-1),
+        body_quats=to_quat(local),
+        betas=shape.betas,
+        joints_world=points,
         attrs={"skeleton_convention": mapping.convention, "shape_fit_rms_m": shape.rms_error},
     )
     return clip, shape
