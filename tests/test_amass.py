@@ -471,7 +471,7 @@ def _long_motion(seed: int, frames: int, gender: str) -> dict[str, np.ndarray]:
     }
 
 
-def test_preprocess_amass_command_end_to_end(tmp_path: Path, models, run_cli) -> None:  # noqa: ANN001
+def test_preprocess_amass_command_end_to_end(tmp_path: Path, models, run_cli) -> None:
     """`egogrpo preprocess amass`: EgoAllo's splits and skip rules, gender → neutral betas, mirroring."""
     from egogrpo.data.hdf5_schema import MotionFile
 

@@ -17,7 +17,7 @@ from egogrpo.geometry import se3_apply
 J = {name: i for i, name in enumerate(BODY_JOINT_NAMES)}
 
 
-def world_joints(seq) -> np.ndarray:  # noqa: ANN001
+def world_joints(seq) -> np.ndarray:
     """(T, 22, 3): the pelvis from T_world_root, the rest from the CPF frame."""
     rest = se3_apply(torch.from_numpy(seq.T_world_cpf)[:, None].double(), torch.from_numpy(seq.joints_wrt_cpf).double())
     return np.concatenate([seq.T_world_root[:, None, 4:], rest.numpy()], axis=1)
@@ -26,8 +26,9 @@ def world_joints(seq) -> np.ndarray:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def cmu_file(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All CMU clips of the sample data, preprocessed once with two worker processes."""
-    from egogrpo.cli.main import app
     from typer.testing import CliRunner
+
+    from egogrpo.cli.main import app
 
     out = tmp_path_factory.mktemp("cmu") / "cmu.h5"
     result = CliRunner().invoke(
@@ -76,7 +77,7 @@ def test_cmu_standing_frames_and_contacts(cmu_file: Path) -> None:
     assert labelled / still_and_low > 0.99  # feet still on the ground are labelled in contact
 
 
-def test_asf_amc_and_bvh_of_the_same_clip_agree(sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+def test_asf_amc_and_bvh_of_the_same_clip_agree(sample_data: Path, tmp_path: Path, run_cli) -> None:
     subject = tmp_path / "subjects" / "01"
     subject.mkdir(parents=True)
     for name in ("01.asf", "01_01.amc"):
@@ -107,7 +108,7 @@ def _subject_02(sample_data: Path, root: Path, clips: tuple[str, ...]) -> Path:
     return subject
 
 
-def test_interrupted_run_resumes(sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+def test_interrupted_run_resumes(sample_data: Path, tmp_path: Path, run_cli) -> None:
     subject = _subject_02(sample_data, tmp_path, ("02_05", "02_06", "02_07"))
     lines = (subject / "02_07.amc").read_text().splitlines(keepends=True)
     (subject / "02_07.amc").write_text("".join(lines[: len(lines) // 2 - 3]))  # cut mid-frame
@@ -131,7 +132,7 @@ def test_interrupted_run_resumes(sample_data: Path, tmp_path: Path, run_cli) -> 
         assert "CMU/02/02_05_mirror" in f.names() and len(f.names()) == 6
 
 
-def _bvh_copy(sample_data: Path, path: Path, frames: int | None = None, edit=None) -> Path:  # noqa: ANN001
+def _bvh_copy(sample_data: Path, path: Path, frames: int | None = None, edit=None) -> Path:
     text = (sample_data / "cmu/bvh/01_01.bvh").read_text().replace("\r\n", "\n")
     head, motion = text.split("MOTION\n")
     lines = motion.splitlines()
@@ -143,7 +144,7 @@ def _bvh_copy(sample_data: Path, path: Path, frames: int | None = None, edit=Non
 
 
 @pytest.mark.parametrize("problem", ["short", "nan", "unknown_skeleton", "truncated_asf"])
-def test_bad_input_leaves_nothing_behind(problem: str, sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+def test_bad_input_leaves_nothing_behind(problem: str, sample_data: Path, tmp_path: Path, run_cli) -> None:
     out = tmp_path / "out.h5"
     if problem == "truncated_asf":
         subject = _subject_02(sample_data, tmp_path, ("02_05",))
@@ -159,7 +160,7 @@ def test_bad_input_leaves_nothing_behind(problem: str, sample_data: Path, tmp_pa
                 sample_data,
                 tmp_path / "nan.bvh",
                 frames=800,
-                edit=lambda d: d[:100] + [d[100].replace(d[100].split()[7], "nan", 1)] + d[101:],
+                edit=lambda d: [*d[:100], d[100].replace(d[100].split()[7], "nan", 1), *d[101:]],
             )
         else:
             bvh = _bvh_copy(sample_data, tmp_path / "weird.bvh", frames=800)
@@ -178,7 +179,7 @@ def test_bad_input_leaves_nothing_behind(problem: str, sample_data: Path, tmp_pa
     assert list(tmp_path.glob("out.h5*")) == []  # no output, no partial
 
 
-def test_skip_short(sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+def test_skip_short(sample_data: Path, tmp_path: Path, run_cli) -> None:
     short = _bvh_copy(sample_data, tmp_path / "short.bvh", frames=300)
     long = _bvh_copy(sample_data, tmp_path / "long.bvh", frames=800)
     out = tmp_path / "out.h5"
@@ -189,7 +190,7 @@ def test_skip_short(sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa
         assert f.names() == ["BVH/long"]
 
 
-def test_preprocess_adt_uses_the_device_cpf_and_the_skeleton(sample_data: Path, tmp_path: Path, run_cli) -> None:  # noqa: ANN001
+def test_preprocess_adt_uses_the_device_cpf_and_the_skeleton(sample_data: Path, tmp_path: Path, run_cli) -> None:
     from egogrpo.data.adt import read_adt_sequence
 
     folder = sample_data / "aria/aria_digital_twin_test_data"

@@ -24,18 +24,17 @@ from egogrpo.data.process import (
 from egogrpo.errors import EgogrpoError
 from egogrpo.geometry import se3_apply
 
-
 ELBOW = BODY_JOINT_NAMES.index("left_elbow")
 
 
 @pytest.fixture(scope="module")
-def body():  # noqa: ANN201
+def body():
     return load_body_model("default")
 
 
 def _spinning_clip(fps: float, seconds: float, betas: np.ndarray) -> MotionClip:
     """A T-posed body turning about the vertical at 1 rad/s while sliding along x at 1 m/s, an elbow swinging."""
-    t = np.arange(int(round(seconds * fps)) + 1) / fps
+    t = np.arange(round(seconds * fps) + 1) / fps
     up = Rotation.from_euler("x", 90, degrees=True)  # body y-up → world z-up
     root_rot = Rotation.from_euler("z", t[:, None]) * up
     root = np.concatenate([root_rot.as_quat(scalar_first=True), np.stack([t, 0 * t, 0.95 + 0 * t], -1)], -1)
@@ -53,7 +52,7 @@ def _spinning_clip(fps: float, seconds: float, betas: np.ndarray) -> MotionClip:
     )
 
 
-def test_resample_by_timestamp_matches_analytic_motion(body) -> None:  # noqa: ANN001
+def test_resample_by_timestamp_matches_analytic_motion(body) -> None:
     clip = _spinning_clip(fps=50.0, seconds=6.0, betas=np.zeros(body.num_betas))  # 50 is not a multiple of 30
     out = resample_clip(clip, 30.0)
     t = np.arange(out.num_frames) / 30.0
@@ -89,7 +88,7 @@ def test_floor_from_static_toes_and_contacts() -> None:
     assert not contacts[:, BODY_JOINT_NAMES.index("head") - 1].any()  # unlabelled joint
 
 
-def test_process_clip_outputs(body) -> None:  # noqa: ANN001
+def test_process_clip_outputs(body) -> None:
     betas = np.zeros(body.num_betas)
     betas[0] = 1.0
     clip = _spinning_clip(fps=120.0, seconds=6.0, betas=betas)
@@ -123,7 +122,7 @@ def test_process_clip_outputs(body) -> None:  # noqa: ANN001
     np.testing.assert_allclose(posed.T_world_cpf.numpy()[:, 4:], seq.T_world_cpf[:, 4:], atol=2e-5)
 
 
-def test_mirrored_clip_is_the_mirror_image(body) -> None:  # noqa: ANN001
+def test_mirrored_clip_is_the_mirror_image(body) -> None:
     clip = _spinning_clip(fps=30.0, seconds=1.0, betas=np.zeros(body.num_betas))
     rng = np.random.default_rng(0)
     clip = dataclasses.replace(
@@ -150,7 +149,7 @@ def test_mirrored_clip_is_the_mirror_image(body) -> None:  # noqa: ANN001
     np.testing.assert_allclose(back.body_quats, clip.body_quats, atol=1e-12)
 
 
-def test_bad_clips(body) -> None:  # noqa: ANN001
+def test_bad_clips(body) -> None:
     clip = _spinning_clip(fps=120.0, seconds=3.0, betas=np.zeros(body.num_betas))
     with pytest.raises(ShortClipError, match=r"synthetic\.clip: 3\.00 s gives 90 frames"):
         process_clip(clip, body, ProcessConfig())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -23,11 +25,11 @@ from egogrpo.errors import EgogrpoError
 
 
 @pytest.fixture(scope="module")
-def body():  # noqa: ANN201
+def body():
     return load_body_model("default").to(dtype=torch.float64)
 
 
-def _body_as_source(body, betas: np.ndarray, frames: int, seed: int) -> tuple[SkeletonMotion, np.ndarray, np.ndarray]:  # noqa: ANN001
+def _body_as_source(body, betas: np.ndarray, frames: int, seed: int) -> tuple[SkeletonMotion, np.ndarray, np.ndarray]:
     """Our own body posed by random rotations, described as a mocap skeleton (z-up, rotations relative to rest)."""
     rng = np.random.default_rng(seed)
     local = Rotation.random(frames * 21, random_state=seed).as_quat(scalar_first=True).reshape(frames, 21, 4)
@@ -62,7 +64,7 @@ def _same_rotations(a: np.ndarray, b: np.ndarray) -> float:
     )
 
 
-def test_retargeting_our_own_body_is_exact(body) -> None:  # noqa: ANN001
+def test_retargeting_our_own_body_is_exact(body) -> None:
     betas = np.random.default_rng(0).normal(size=body.num_betas)
     motion, root, local = _body_as_source(body, betas, frames=20, seed=3)
     true_shape = fit_betas(body, mapped_points(motion, IDENTITY, motion.rest_positions))
@@ -75,7 +77,7 @@ def test_retargeting_our_own_body_is_exact(body) -> None:  # noqa: ANN001
     np.testing.assert_allclose(clip.T_world_root[:, 4:], root[:, 4:], atol=1e-12)
 
 
-def test_shape_fit_matches_limb_lengths(body) -> None:  # noqa: ANN001
+def test_shape_fit_matches_limb_lengths(body) -> None:
     betas = np.zeros(body.num_betas)
     betas[:2] = [1.5, -1.0]
     motion, _, local = _body_as_source(body, betas, frames=5, seed=4)
@@ -121,7 +123,7 @@ def _limbs(prefix: dict[str, str], names: dict[str, str]) -> dict[str, tuple[str
 
 def _torso(chain: list[str], neck: list[str]) -> dict[str, tuple[str | None, tuple[float, float, float]]]:
     bones: dict[str, tuple[str | None, tuple[float, float, float]]] = {chain[0]: (None, (0, 0.95, 0))}
-    for parent, child in zip(chain, chain[1:], strict=False):
+    for parent, child in itertools.pairwise(chain):
         bones[child] = (parent, (0, 0.12, 0))
     for parent, child in zip([chain[-1], *neck], neck, strict=False):
         bones[child] = (parent, (0, 0.12, 0))

@@ -439,7 +439,7 @@ def test_manifest_holds_the_official_splits() -> None:
         manifest.split("testing")
 
 
-def test_preprocess_rich_command_end_to_end(tmp_path: Path, model_files, run_cli) -> None:  # noqa: ANN001
+def test_preprocess_rich_command_end_to_end(tmp_path: Path, model_files, run_cli) -> None:
     """`egogrpo preprocess rich` on a synthetic download holding one official test sequence."""
     from egogrpo.data.hdf5_schema import MotionFile
     from egogrpo.geometry import se3_apply

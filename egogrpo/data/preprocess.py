@@ -197,9 +197,7 @@ def _init_worker(config: PreprocessConfig) -> None:
     _STATE = _WorkerState(config=config, body=body, models=models)
 
 
-def read_clip(
-    task: ClipTask, config: PreprocessConfig, body: BodyModel, models: object | None = None
-) -> MotionClip:
+def read_clip(task: ClipTask, config: PreprocessConfig, body: BodyModel, models: object | None = None) -> MotionClip:
     """Read one clip as a MotionClip of `body` (retargeting skeleton sources onto it)."""
     if config.source == "cmu":
         from egogrpo.data.asf_amc import read_asf_amc

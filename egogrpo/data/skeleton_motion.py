@@ -51,7 +51,9 @@ class SkeletonMotion:
         return self.names.index(name)
 
 
-def drop_leading_bind_frame(motion: SkeletonMotion, min_jump: float = 0.05, ratio: float = 10.0) -> tuple[SkeletonMotion, bool]:
+def drop_leading_bind_frame(
+    motion: SkeletonMotion, min_jump: float = 0.05, ratio: float = 10.0
+) -> tuple[SkeletonMotion, bool]:
     """Drop frame 0 when it is a bind pose that the motion jumps away from.
 
     Many BVH exports (CMU's conversion among them) start with a T-pose frame that is not part of
