@@ -1,4 +1,4 @@
-"""Run every benchmark in this folder (files named bench_*.py) and print their tables."""
+"""Run every benchmark in this folder (files named bench_*.py, or those named on the command line)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import importlib.util
 import sys
 from pathlib import Path
 
-here = Path(__file__).resolve().parent
-selected = sys.argv[1:]
-for path in sorted(here.glob("bench_*.py")):
-    if selected and path.stem not in selected:
-        continue
-    print(f"\n=== {path.stem} ===", flush=True)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main()
+
+def main(selected: list[str]) -> None:
+    here = Path(__file__).resolve().parent
+    for path in sorted(here.glob("bench_*.py")):
+        if selected and path.stem not in selected:
+            continue
+        print(f"\n=== {path.stem} ===", flush=True)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.main()
+
+
+if __name__ == "__main__":  # worker processes (spawn) re-import this file
+    main(sys.argv[1:])

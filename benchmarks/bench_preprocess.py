@@ -1,0 +1,48 @@
+"""Preprocessing speed: every CMU clip of the sample data (ASF/AMC, 120 fps) into one HDF5, on 2 workers.
+
+Prints the wall time (target: under 60 s on 2 CPU cores), the frames in and out, and the file size.
+Needs the sample data (`../shared/data` or `$EGOGRPO_SAMPLE_DATA`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from egogrpo.config import PreprocessConfig
+from egogrpo.data.asf_amc import read_asf_amc
+from egogrpo.data.preprocess import run_preprocess
+
+ROOT = Path(os.environ.get("EGOGRPO_SAMPLE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def main() -> None:
+    subjects = ROOT / "cmu" / "asfamc" / "subjects"
+    if not subjects.is_dir():
+        print(f"sample data not found at {ROOT}: skipped")
+        return
+    amcs = sorted(subjects.rglob("*.amc"))
+    start = time.perf_counter()
+    frames_in = sum(read_asf_amc(next(a.parent.glob("*.asf")), a).num_frames for a in amcs)
+    parse_only = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cmu.h5"
+        config = PreprocessConfig(source="cmu", inputs=(str(subjects),), out=str(out), workers=2)
+        start = time.perf_counter()
+        summary = run_preprocess(config)
+        wall = time.perf_counter() - start
+        size = out.stat().st_size
+    print(f"CMU sample data: {len(amcs)} clips, {frames_in} frames at 120 fps ({frames_in / 120 / 60:.1f} min)")
+    print(f"parse only (1 process):             {parse_only:6.1f} s")
+    print(f"preprocess, 2 workers, end to end:  {wall:6.1f} s   (target < 60 s)")
+    print(
+        f"written: {len(summary.written)} sequences, {summary.frames} frames at 30 fps; "
+        f"{len(summary.excluded)} clips excluded by the manifest (shorter than one crop)"
+    )
+    print(f"HDF5 size: {size / 1e6:.1f} MB ({size / max(summary.frames, 1):.0f} bytes per stored frame)")
+
+
+if __name__ == "__main__":
+    main()
