@@ -1,4 +1,4 @@
-"""Small file helpers shared by every writer: atomic output and content hashes."""
+"""Small file helpers shared by readers and writers: atomic output, hashes, safe npz and text reading."""
 
 from __future__ import annotations
 
@@ -6,8 +6,14 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
+
+from egogrpo.errors import EgogrpoError
 
 
 @contextlib.contextmanager
@@ -37,3 +43,37 @@ def sha256_of_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> 
         while chunk := f.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its type and its message with whitespace collapsed."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def read_text(path: Path) -> str:
+    """A text file's contents (UTF-8, BOM tolerated); an unreadable file is an EgogrpoError naming it."""
+    try:
+        return path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as e:
+        raise EgogrpoError(f"{path}: cannot read the file ({e.strerror or e})") from None
+
+
+def read_npz(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """The arrays named `keys` that an `.npz` holds (absent keys are left out), never unpickling anything.
+
+    A truncated or corrupt archive, or a pickled array, is an EgogrpoError naming the file.
+    """
+    if not zipfile.is_zipfile(path):
+        raise EgogrpoError(f"{path}: not a readable .npz file (truncated, corrupt or not an npz)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in keys if k in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise EgogrpoError(
+                f"{path}: the file stores pickled objects, which egogrpo does not load; "
+                "save every array as a plain numeric or string array"
+            ) from None
+        raise EgogrpoError(f"{path}: not a readable .npz file ({one_line(e)})") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
+        raise EgogrpoError(f"{path}: not a readable .npz file, truncated or corrupt ({one_line(e)})") from None

@@ -8,8 +8,6 @@ Pickled `.pkl` models are refused: they need chumpy and unsafe unpickling.
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from egogrpo.body.topology import (
     SMPLX_PARENTS,
 )
 from egogrpo.errors import EgogrpoError
-from egogrpo.fileio import sha256_of_file
+from egogrpo.fileio import read_npz, sha256_of_file
 
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights", "f")
 SMPLH_NUM_VERTICES = 6890
@@ -37,28 +35,14 @@ DEFAULT_NUM_BETAS = {"smplh": 16, "smplx": 10}
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in REQUIRED_KEYS if k not in npz.files]
-            if missing:
-                raise EgogrpoError(
-                    f"{path}: not an SMPL-H/SMPL-X model file: missing key(s) {', '.join(missing)} "
-                    f"(expected {', '.join(REQUIRED_KEYS)})"
-                )
-            return {k: npz[k] for k in REQUIRED_KEYS}
-    except EgogrpoError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise EgogrpoError(
-                f"{path}: the file stores pickled objects, which egogrpo does not load; "
-                "save every array as a plain numeric array"
-            ) from None
-        raise EgogrpoError(f"{path}: not a readable .npz file ({e})") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
+    arrays = read_npz(path, REQUIRED_KEYS)
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
         raise EgogrpoError(
-            f"{path}: not a readable .npz file, truncated or corrupt ({type(e).__name__}: {e})"
-        ) from None
+            f"{path}: not an SMPL-H/SMPL-X model file: missing key(s) {', '.join(missing)} "
+            f"(expected {', '.join(REQUIRED_KEYS)})"
+        )
+    return arrays
 
 
 def _check_shape(path: Path, name: str, array: np.ndarray, expected: tuple[int | None, ...]) -> None:
@@ -204,24 +188,10 @@ def load_smplx_extras(path: str | Path, num_expression: int = 10) -> SmplxExtras
     path = Path(path)
     if not path.is_file():
         raise EgogrpoError(f"{path}: no such body model file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in SMPLX_EXTRA_KEYS if k not in npz.files]
-            if missing:
-                raise EgogrpoError(
-                    f"{path}: not an SMPL-X model file with hand PCA: missing key(s) {', '.join(missing)}"
-                )
-            arrays = {k: npz[k] for k in SMPLX_EXTRA_KEYS}
-    except EgogrpoError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise EgogrpoError(f"{path}: the file stores pickled objects, which egogrpo does not load") from None
-        raise EgogrpoError(f"{path}: not a readable .npz file ({e})") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
-        raise EgogrpoError(
-            f"{path}: not a readable .npz file, truncated or corrupt ({type(e).__name__}: {e})"
-        ) from None
+    arrays = read_npz(path, SMPLX_EXTRA_KEYS)
+    missing = [k for k in SMPLX_EXTRA_KEYS if k not in arrays]
+    if missing:
+        raise EgogrpoError(f"{path}: not an SMPL-X model file with hand PCA: missing key(s) {', '.join(missing)}")
     for name, array in arrays.items():
         if array.dtype.kind not in "fiu":
             raise EgogrpoError(f"{path}: {name} has dtype {array.dtype}, expected numbers")

@@ -19,8 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import zipfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from egogrpo.data.gender_map import BetaMap, fit_beta_map
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.data.motion import MotionClip
 from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import read_npz
 from egogrpo.geometry import quat_from_axis_angle
 
 AMASS_NUM_BETAS = 16
@@ -221,28 +220,11 @@ def find_amass_files(root: str | Path, datasets: Iterable[str]) -> list[Path]:
     return [found[k] for k in sorted(found)]
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(f"{type(e).__name__}: {e}".split())
-
-
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays egogrpo reads from an AMASS npz (only those present), without unpickling anything."""
     if not path.is_file():
         raise EgogrpoError(f"{path}: no such AMASS file")
-    if not zipfile.is_zipfile(path):
-        raise EgogrpoError(f"{path}: not a readable .npz file (truncated, corrupt or not an npz)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in _READ_KEYS if k in npz.files}
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise EgogrpoError(
-                f"{path}: the file stores pickled objects, which egogrpo does not load; "
-                "save every array as a plain numeric or string array"
-            ) from None
-        raise EgogrpoError(f"{path}: not a readable .npz file ({_one_line(e)})") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
-        raise EgogrpoError(f"{path}: not a readable .npz file, truncated or corrupt ({_one_line(e)})") from None
+    return read_npz(path, _READ_KEYS)
 
 
 def _text(array: np.ndarray) -> str | None:

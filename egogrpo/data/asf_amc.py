@@ -28,6 +28,7 @@ import numpy as np
 from egogrpo.data.euler import conjugate, fixed_axes_euler_matrix, skeleton_motion_from_y_up
 from egogrpo.data.skeleton_motion import SkeletonMotion
 from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import read_text
 
 #: Metres per inch; ASF `:units length L` means one file unit is 1 / L inches.
 METRES_PER_INCH = 0.0254
@@ -108,14 +109,6 @@ class AsfSkeleton:
         return tuple(names), tuple(parents)
 
 
-def _read_text(path: Path) -> str:
-    """The file's text; a missing or unreadable file is an EgogrpoError naming it."""
-    try:
-        return path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as e:
-        raise EgogrpoError(f"{path}: cannot read the file ({e.strerror or e})") from None
-
-
 def _numbers(path: Path, line: int, what: str, tokens: list[str], count: int | None = None) -> np.ndarray:
     """Parse `tokens` as finite floats (exactly `count` of them when given), or raise an EgogrpoError."""
     if count is not None and len(tokens) != count:
@@ -152,7 +145,7 @@ def read_asf(path: str | Path) -> AsfSkeleton:
 
     section = ""
     bone: dict[str, tuple[int, list[str]]] | None = None
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         # The spec treats commas and parentheses as whitespace; `#` starts a comment.
         tokens = re.sub(r"[(),]", " ", line.split("#", 1)[0]).split()
         if not tokens:
@@ -314,7 +307,7 @@ def read_amc_values(
     reads it (bones in another order per frame) or raises an EgogrpoError naming the line.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     start, number = 0, 1  # where the current line starts, and its 1-based number
     while True:
         if start >= len(text):

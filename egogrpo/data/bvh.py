@@ -25,6 +25,7 @@ import numpy as np
 from egogrpo.data.euler import euler_matrix, forward_kinematics, skeleton_motion_from_y_up
 from egogrpo.data.skeleton_motion import SkeletonMotion
 from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import read_text
 
 #: Metres per file unit for each named unit.
 UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}
@@ -33,14 +34,6 @@ UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "c
 PLAUSIBLE_HEIGHT_M = (1.2, 2.2)
 
 _CHANNELS = ("xposition", "yposition", "zposition", "xrotation", "yrotation", "zrotation")
-
-
-def _read_text(path: Path) -> str:
-    """The file's text; a missing or unreadable file is an EgogrpoError naming it."""
-    try:
-        return path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as e:
-        raise EgogrpoError(f"{path}: cannot read the file ({e.strerror or e})") from None
 
 
 class _Hierarchy:
@@ -209,7 +202,7 @@ def read_bvh(path: str | Path, units: str | float = "auto") -> SkeletonMotion:
     path = Path(path)
     if not (isinstance(units, str) and units.lower() == "auto"):
         _metres_per_unit(path, units, rest_height_units=0.0)  # bad units fail before reading the file
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     motion = next((index for index, line in enumerate(lines) if line.strip().upper() == "MOTION"), None)
     if motion is None:
         raise EgogrpoError(f"{path}: missing MOTION section")
