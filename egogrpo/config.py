@@ -157,3 +157,69 @@ class PreprocessConfig:
     bvh_split: str = "train"  # the split BVH files are recorded under
     male_model: str | None = None  # AMASS/RICH: the male model file, for the male → neutral shape map
     female_model: str | None = None  # AMASS/RICH: the female model file
+
+
+# --- the motion prior --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """EgoAllo's denoiser (reference/egoallo.md §3–4). Field names and defaults are EgoAllo's, so that
+    `import-egoallo` maps its released `model_config.yaml` one to one; `egoallo` is the 50 M preset.
+
+    num_betas:  shape parameters in the motion state (16 for SMPL-H as EgoAllo; the default body: 10)
+    """
+
+    max_t: int = 1000
+    fourier_enc_freqs: int = 3
+    d_latent: int = 512
+    d_feedforward: int = 2048
+    d_noise_emb: int = 1024
+    num_heads: int = 4
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    dropout_p: float = 0.0
+    activation: str = "gelu"
+    positional_encoding: str = "rope"
+    noise_conditioning: str = "token"
+    xattn_mode: str = "kv_from_cond_q_from_x"
+    include_canonicalized_cpf_rotation_in_cond: bool = True
+    include_hands: bool = True
+    cond_param: str = "ours"
+    include_hand_positions_cond: bool = False
+    num_betas: int = 16
+
+
+#: Named sizes: the original 50 M-parameter model for GPUs, and small ones for CPUs and tests.
+DENOISER_PRESETS: dict[str, DenoiserConfig] = {
+    "egoallo": DenoiserConfig(),
+    "small": DenoiserConfig(
+        d_latent=256, d_feedforward=1024, d_noise_emb=512, num_heads=4, encoder_layers=3, decoder_layers=3,
+        include_hands=False, num_betas=10,
+    ),
+    "tiny": DenoiserConfig(
+        d_latent=64, d_feedforward=128, d_noise_emb=64, num_heads=2, encoder_layers=1, decoder_layers=1,
+        include_hands=False, num_betas=10,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How motion is sampled from the prior (the sampler is also the GRPO policy; reference/grpo-for-diffusion.md §3).
+
+    rule:            "egoallo" (30 quadratic steps, σ = 0.8 × one-step posterior std, the +0.1 damping of ε̂)
+                     or "ddim" (strided DDIM-η over `num_steps` evenly spaced timesteps)
+    num_steps:       stochastic + final transitions for "ddim" ("egoallo" always takes 30)
+    eta:             DDIM η (1 = the strided DDPM posterior; 0 = deterministic DDIM, no density)
+    egoallo_noise_scale, egoallo_eps_damping: EgoAllo's 0.8 and +0.1
+    window, overlap: frames per denoiser window and blended overlap between windows
+    """
+
+    rule: str = "egoallo"
+    num_steps: int = 30
+    eta: float = 1.0
+    egoallo_noise_scale: float = 0.8
+    egoallo_eps_damping: float = 0.1
+    window: int = 128
+    overlap: int = 32
