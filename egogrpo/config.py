@@ -223,3 +223,35 @@ class SamplerConfig:
     egoallo_eps_damping: float = 0.1
     window: int = 128
     overlap: int = 32
+
+
+@dataclass(frozen=True)
+class TrainPriorConfig:
+    """`egogrpo train-prior`: EgoAllo's training recipe (AdamW 1e-4, weight decay 1e-4, linear warm-up over
+    1000 steps then constant, gradient clipping at 1.0, 128-frame crops, global batch 256) with sizes to
+    suit the hardware. Every batch and every noise draw is a function of (seed, step, rank), so a
+    resumed run continues exactly as if it had not stopped.
+    """
+
+    data: str  # HDF5 motion file from `egogrpo preprocess`
+    run_dir: str  # a new folder (never overwritten); resume with `resume=True`
+    body: str = "default"  # the body model the data was made with: "default" or the SMPL-H/SMPL-X .npz
+    model: DenoiserConfig = field(default_factory=lambda: DENOISER_PRESETS["small"])
+    train_splits: tuple[str, ...] = ("train",)
+    val_split: str = "val"
+    crop_length: int = 128
+    batch_size: int = 32  # global batch, split over processes
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 1000
+    grad_clip: float = 1.0
+    max_steps: int = 10_000
+    log_every: int = 50
+    val_every: int = 1000  # sampled MPJPE on the validation split (0: never)
+    val_windows: int = 16  # validation windows (the first crop of each val sequence, cycling)
+    checkpoint_every: int = 1000
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # for validation sampling
+    num_workers: int = 0  # DataLoader worker processes per training process
+    preload: bool = True  # read the whole motion file into memory (small datasets)
+    seed: int = 0
+    resume: bool = False

@@ -1,0 +1,65 @@
+"""`egogrpo train-prior`: train the diffusion motion prior (no numerics here; see egogrpo.train.prior)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from egogrpo.cli.common import console, err_console
+from egogrpo.config import DENOISER_PRESETS, TrainPriorConfig
+from egogrpo.errors import EgogrpoError
+
+
+def train_prior(
+    data: Annotated[Path, typer.Argument(help="Motion file from `egogrpo preprocess`.")],
+    run_dir: Annotated[Path, typer.Option(help="New folder for this run (config, metrics.jsonl, checkpoints).")],
+    body: Annotated[
+        str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
+    ] = "default",
+    preset: Annotated[str, typer.Option(help=f"Model size: {', '.join(DENOISER_PRESETS)}.")] = "small",
+    batch_size: Annotated[int, typer.Option(help="Global batch (EgoAllo: 256), split over processes.")] = 32,
+    max_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 10_000,
+    learning_rate: Annotated[float, typer.Option("--lr", help="AdamW learning rate after warm-up.")] = 1e-4,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 1000,
+    val_every: Annotated[int, typer.Option(help="Sampled val MPJPE every N steps (0: never).")] = 1000,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 1000,
+    log_every: Annotated[int, typer.Option(help="Log metrics every N steps.")] = 50,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for batches, noise and validation sampling.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
+) -> None:
+    """Train the EgoAllo-style diffusion prior (one process, torchrun or accelerate launch; CPU or CUDA)."""
+    from egogrpo.train.prior import train_prior as run
+
+    if preset not in DENOISER_PRESETS:
+        raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(DENOISER_PRESETS)}")
+    model = DENOISER_PRESETS[preset]
+    config = TrainPriorConfig(
+        data=str(data), run_dir=str(run_dir), body=body, model=model, batch_size=batch_size, max_steps=max_steps,
+        learning_rate=learning_rate, warmup_steps=warmup_steps, val_every=val_every, checkpoint_every=checkpoint_every,
+        log_every=log_every, num_workers=num_workers, seed=seed, resume=resume,
+    )  # fmt: skip
+    columns = (
+        TextColumn("[bold]train-prior"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("train", total=max_steps, info="")
+
+        def progress(step: int, total: int, record: dict) -> None:
+            info = f"loss {record['loss/total']:.4f}"
+            if "val/mpjpe_mm" in record:
+                info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
+            bar.update(task, completed=step, info=info)
+
+        summary = run(config, progress)
+    console.print(
+        f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"
+    )

@@ -1,0 +1,1 @@
+"""Training loops: the diffusion prior, the perceptual reward model and GRPO post-training."""

@@ -1,0 +1,373 @@
+"""`egogrpo train-prior`: train the diffusion motion prior on crops of a preprocessed motion file.
+
+A linear loop (nanoGPT-style) run by HF accelerate: one process, `torchrun`, or `accelerate launch`
+(DDP on GPUs, gloo on CPUs). Each step's batch and noise are pure functions of (seed, step, rank),
+and a checkpoint holds the model, the optimizer and the step, so a resumed run continues exactly
+as if it had never stopped. Rank 0 writes the run directory:
+
+    run_dir/config.json          the resolved TrainPriorConfig
+    run_dir/meta.json            egogrpo version, git commit, torch, world size, device
+    run_dir/metrics.jsonl        one JSON object per logged step (losses, lr, grad norm, speed, val MPJPE)
+    run_dir/checkpoints/step_N/  model.safetensors + config.json (a model checkpoint) + training_state.pt
+    run_dir/checkpoints/latest   the name of the newest complete checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from egogrpo import __version__
+from egogrpo.body import BodyModel, load_body_model
+from egogrpo.config import TrainPriorConfig, config_from_dict, config_to_dict
+from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
+from egogrpo.data.hdf5_schema import MotionFile
+from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import atomic_output
+from egogrpo.train.prior_loss import prior_loss
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    final_step: int
+    last_checkpoint: Path | None
+    seconds: float
+
+
+# --- deterministic batches -------------------------------------------------------------------------
+
+
+class _EpochIndexed(torch.utils.data.Dataset):
+    """Global item i = epoch · N + k of a MotionCropDataset (whose crops depend on seed, epoch and k)."""
+
+    def __init__(self, dataset: MotionCropDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> MotionCrop:
+        epoch, k = divmod(index, len(self.dataset))
+        self.dataset.set_epoch(epoch)
+        return self.dataset[k]
+
+
+class StepBatches(torch.utils.data.Sampler[list[int]]):
+    """The items of each step's global batch, this rank's share: a seeded permutation per epoch."""
+
+    def __init__(
+        self, num_items: int, global_batch: int, rank: int, world: int, seed: int, start: int, stop: int
+    ) -> None:
+        self.num_items, self.global_batch, self.rank, self.world = num_items, global_batch, rank, world
+        self.seed, self.start, self.stop = seed, start, stop
+        self.local = global_batch // world
+
+    def batch_items(self, step: int) -> list[int]:
+        """This rank's global item indices at `step` (batches never straddle epochs: the tail of an epoch is dropped)."""
+        per_epoch = max(self.num_items // self.global_batch, 1)
+        epoch, position = divmod(step, per_epoch)
+        permutation = torch.randperm(
+            self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        )
+        start = position * self.global_batch + self.rank * self.local
+        items = (
+            permutation[start : start + self.local]
+            if self.num_items >= self.global_batch
+            else permutation[torch.arange(start, start + self.local) % self.num_items]
+        )
+        return [epoch * self.num_items + int(k) for k in items]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            yield self.batch_items(step)
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The generator for one step's noise levels and noise on one rank."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+
+
+def learning_rate(config: TrainPriorConfig, step: int) -> float:
+    """Linear warm-up over `warmup_steps`, then constant (EgoAllo's LambdaLR)."""
+    return config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+
+
+# --- run directory ----------------------------------------------------------------------------------
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        )
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _write_json(path: Path, data: object) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def prepare_run_dir(config: TrainPriorConfig, world_size: int, device: str) -> None:
+    """Create a new run directory (refusing a non-empty one), or check a resumed one's config."""
+    run_dir = Path(config.run_dir)
+    config_path = run_dir / "config.json"
+    if config.resume:
+        if not config_path.is_file():
+            raise EgogrpoError(f"{run_dir}: no run to resume here (config.json missing)")
+        stored = config_from_dict(TrainPriorConfig, json.loads(config_path.read_text()), where=str(config_path))
+        ignore = {"resume", "max_steps", "log_every", "val_every", "checkpoint_every", "num_workers"}
+        differs = [k for k, v in config_to_dict(config).items() if k not in ignore and config_to_dict(stored)[k] != v]
+        if differs:
+            raise EgogrpoError(f"{run_dir}: cannot resume with different settings ({', '.join(differs)})")
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise EgogrpoError(f"{run_dir} exists and is not empty; choose a new run directory or pass --resume")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(config_path, config_to_dict(config))
+    _write_json(
+        run_dir / "meta.json",
+        {
+            "egogrpo_version": __version__,
+            "git_commit": _git_commit(),
+            "torch": torch.__version__,
+            "world_size": world_size,
+            "device": device,
+        },
+    )
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / CHECKPOINTS / "latest"
+    if not pointer.is_file():
+        return None
+    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop logged records after `last_step` (they are recomputed identically on resume)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    with atomic_output(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+def _gt_joints(crop: MotionCrop) -> torch.Tensor:
+    from egogrpo.geometry import se3_apply
+
+    rest = se3_apply(crop.T_world_cpf[..., None, :], crop.joints_wrt_cpf)
+    return torch.cat((crop.T_world_root[..., None, 4:], rest), dim=-2)
+
+
+def validation_crops(data: str, split: str, length: int, count: int) -> MotionCrop | None:
+    """The first `length` frames of each sequence of `split` long enough, cycled up to `count` windows."""
+    with MotionFile(data) as motion:
+        names = [n for n in motion.names(split) if motion.num_frames(n) >= length]
+        if not names:
+            return None
+        crops = [
+            MotionCrop.from_arrays(motion.read_frames(names[i % len(names)], 0, length), with_hand_quats=False)
+            for i in range(count)
+        ]
+    return collate_crops(crops)
+
+
+@torch.no_grad()
+def validation_mpjpe(
+    model: torch.nn.Module, config: TrainPriorConfig, body: BodyModel, crops: MotionCrop, device: torch.device
+) -> float:
+    """Sampled MPJPE (mm) over the 22 body joints, the body placed on the ground-truth CPF (EgoAllo's protocol)."""
+    from egogrpo.model.conditioning import cpf_conditioning
+    from egogrpo.model.placement import place_on_cpf
+    from egogrpo.model.sampler import sample
+    from egogrpo.model.schedule import NoiseSchedule
+    from egogrpo.model.state import MotionState, packed_dim
+
+    crops = crops.to(device)
+    cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=config.model)
+    dim = packed_dim(config.model.num_betas, config.model.include_hands)
+    result = sample(
+        lambda x, t, c: model(x, t, c), cond, config.sampler, NoiseSchedule.cosine(), dim,
+        generator_initial=torch.Generator().manual_seed(config.seed),
+        generator_steps=torch.Generator().manual_seed(config.seed + 1),
+    )  # fmt: skip
+    state = MotionState.unpack(result.x0[:, 0], config.model.num_betas, config.model.include_hands)
+    posed = place_on_cpf(body.to(device), state, crops.T_world_cpf)
+    error = torch.linalg.vector_norm(posed.joints[..., :22, :] - _gt_joints(crops), dim=-1)
+    return float(error.mean()) * 1000.0
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+
+def _check_data(config: TrainPriorConfig, dataset: MotionCropDataset, body: BodyModel) -> None:
+    info = dataset.info
+    if info.body_model_sha256 != body.sha256:
+        raise EgogrpoError(
+            f"{config.data}: made with body model {info.body_model_id}, but --body is {body.model_id}; "
+            "pass the body model the file was preprocessed with"
+        )
+    if info.num_betas != config.model.num_betas:
+        raise EgogrpoError(
+            f"{config.data}: {info.num_betas} shape parameters per sequence, the model config expects {config.model.num_betas}"
+        )
+    if config.model.include_hands and not dataset.has_hand_quats:
+        raise EgogrpoError(f"{config.data}: the model predicts hands but the data has no hand rotations")
+
+
+def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainSummary:
+    """Train (or resume) a prior as configured; returns where the last checkpoint is."""
+    from accelerate import Accelerator
+
+    from egogrpo.model.checkpoint import save_checkpoint
+    from egogrpo.model.conditioning import cpf_conditioning
+    from egogrpo.model.denoiser import EgoDenoiser
+    from egogrpo.model.schedule import NoiseSchedule
+    from egogrpo.model.state import MotionState
+
+    start_time = time.perf_counter()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    if config.batch_size % world:
+        raise EgogrpoError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
+    body = load_body_model(config.body)
+    dataset = MotionCropDataset(
+        config.data,
+        splits=config.train_splits,
+        crop_length=config.crop_length,
+        seed=config.seed,
+        preload=config.preload,
+    )
+    _check_data(config, dataset, body)
+    run_dir = Path(config.run_dir)
+    if accelerator.is_main_process:
+        prepare_run_dir(config, world, str(device))
+    accelerator.wait_for_everyone()
+
+    model = EgoDenoiser(config.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    start_step = 0
+    checkpoint = latest_checkpoint(run_dir) if config.resume else None
+    if checkpoint is not None:
+        from egogrpo.model.checkpoint import load_checkpoint
+
+        loaded, _, _ = load_checkpoint(checkpoint, device="cpu")
+        model.load_state_dict(loaded.state_dict())
+        state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        if accelerator.is_main_process:
+            _truncate_metrics(run_dir / "metrics.jsonl", start_step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    schedule = NoiseSchedule.cosine()
+    val_crops = (
+        validation_crops(config.data, config.val_split, config.crop_length, config.val_windows)
+        if config.val_every
+        else None
+    )
+
+    batches = StepBatches(len(dataset), config.batch_size, rank, world, config.seed, start_step, config.max_steps)
+    loader = torch.utils.data.DataLoader(
+        _EpochIndexed(dataset), batch_sampler=batches, collate_fn=collate_crops, num_workers=config.num_workers
+    )
+    last_checkpoint = checkpoint
+    tick, tick_step = time.perf_counter(), start_step
+    step = start_step
+    for step, crop in zip(range(start_step, config.max_steps), loader, strict=False):
+        crop = crop.to(device)
+        x0 = MotionState.from_crop(crop, include_hands=config.model.include_hands).pack()
+        cond = cpf_conditioning(crop.T_cpf_tm1_cpf_t, crop.T_world_cpf, config=config.model)
+        generator = step_generator(config.seed, step, rank)
+        t = torch.randint(1, config.model.max_t + 1, (x0.shape[0],), generator=generator).to(device)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        x0_hat = model(schedule.q_sample(x0, t, noise), t, cond)
+        losses = prior_loss(
+            x0_hat, x0, schedule.loss_weight(t).to(x0.dtype), config.model.num_betas, config.model.include_hands
+        )
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(losses["total"])
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        optimizer.step()
+
+        done = step + 1
+        if done % config.log_every == 0 or done == config.max_steps:
+            reduced = {k: float(accelerator.reduce(v.detach(), reduction="mean")) for k, v in losses.items()}
+            now = time.perf_counter()
+            record = {
+                "step": done,
+                **{f"loss/{k}": v for k, v in reduced.items()},
+                "lr": learning_rate(config, step),
+                "grad_norm": float(grad_norm),
+                "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
+            }
+            tick, tick_step = now, done
+            if (
+                config.val_every
+                and val_crops is not None
+                and (done % config.val_every == 0 or done == config.max_steps)
+            ):
+                if accelerator.is_main_process:
+                    record["val/mpjpe_mm"] = validation_mpjpe(
+                        accelerator.unwrap_model(model), config, body, val_crops, device
+                    )
+                accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if not all(math.isfinite(v) for v in reduced.values()):
+                raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
+            if progress is not None and accelerator.is_main_process:
+                progress(done, config.max_steps, record)
+        if done % config.checkpoint_every == 0 or done == config.max_steps:
+            if accelerator.is_main_process:
+                last_checkpoint = _save(
+                    run_dir, done, accelerator.unwrap_model(model), optimizer, config, body, save_checkpoint
+                )
+            accelerator.wait_for_everyone()
+    return TrainSummary(
+        run_dir,
+        step + 1 if config.max_steps > start_step else start_step,
+        last_checkpoint,
+        time.perf_counter() - start_time,
+    )
+
+
+def _save(
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainPriorConfig,
+    body: BodyModel,
+    save_checkpoint: Callable,
+) -> Path:
+    """A complete checkpoint (model + training state), then the `latest` pointer (both atomic)."""
+    folder = run_dir / CHECKPOINTS / f"step_{step:07d}"
+    save_checkpoint(folder, model, config.model, body_model_id=body.model_id, extra={"step": step, "data": config.data})
+    with atomic_output(folder / "training_state.pt") as tmp:
+        torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
+    with atomic_output(run_dir / CHECKPOINTS / "latest") as tmp:
+        tmp.write_text(folder.name + "\n")
+    return folder
