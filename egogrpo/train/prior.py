@@ -199,7 +199,7 @@ def validation_mpjpe(
     """Sampled MPJPE (mm) over the 22 body joints, the body placed on the ground-truth CPF (EgoAllo's protocol)."""
     from egogrpo.model.conditioning import cpf_conditioning
     from egogrpo.model.placement import place_on_cpf
-    from egogrpo.model.sampler import sample
+    from egogrpo.model.sampler import body_rotation_projection, sample
     from egogrpo.model.schedule import NoiseSchedule
     from egogrpo.model.state import MotionState, packed_dim
 
@@ -210,6 +210,7 @@ def validation_mpjpe(
         lambda x, t, c: model(x, t, c), cond, config.sampler, NoiseSchedule.cosine(), dim,
         generator_initial=torch.Generator().manual_seed(config.seed),
         generator_steps=torch.Generator().manual_seed(config.seed + 1),
+        project=body_rotation_projection(config.model.num_betas),
     )  # fmt: skip
     state = MotionState.unpack(result.x0[:, 0], config.model.num_betas, config.model.include_hands)
     posed = place_on_cpf(body.to(device), state, crops.T_world_cpf)
@@ -264,6 +265,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
         prepare_run_dir(config, world, str(device))
     accelerator.wait_for_everyone()
 
+    torch.manual_seed(config.seed)  # the initial weights: identical on every rank and every run
     model = EgoDenoiser(config.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     start_step = 0

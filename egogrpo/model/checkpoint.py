@@ -1,0 +1,184 @@
+"""egogrpo's denoiser checkpoint: a folder with `model.safetensors` and `config.json`.
+
+config.json holds the `DenoiserConfig` fields plus
+
+    format            "egogrpo-denoiser/1"
+    egogrpo_version   the version that wrote it
+    body_model_id     the body model the motion state refers to (e.g. "smplh", or `BodyModel.model_id`)
+    weights_sha256    SHA-256 of model.safetensors (checked on load: catches a half-replaced folder)
+    extra             free-form JSON metadata (training step, provenance, …)
+
+Both files are written atomically, weights first, so a reader sees either the old or the new pair;
+a weights/config pair from two different writes fails the hash check. Loading checks every tensor
+name and shape against the config before `load_state_dict(strict=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from egogrpo import __version__
+from egogrpo.config import DenoiserConfig, config_from_dict, config_to_dict
+from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import atomic_output, one_line, sha256_of_file
+from egogrpo.model.denoiser import EgoDenoiser
+
+FORMAT = "egogrpo-denoiser/1"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+META_KEYS = ("format", "egogrpo_version", "body_model_id", "weights_sha256", "extra")
+
+#: Top-level module names of EgoAllo's denoiser; a tensor outside them belongs to another architecture.
+EGOALLO_MODULES = (
+    "encoders",
+    "decoders",
+    "latent_from_cond",
+    "noise_emb",
+    "noise_emb_token_proj",
+    "encoder_layers",
+    "decoder_layers",
+)
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: EgoDenoiser,
+    config: DenoiserConfig,
+    body_model_id: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model`'s weights and `config` (which must be the model's) to `directory`; returns the folder."""
+    directory = Path(directory)
+    if model.config != config:
+        raise ValueError("save_checkpoint: `config` is not the configuration the model was built with")
+    meta = {"format": FORMAT, "egogrpo_version": __version__, "body_model_id": body_model_id, "extra": extra or {}}
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"save_checkpoint: `extra` must be JSON-serialisable ({e})") from None
+    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    with atomic_output(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        meta["weights_sha256"] = sha256_of_file(tmp)
+    with atomic_output(directory / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps({**config_to_dict(config), **meta}, indent=2) + "\n")
+    return directory
+
+
+def load_checkpoint(
+    directory: str | Path, device: torch.device | str = "cpu"
+) -> tuple[EgoDenoiser, DenoiserConfig, dict[str, Any]]:
+    """Read a checkpoint folder: the model (on `device`, eval mode, float32 as stored), its config and metadata.
+
+    meta holds format, egogrpo_version, body_model_id, weights_sha256 and extra from config.json, and
+    `directory`. Any problem with the files is an EgogrpoError naming the file.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise EgogrpoError(f"{directory}: no such checkpoint folder")
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not config_path.is_file():
+        hint = ""
+        if (directory / "model_config.yaml").is_file():
+            hint = "; it looks like an EgoAllo release: convert it with `egogrpo import-egoallo`"
+        raise EgogrpoError(f"{config_path}: missing, {directory} is not an egogrpo checkpoint folder{hint}")
+    config, meta = _read_config(config_path)
+    if not weights_path.is_file():
+        raise EgogrpoError(f"{weights_path}: missing (the checkpoint folder has {CONFIG_FILE} but no weights)")
+    if "weights_sha256" in meta and sha256_of_file(weights_path) != meta["weights_sha256"]:
+        raise EgogrpoError(
+            f"{weights_path}: does not match the SHA-256 recorded in {CONFIG_FILE} "
+            "(modified, corrupt, or from another save)"
+        )
+    model = build_denoiser(config, where=str(config_path))
+    load_denoiser_weights(model, read_safetensors(weights_path), weights_path, config_source=config_path)
+    meta["directory"] = str(directory)
+    return model.to(device).eval(), config, meta
+
+
+def _read_config(path: Path) -> tuple[DenoiserConfig, dict[str, Any]]:
+    """config.json → (DenoiserConfig, metadata)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EgogrpoError(f"{path}: not valid JSON ({one_line(e)})") from None
+    except OSError as e:
+        raise EgogrpoError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise EgogrpoError(f"{path}: not an egogrpo denoiser checkpoint config (format {found!r}, expected {FORMAT!r})")
+    meta = {key: data.pop(key) for key in META_KEYS if key in data}
+    for key in ("egogrpo_version", "body_model_id"):
+        if not isinstance(meta.get(key), str):
+            raise EgogrpoError(f"{path}: missing or invalid {key!r}")
+    meta.setdefault("extra", {})
+    return config_from_dict(DenoiserConfig, data, where=str(path)), meta
+
+
+def build_denoiser(config: DenoiserConfig, where: str) -> EgoDenoiser:
+    """EgoDenoiser(config), with an unsupported setting reported against `where` (the file it came from)."""
+    try:
+        return EgoDenoiser(config)
+    except EgogrpoError as e:
+        raise EgogrpoError(f"{where}: {e}") from None
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """Every tensor of a safetensors file, on the CPU; a truncated or corrupt file is an EgogrpoError naming it."""
+    try:
+        return load_file(str(path), device="cpu")
+    except FileNotFoundError:
+        raise EgogrpoError(f"{path}: no such file") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise EgogrpoError(f"{path}: not a readable safetensors file, truncated or corrupt ({one_line(e)})") from None
+
+
+def _first(names: list[str], count: int = 3) -> str:
+    more = f", … ({len(names) - count} more)" if len(names) > count else ""
+    return ", ".join(names[:count]) + more
+
+
+def load_denoiser_weights(
+    model: EgoDenoiser, tensors: dict[str, Tensor], path: Path, config_source: str | Path | None = None
+) -> None:
+    """Load `tensors` (read from `path`) into `model` strictly: every expected name present with its shape, nothing else.
+
+    A file whose tensor names are not EgoAllo's is reported as another architecture; otherwise the
+    missing, unexpected and mis-shaped tensors are named (the config, from `config_source`, does not
+    describe the weights).
+    """
+    foreign = sorted(name for name in tensors if name.split(".")[0] not in EGOALLO_MODULES)
+    if foreign:
+        raise EgogrpoError(
+            f"{path}: not an EgoAllo-architecture denoiser: {len(foreign)} of its {len(tensors)} tensors have "
+            f"other names ({_first(foreign)})"
+        )
+    expected = model.state_dict()
+    missing = [name for name in expected if name not in tensors]
+    unexpected = sorted(name for name in tensors if name not in expected)
+    mismatched = [
+        f"{name} is {tuple(tensors[name].shape)}, expected {tuple(value.shape)}"
+        for name, value in expected.items()
+        if name in tensors and tensors[name].shape != value.shape
+    ]
+    not_float = sorted(name for name, value in tensors.items() if not value.is_floating_point())
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s): {_first(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s): {_first(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {_first(mismatched)}")
+    if not_float:
+        problems.append(f"{len(not_float)} non-floating tensor(s): {_first(not_float)}")
+    if problems:
+        source = "the model config" if config_source is None else f"the model config in {config_source}"
+        raise EgogrpoError(f"{path}: the weights do not match {source} ({'; '.join(problems)})")
+    model.load_state_dict(tensors, strict=True)

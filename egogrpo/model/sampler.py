@@ -1,0 +1,455 @@
+"""The sampler of the x₀-predicting diffusion prior, written as a stochastic policy (reference/grpo-for-diffusion.md §3).
+
+The scheduler is separate from the model: `denoise_fn(x, t, cond) -> x̂₀` is any callable, and
+this module turns its predictions into transitions. For a transition s → p (s > p) the policy is
+
+    π(x_p | x_s, c) = N(μ, σ²·I),   μ = A·x̂₀ + B·x_s,   x̂₀ = project(stitched denoiser output)
+
+with A, B and σ computed from the float64 schedule and applied in float32:
+
+* "egoallo" (EgoAllo's sampler, quadratic plan 1000, 841, …, 4, 1, 0):
+      σ = 0.8·√((1−ᾱ_{s−1})/(1−ᾱ_s)·β_s)           (the ONE-step posterior std at s, scaled)
+      μ = √ᾱ_p·x̂₀ + √(1−ᾱ_p−σ²)·(x_s − √ᾱ_s·x̂₀)/√(1−ᾱ_s + 0.1)
+  i.e. B = √(1−ᾱ_p−σ²)/√(1−ᾱ_s+0.1), A = √ᾱ_p − B·√ᾱ_s (0.8 and 0.1 from `SamplerConfig`).
+* "ddim" (DDIM-η over an evenly strided plan):
+      σ² = η²·(1−ᾱ_p)/(1−ᾱ_s)·(1−ᾱ_s/ᾱ_p),  μ = √ᾱ_p·x̂₀ + √max(0, 1−ᾱ_p−σ²)·ε̂,  ε̂ = (x_s − √ᾱ_s·x̂₀)/√(1−ᾱ_s)
+  η = 1 is the strided DDPM posterior q(x_p | x_s, x₀ = x̂₀); η = 0 is deterministic DDIM.
+
+The final transition to p = 0 has σ = 0 and returns x̂₀; it (and any σ = 0 step) is NOT part of the
+MDP and has no log-probability. Log-probabilities are Gaussian log densities **averaged over the
+state dimensions (frames × features), not summed**, as DDPO and Flow-GRPO do, in float32.
+`log_prob_given_x0` recomputes them for stored transitions under a new x̂₀ with exactly the same
+mean formula, so at θ_old the importance ratio is exactly 1.
+
+Sequences of any length are denoised in windows (EgoAllo's stitching, reference/egoallo.md §4);
+all randomness comes from explicit `torch.Generator`s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from egogrpo.config import SamplerConfig
+from egogrpo.errors import EgogrpoError
+from egogrpo.model.schedule import NoiseSchedule
+
+#: denoise_fn(x_t (N, W, D), t (N,) int64, cond (N, W, C)) -> x̂₀ (N, W, D)
+DenoiseFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+#: project(x̂₀ (..., L, D)) -> x̂₀ (..., L, D), e.g. `body_rotation_projection(num_betas)`
+ProjectFn = Callable[[Tensor], Tensor]
+
+NUM_BODY_JOINTS = 21
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+# --- timestep plans ---------------------------------------------------------------------------------
+
+
+def quadratic_timesteps(max_t: int = 1000) -> list[int]:
+    """EgoAllo's plan: k² for k = ⌊√T⌋−1 … 0 with the first replaced by T; T = 1000 gives
+    [1000, 841, 784, …, 9, 4, 1, 0] (31 timesteps, 30 transitions)."""
+    squares = [k * k for k in range(math.isqrt(max_t))]
+    squares[-1] = max_t
+    return squares[::-1]
+
+
+def strided_timesteps(num_steps: int, max_t: int = 1000) -> list[int]:
+    """`num_steps` evenly strided transitions from T down to 0 (rounded to integers)."""
+    if not 1 <= num_steps <= max_t:
+        raise EgogrpoError(f"sampler num_steps must be in 1..{max_t}, got {num_steps}")
+    return [round(max_t * (num_steps - k) / num_steps) for k in range(num_steps + 1)]
+
+
+def timestep_plan(config: SamplerConfig, max_t: int = 1000) -> list[int]:
+    """The decreasing timesteps of a sampling run, ending at 0 ("egoallo": quadratic; "ddim": strided)."""
+    if config.rule == "egoallo":
+        return quadratic_timesteps(max_t)
+    if config.rule == "ddim":
+        return strided_timesteps(config.num_steps, max_t)
+    raise EgogrpoError(f"unknown sampler rule {config.rule!r} (expected 'egoallo' or 'ddim')")
+
+
+# --- one transition ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class StepCoefficients:
+    """μ = a·x̂₀ + b·x_s and the std of transitions t → t_prev (float64, CPU, the shape of t)."""
+
+    a: Float[Tensor, "*batch"]
+    b: Float[Tensor, "*batch"]
+    std: Float[Tensor, "*batch"]
+
+
+def step_coefficients(
+    schedule: NoiseSchedule, config: SamplerConfig, t: int | Tensor, t_prev: int | Tensor
+) -> StepCoefficients:
+    """A, B and σ of the rule in `config` for transitions t → t_prev (ints, or integer tensors of one shape)."""
+    t = torch.as_tensor(t, dtype=torch.long).cpu()
+    t_prev = torch.as_tensor(t_prev, dtype=torch.long).cpu()
+    if not (bool((t_prev >= 0).all()) and bool((t > t_prev).all()) and bool((t <= schedule.num_timesteps).all())):
+        raise ValueError(f"transitions need T ≥ t > t_prev ≥ 0, got t={t.tolist()}, t_prev={t_prev.tolist()}")
+    ab_s, ab_p = schedule.alpha_bar[t], schedule.alpha_bar[t_prev]
+    if config.rule == "egoallo":
+        one_step_var = (1.0 - schedule.alpha_bar[t - 1]) / (1.0 - ab_s) * schedule.betas[t]
+        var = config.egoallo_noise_scale**2 * one_step_var
+        eps_denominator = (1.0 - ab_s + config.egoallo_eps_damping).sqrt()
+    elif config.rule == "ddim":
+        var = config.eta**2 * (1.0 - ab_p) / (1.0 - ab_s) * (1.0 - ab_s / ab_p)
+        eps_denominator = (1.0 - ab_s).sqrt()
+    else:
+        raise EgogrpoError(f"unknown sampler rule {config.rule!r} (expected 'egoallo' or 'ddim')")
+    var = torch.where(t_prev == 0, torch.zeros_like(var), var)  # the last transition is deterministic
+    b = (1.0 - ab_p - var).clamp_min(0.0).sqrt() / eps_denominator
+    a = ab_p.sqrt() - b * ab_s.sqrt()
+    return StepCoefficients(a=a, b=b, std=var.sqrt())
+
+
+def _mean_and_std(
+    coeffs: StepCoefficients, x_t: Float[Tensor, "*batch L D"], x0_hat: Float[Tensor, "*batch L D"]
+) -> tuple[Float[Tensor, "*batch L D"], Float[Tensor, "*batch"]]:
+    """μ = A·x̂₀ + B·x_s in float32 (the one formula used by rollouts and by log-prob recomputation)."""
+    device = x_t.device
+    a = coeffs.a.to(device=device, dtype=torch.float32)[..., None, None]
+    b = coeffs.b.to(device=device, dtype=torch.float32)[..., None, None]
+    mean = a * x0_hat.float() + b * x_t.float()
+    return mean, coeffs.std.to(device=device, dtype=torch.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class StepOutput:
+    """One transition t → t_prev: the sample x_prev ~ N(mean, std²·I) (x_prev = x̂₀ when t_prev = 0)."""
+
+    x_prev: Float[Tensor, "*batch L D"]
+    mean: Float[Tensor, "*batch L D"]
+    std: Float[Tensor, ""]  # float32 scalar; 0 for deterministic transitions
+    x0_hat: Float[Tensor, "*batch L D"]
+    t: int
+    t_prev: int
+    in_mdp: bool  # stochastic (std > 0), so it has a log-probability
+
+
+def _randn(shape: Sequence[int], generator: torch.Generator, device: torch.device) -> Tensor:
+    """Standard normal float32 noise drawn on the generator's device, then moved to `device`."""
+    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=torch.float32).to(device)
+
+
+def step(
+    x_t: Float[Tensor, "*batch L D"],
+    x0_hat: Float[Tensor, "*batch L D"],
+    t: int,
+    t_prev: int,
+    schedule: NoiseSchedule,
+    config: SamplerConfig,
+    noise: Tensor | torch.Generator | None = None,
+) -> StepOutput:
+    """Take the transition t → t_prev from x_t given the (stitched, projected) x̂₀.
+
+    `noise` is the standard normal z of x_prev = mean + std·z, or a generator to draw it from
+    (drawn only for stochastic steps); it may be None for deterministic steps.
+    """
+    coeffs = step_coefficients(schedule, config, t, t_prev)
+    mean, std = _mean_and_std(coeffs, x_t, x0_hat)
+    x0_hat = x0_hat.float()
+    if t_prev == 0:
+        return StepOutput(x_prev=x0_hat, mean=x0_hat, std=std, x0_hat=x0_hat, t=t, t_prev=t_prev, in_mdp=False)
+    if float(coeffs.std) == 0.0:
+        return StepOutput(x_prev=mean, mean=mean, std=std, x0_hat=x0_hat, t=t, t_prev=t_prev, in_mdp=False)
+    if isinstance(noise, torch.Generator):
+        noise = _randn(mean.shape, noise, mean.device)
+    elif noise is None:
+        raise ValueError(f"the transition {t} → {t_prev} is stochastic: pass noise or a torch.Generator")
+    x_prev = mean + std * noise.to(device=mean.device, dtype=torch.float32)
+    return StepOutput(x_prev=x_prev, mean=mean, std=std, x0_hat=x0_hat, t=t, t_prev=t_prev, in_mdp=True)
+
+
+# --- log-probabilities ------------------------------------------------------------------------------
+
+
+def transition_log_prob(
+    x_prev: Float[Tensor, "*batch L D"], mean: Float[Tensor, "*batch L D"], std: float | Float[Tensor, "*batch"]
+) -> Float[Tensor, "*batch"]:
+    """log N(x_prev; mean, std²·I) per state dimension: the MEAN over the trailing (L, D) dims, not the sum.
+
+    This is the DDPO/Flow-GRPO convention (the summed density is this times L·D). Float32; std > 0,
+    a scalar or one value per batch element.
+    """
+    std = torch.as_tensor(std, dtype=torch.float32, device=x_prev.device)
+    diff = (x_prev.float() - mean.float()).flatten(-2)
+    z = diff / std[..., None]
+    return -0.5 * (z * z).mean(dim=-1) - torch.log(std) - _HALF_LOG_2PI
+
+
+def log_prob_given_x0(
+    x_t: Float[Tensor, "*batch L D"],
+    x_prev: Float[Tensor, "*batch L D"],
+    x0_hat: Float[Tensor, "*batch L D"],
+    t: int | Int[Tensor, "*batch"],
+    t_prev: int | Int[Tensor, "*batch"],
+    schedule: NoiseSchedule,
+    config: SamplerConfig,
+) -> Float[Tensor, "*batch"]:
+    """Log-probability (per-dimension mean) of stored transitions x_t → x_prev under a given x̂₀.
+
+    Uses the rollout's mean formula exactly, so with the rollout's x̂₀ it returns the rollout's
+    log-probabilities bit for bit. t, t_prev: ints, or tensors broadcastable to the batch dims
+    (transitions with different timesteps may share a batch). Differentiable in x0_hat.
+    """
+    coeffs = step_coefficients(schedule, config, t, t_prev)
+    if bool((coeffs.std == 0).any()):
+        raise ValueError(f"deterministic transition (σ = 0) in t={t}, t_prev={t_prev}: it has no log-probability")
+    mean, std = _mean_and_std(coeffs, x_t, x0_hat)
+    return transition_log_prob(x_prev, mean, std)
+
+
+# --- windows ----------------------------------------------------------------------------------------
+
+
+def window_starts(length: int, window: int, overlap: int) -> list[int]:
+    """First frames of the windows covering `length` frames.
+
+    EgoAllo's starts 0, stride, 2·stride, … (stride = window − overlap) for windows that end
+    before the sequence does, then one last window aligned to the sequence end, so every window has
+    exactly `window` frames and all of them go through the denoiser in one batch. (EgoAllo instead
+    runs a shorter last window; the last window here overlaps its neighbour by ≥ `overlap` frames.)
+    A sequence of at most `window` frames is one window of its own length.
+    """
+    if not 0 <= overlap < window:
+        raise EgogrpoError(f"sampler overlap must be in 0..window−1, got window={window}, overlap={overlap}")
+    if length <= window:
+        return [0]
+    return [*range(0, length - window, window - overlap), length - window]
+
+
+def stitch_weights(length: int, window: int, overlap: int) -> Float[Tensor, "K W"]:
+    """Normalised blending weights of each window's frames (float32; per frame they sum to 1).
+
+    EgoAllo's weighting: every window takes the PREFIX (its first W values) of the trapezoid
+    g(i) = min(overlap, i+1, length−i)/overlap over the whole sequence, so a window ramps up over its
+    first `overlap` frames and ramps down only where the sequence itself ends. Each frame's weights
+    are then divided by their sum over the windows covering it.
+    """
+    starts = window_starts(length, window, overlap)
+    w = min(window, length)
+    if overlap == 0:
+        prefix = torch.ones(w, dtype=torch.float64)
+    else:
+        i = torch.arange(w, dtype=torch.float64)
+        prefix = torch.minimum(torch.minimum(i + 1.0, length - i), torch.tensor(float(overlap))) / overlap
+    total = torch.zeros(length, dtype=torch.float64)
+    for start in starts:
+        total[start : start + w] += prefix
+    weights = torch.stack([prefix / total[start : start + w] for start in starts])
+    return weights.to(torch.float32)
+
+
+def predict_x0_stitched(
+    denoise_fn: DenoiseFn,
+    x_t: Float[Tensor, "N L D"],
+    t: int | Int[Tensor, "N"],  # noqa: UP037 (a jaxtyping shape)
+    cond: Float[Tensor, "N L C"],
+    window: int,
+    overlap: int,
+    project: ProjectFn | None = None,
+) -> Float[Tensor, "N L D"]:
+    """x̂₀ of whole sequences from windowed denoiser calls, blended, then projected (float32).
+
+    All windows of all sequences go through ONE `denoise_fn` call of N·K windows (sequence-major).
+    With a single window (L ≤ window) the denoiser output is returned unblended, bit for bit.
+    """
+    N, L, D = x_t.shape
+    starts = window_starts(L, window, overlap)
+    W, K = min(window, L), len(starts)
+    t_rows = torch.as_tensor(t, dtype=torch.long, device=x_t.device).expand(N)
+    if K == 1:
+        x0_hat = denoise_fn(x_t, t_rows, cond).float()
+    else:
+        x_windows = torch.stack([x_t[:, s : s + W] for s in starts], dim=1).reshape(N * K, W, D)
+        c_windows = torch.stack([cond[:, s : s + W] for s in starts], dim=1).reshape(N * K, W, cond.shape[-1])
+        pred = denoise_fn(x_windows, t_rows.repeat_interleave(K), c_windows).float()
+        if pred.shape != (N * K, W, D):
+            raise ValueError(f"denoise_fn returned shape {tuple(pred.shape)}, expected {(N * K, W, D)}")
+        pred = pred.reshape(N, K, W, D)
+        weights = stitch_weights(L, window, overlap).to(x_t.device)
+        x0_hat = torch.zeros(N, L, D, dtype=torch.float32, device=x_t.device)
+        for k, s in enumerate(starts):
+            x0_hat[:, s : s + W] += weights[k, :, None] * pred[:, k]
+    if x0_hat.shape != (N, L, D):
+        raise ValueError(f"denoise_fn returned shape {tuple(x0_hat.shape)}, expected {(N, L, D)}")
+    return x0_hat if project is None else project(x0_hat)
+
+
+class _NearestRotation(torch.autograd.Function):
+    """`project_to_so3` (same forward, bit for bit) with a backward that stays finite near rotations.
+
+    torch's SVD backward divides by σ_i² − σ_j², which is 0/0 when M is (nearly) a rotation, so
+    gradients through `project_to_so3` are NaN exactly where a good x̂₀ lives. The polar factor
+    R = U·Vᵀ has the closed-form derivative dR = U·Ω·Vᵀ with Ω_ij = (X_ij − X_ji)/(σ_i + σ_j),
+    X = Uᵀ·dM·V (σ signed, U flipped, when the reflection is fixed); its adjoint is used here.
+    """
+
+    @staticmethod
+    def forward(ctx, M: Tensor, fix_reflection: bool) -> Tensor:
+        U, s, Vh = torch.linalg.svd(M)
+        if fix_reflection:
+            det = torch.linalg.det(U @ Vh)
+            flip = torch.ones_like(M[..., 0])
+            flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
+            U, s = U * flip[..., None, :], s * flip
+        ctx.save_for_backward(U, s, Vh)
+        return U @ Vh
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        U, s, Vh = ctx.saved_tensors
+        g = U.mT @ grad @ Vh.mT
+        inner = (g - g.mT) / (s[..., :, None] + s[..., None, :])
+        inner = inner * (1.0 - torch.eye(3, dtype=inner.dtype, device=inner.device))  # Ω has a zero diagonal
+        return U @ inner @ Vh, None
+
+
+def nearest_rotation(M: Float[Tensor, "*batch 3 3"], fix_reflection: bool = False) -> Float[Tensor, "*batch 3 3"]:
+    """`project_to_so3(M, fix_reflection)` with gradients that are finite for near-rotation inputs."""
+    return _NearestRotation.apply(M, fix_reflection)
+
+
+def body_rotation_projection(num_betas: int, fix_reflection: bool = False) -> ProjectFn:
+    """SVD-project the 21 body rotation matrices, state slice [num_betas, num_betas + 189), onto SO(3).
+
+    State layout: [betas | body 21·9 (row-major) | contacts 21 | hands 30·9]. Hands are not projected
+    (as in EgoAllo). `fix_reflection=False` is EgoAllo's projection (U Vᵀ without a determinant fix).
+    Differentiable (see `nearest_rotation`), so GRPO can back-propagate through it.
+    """
+    start, stop = num_betas, num_betas + NUM_BODY_JOINTS * 9
+
+    def project(x: Float[Tensor, "*batch L D"]) -> Float[Tensor, "*batch L D"]:
+        body = x[..., start:stop].unflatten(-1, (NUM_BODY_JOINTS, 3, 3))
+        body = nearest_rotation(body, fix_reflection=fix_reflection).flatten(-3)
+        return torch.cat([x[..., :start], body, x[..., stop:]], dim=-1)
+
+    return project
+
+
+# --- whole sampling runs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """The K stochastic (MDP) transitions of a run, stacked on dim 2, for recomputing log-probs."""
+
+    x_t: Float[Tensor, "B S K L D"]  # state before each transition
+    x_prev: Float[Tensor, "B S K L D"]  # state after it (the action)
+    mean: Float[Tensor, "B S K L D"]  # the rollout policy's mean
+    std: Float[Tensor, "K"]  # float32  # noqa: UP037
+    t: Int[Tensor, "K"]  # CPU int64  # noqa: UP037
+    t_prev: Int[Tensor, "K"]  # noqa: UP037 (a jaxtyping shape)
+    log_probs: Float[Tensor, "B S K"]
+
+
+@dataclass(frozen=True, eq=False)
+class SampleResult:
+    """Final samples, the log-probabilities of the MDP transitions and, with `record`, the trajectory."""
+
+    x0: Float[Tensor, "B S L D"]
+    log_probs: Float[Tensor, "B S K"]  # per-dimension mean, one per stochastic transition
+    timesteps: tuple[int, ...]  # the whole plan, e.g. (1000, 841, …, 1, 0)
+    in_mdp: tuple[bool, ...]  # per transition of the plan; False for the last one
+    trajectory: Trajectory | None
+
+
+@torch.no_grad()
+def sample(
+    denoise_fn: DenoiseFn,
+    cond: Float[Tensor, "B L C"],
+    config: SamplerConfig,
+    schedule: NoiseSchedule,
+    state_dim: int,
+    generator_initial: torch.Generator,
+    generator_steps: torch.Generator,
+    num_samples: int = 1,
+    group_shared_noise: bool = True,
+    project: ProjectFn | None = None,
+    record: bool = False,
+) -> SampleResult:
+    """Draw `num_samples` motions per conditioning sequence, batched over sequences and samples.
+
+    x_T comes from `generator_initial` (with `group_shared_noise`, one x_T per sequence, shared by
+    its S samples), every step's noise from `generator_steps` (distinct per sample). Noise is drawn
+    on each generator's device and moved to cond's device. `project` must be the same callable
+    later used to recompute log-probabilities (EgoAllo: `body_rotation_projection(num_betas)`).
+    """
+    B, L, C = cond.shape
+    S, D, device = num_samples, state_dim, cond.device
+    plan = timestep_plan(config, schedule.num_timesteps)
+    if group_shared_noise:
+        x = _randn((B, 1, L, D), generator_initial, device).repeat(1, S, 1, 1)
+    else:
+        x = _randn((B, S, L, D), generator_initial, device)
+    cond_rows = cond[:, None].expand(B, S, L, C).reshape(B * S, L, C)
+
+    log_probs, in_mdp, steps = [], [], []
+    for t, t_prev in itertools.pairwise(plan):
+        x0_hat = predict_x0_stitched(
+            denoise_fn, x.reshape(B * S, L, D), t, cond_rows, config.window, config.overlap, project
+        ).reshape(B, S, L, D)
+        out = step(x, x0_hat, t, t_prev, schedule, config, noise=generator_steps)
+        in_mdp.append(out.in_mdp)
+        if out.in_mdp:
+            log_probs.append(transition_log_prob(out.x_prev, out.mean, out.std))
+            if record:
+                steps.append((x, out))
+        x = out.x_prev
+
+    lp = torch.stack(log_probs, dim=-1) if log_probs else torch.zeros(B, S, 0, device=device)
+    trajectory = None
+    if record:
+        trajectory = Trajectory(
+            x_t=_stack([s[0] for s in steps], (B, S, 0, L, D), device),
+            x_prev=_stack([s[1].x_prev for s in steps], (B, S, 0, L, D), device),
+            mean=_stack([s[1].mean for s in steps], (B, S, 0, L, D), device),
+            std=torch.stack([s[1].std for s in steps]) if steps else torch.zeros(0, device=device),
+            t=torch.tensor([s[1].t for s in steps], dtype=torch.long),
+            t_prev=torch.tensor([s[1].t_prev for s in steps], dtype=torch.long),
+            log_probs=lp,
+        )
+    return SampleResult(x0=x, log_probs=lp, timesteps=tuple(plan), in_mdp=tuple(in_mdp), trajectory=trajectory)
+
+
+def _stack(tensors: list[Tensor], empty_shape: tuple[int, ...], device: torch.device) -> Tensor:
+    return torch.stack(tensors, dim=2) if tensors else torch.zeros(empty_shape, device=device)
+
+
+def trajectory_log_probs(
+    denoise_fn: DenoiseFn,
+    trajectory: Trajectory,
+    cond: Float[Tensor, "B L C"],
+    schedule: NoiseSchedule,
+    config: SamplerConfig,
+    project: ProjectFn | None = None,
+    steps: Sequence[int] | None = None,
+) -> Float[Tensor, "B S K"]:
+    """Log-probabilities of recorded transitions under `denoise_fn` (e.g. the policy being trained).
+
+    Re-runs the stitched denoiser on each stored x_t with the same windows, projection and mean
+    formula as `sample`; `steps` picks transitions (indices into the trajectory's K), default all.
+    With the rollout's denoiser and conditioning the result equals `trajectory.log_probs` exactly.
+    Differentiable through `denoise_fn` unless called under no_grad.
+    """
+    B, S, K, L, D = trajectory.x_t.shape
+    cond_rows = cond[:, None].expand(B, S, *cond.shape[1:]).reshape(B * S, L, cond.shape[-1])
+    out = []
+    for k in range(K) if steps is None else steps:
+        x_t = trajectory.x_t[:, :, k]
+        t, t_prev = int(trajectory.t[k]), int(trajectory.t_prev[k])
+        x0_hat = predict_x0_stitched(
+            denoise_fn, x_t.reshape(B * S, L, D), t, cond_rows, config.window, config.overlap, project
+        ).reshape(B, S, L, D)
+        out.append(log_prob_given_x0(x_t, trajectory.x_prev[:, :, k], x0_hat, t, t_prev, schedule, config))
+    return torch.stack(out, dim=-1) if out else torch.zeros(B, S, 0, device=trajectory.x_t.device)

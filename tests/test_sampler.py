@@ -1,0 +1,403 @@
+"""The sampler as a GRPO policy: step rules, log-probabilities, window stitching and batched sampling."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from egogrpo.config import SamplerConfig
+from egogrpo.geometry.so3 import matrix_from_axis_angle, project_to_so3
+from egogrpo.model.sampler import (
+    body_rotation_projection,
+    log_prob_given_x0,
+    nearest_rotation,
+    predict_x0_stitched,
+    quadratic_timesteps,
+    sample,
+    step,
+    step_coefficients,
+    stitch_weights,
+    strided_timesteps,
+    timestep_plan,
+    trajectory_log_probs,
+    transition_log_prob,
+    window_starts,
+)
+from egogrpo.model.schedule import NoiseSchedule
+
+EGOALLO = SamplerConfig()
+DDIM = SamplerConfig(rule="ddim", num_steps=10, eta=1.0)
+NUM_BETAS = 10
+D = NUM_BETAS + 21 * 9 + 21  # the state without hands
+C = 6
+
+
+@pytest.fixture(scope="module")
+def schedule() -> NoiseSchedule:
+    return NoiseSchedule.cosine()
+
+
+class FrameLocal:
+    """A stub denoiser that maps every frame on its own (a fixed random linear map, scaled by t)."""
+
+    def __init__(self, seed: int = 0, d: int = D, c: int = C) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.wx = torch.randn(d, d, generator=g) * 0.1
+        self.wc = torch.randn(c, d, generator=g)
+        self.calls: list[tuple[int, ...]] = []
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(x.shape))
+        assert t.shape == x.shape[:1] and t.dtype == torch.long
+        return torch.tanh(x @ self.wx + cond @ self.wc) * (1.0 + t[:, None, None] / 1000.0)
+
+
+def window_mixing(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """A stub denoiser whose output depends on the whole window (not frame-local)."""
+    return x.mean(dim=1, keepdim=True) + 0.5 * x + cond.sum(-1, keepdim=True) * 1e-2
+
+
+# --- timestep plans ---------------------------------------------------------------------------------
+
+
+def test_plans() -> None:
+    plan = quadratic_timesteps(1000)
+    assert plan == [1000, *[k * k for k in range(29, -1, -1)]]
+    assert len(plan) == 31 and plan[:4] == [1000, 841, 784, 729] and plan[-4:] == [9, 4, 1, 0]
+    assert timestep_plan(EGOALLO) == plan
+    strided = strided_timesteps(10)
+    assert strided == [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
+    s30 = timestep_plan(SamplerConfig(rule="ddim", num_steps=30))
+    assert len(s30) == 31 and s30[0] == 1000 and s30[-1] == 0 and all(a > b for a, b in itertools.pairwise(s30))
+
+
+# --- step rules -------------------------------------------------------------------------------------
+
+
+def test_egoallo_sigma_along_plan(schedule: NoiseSchedule) -> None:
+    """σ and A/σ along the quadratic plan (reference/grpo-for-diffusion.md §3, egoallo.md §5)."""
+    std = {
+        t: float(step_coefficients(schedule, EGOALLO, t, p).std) for t, p in itertools.pairwise(quadratic_timesteps())
+    }
+    assert std[1000] == pytest.approx(0.7996, abs=1e-4)
+    assert std[841] == pytest.approx(0.0883, abs=1e-4)
+    assert std[441] == pytest.approx(0.041, abs=1e-3)
+    assert std[100] == pytest.approx(0.0182, abs=1e-4)
+    assert std[9] == pytest.approx(0.0066, abs=1e-4)
+    assert std[4] == pytest.approx(0.0050, abs=1e-4)
+    assert std[1] == 0.0
+    for (t, p), ratio in {(841, 784): 1.18, (100, 81): 33.8, (9, 4): 145, (4, 1): 196}.items():
+        c = step_coefficients(schedule, EGOALLO, t, p)
+        assert float(c.a / c.std) == pytest.approx(ratio, rel=5e-3)
+    # DDIM η = 1 column of the same table
+    for (t, p), sigma in {
+        (1000, 841): 0.9695,
+        (841, 784): 0.6521,
+        (100, 81): 0.0787,
+        (9, 4): 0.0112,
+        (4, 1): 0.0057,
+    }.items():
+        assert float(step_coefficients(schedule, DDIM, t, p).std) == pytest.approx(sigma, abs=1e-4)
+
+
+def _numpy_egoallo_step(x_t, x0_hat, z, t, p, noise_scale=0.8, damping=0.1):
+    """An independent float64 transcription of EgoAllo's update (reference/egoallo.md §5)."""
+    s = 0.008
+    steps = np.arange(1001, dtype=np.float64)
+    f = np.cos((steps / 1000 + s) / (1 + s) * np.pi / 2) ** 2
+    raw = f / f[0]
+    betas = np.clip(1 - raw[1:] / raw[:-1], 0, 0.999)
+    alpha_bar = np.concatenate([[1.0], np.cumprod(1 - betas)])
+    beta_t = betas[t - 1]
+    sigma = noise_scale * np.sqrt((1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]) * beta_t) if p > 0 else 0.0
+    eps = (x_t - np.sqrt(alpha_bar[t]) * x0_hat) / np.sqrt(1 - alpha_bar[t] + damping)
+    return np.sqrt(alpha_bar[p]) * x0_hat + np.sqrt(1 - alpha_bar[p] - sigma**2) * eps + sigma * z
+
+
+def test_egoallo_step_matches_float64_numpy(schedule: NoiseSchedule) -> None:
+    g = torch.Generator().manual_seed(1)
+    plan = quadratic_timesteps()
+    for t, p in itertools.pairwise(plan):
+        x_t, x0_hat, z = (torch.randn(2, 16, 8, generator=g) for _ in range(3))
+        out = step(x_t, x0_hat, t, p, schedule, EGOALLO, noise=z)
+        expected = _numpy_egoallo_step(*(v.double().numpy() for v in (x_t, x0_hat, z)), t, p)
+        np.testing.assert_allclose(out.x_prev.numpy(), expected, rtol=1e-5, atol=2e-6, err_msg=f"{t}→{p}")
+        assert out.x_prev.dtype == torch.float32
+        assert out.in_mdp == (p > 0) and out.t == t and out.t_prev == p
+
+
+def test_ddim_eta1_is_the_strided_ddpm_posterior(schedule: NoiseSchedule) -> None:
+    ab = schedule.alpha_bar
+    g = torch.Generator().manual_seed(2)
+    pairs = [(1000, 900), (1000, 841), (841, 784), (500, 433), (100, 67), (33, 1), (10, 9), (2, 1), (5, 0)]
+    for s, p in pairs:
+        c = step_coefficients(schedule, DDIM, s, p)
+        coef_x0 = ab[p].sqrt() * (1 - ab[s] / ab[p]) / (1 - ab[s])
+        coef_xt = (ab[s] / ab[p]).sqrt() * (1 - ab[p]) / (1 - ab[s])
+        var = (1 - ab[p]) / (1 - ab[s]) * (1 - ab[s] / ab[p])
+        torch.testing.assert_close(c.a, coef_x0, rtol=1e-8, atol=1e-12)
+        torch.testing.assert_close(c.b, coef_xt, rtol=1e-8, atol=1e-12)
+        torch.testing.assert_close(c.std**2, var, rtol=1e-8, atol=1e-12)
+        # and the float32 step mean against the float64 closed form
+        x_t, x0_hat = torch.randn(3, 8, 5, generator=g), torch.randn(3, 8, 5, generator=g)
+        out = step(x_t, x0_hat, s, p, schedule, DDIM, noise=torch.zeros(3, 8, 5))
+        expected = coef_x0 * x0_hat.double() + coef_xt * x_t.double()
+        torch.testing.assert_close(out.mean.double(), expected, rtol=1e-5, atol=1e-6)
+    # p = s − 1 is ancestral DDPM
+    for s in (2, 10, 500, 1000):
+        c = step_coefficients(schedule, DDIM, s, s - 1)
+        beta, ab_s, ab_p = schedule.betas[s], ab[s], ab[s - 1]
+        torch.testing.assert_close(c.a, ab_p.sqrt() * beta / (1 - ab_s), rtol=1e-8, atol=1e-12)
+        torch.testing.assert_close(c.b, (1 - beta).sqrt() * (1 - ab_p) / (1 - ab_s), rtol=1e-8, atol=1e-12)
+        torch.testing.assert_close(c.std**2, beta * (1 - ab_p) / (1 - ab_s), rtol=1e-8, atol=1e-12)
+
+
+def test_final_and_deterministic_steps(schedule: NoiseSchedule) -> None:
+    x_t, x0_hat = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    for config in (EGOALLO, DDIM):
+        out = step(x_t, x0_hat, 1, 0, schedule, config)
+        assert not out.in_mdp and float(out.std) == 0.0
+        assert torch.equal(out.x_prev, x0_hat) and torch.equal(out.mean, x0_hat)
+    ddim0 = SamplerConfig(rule="ddim", eta=0.0)
+    out = step(x_t, x0_hat, 500, 400, schedule, ddim0)
+    assert not out.in_mdp and torch.equal(out.x_prev, out.mean)
+    with pytest.raises(ValueError, match="stochastic"):
+        step(x_t, x0_hat, 500, 400, schedule, EGOALLO)
+    with pytest.raises(ValueError, match="no log-probability"):
+        log_prob_given_x0(x_t, x0_hat, x0_hat, 1, 0, schedule, EGOALLO)
+
+
+def test_step_generator_equals_explicit_noise(schedule: NoiseSchedule) -> None:
+    x_t, x0_hat = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    z = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(7))
+    a = step(x_t, x0_hat, 841, 784, schedule, EGOALLO, noise=z)
+    b = step(x_t, x0_hat, 841, 784, schedule, EGOALLO, noise=torch.Generator().manual_seed(7))
+    assert torch.equal(a.x_prev, b.x_prev)
+
+
+# --- log-probabilities ------------------------------------------------------------------------------
+
+
+def test_log_prob_against_scipy() -> None:
+    g = torch.Generator().manual_seed(3)
+    x, mean = torch.randn(3, 5, 7, 4, generator=g), torch.randn(3, 5, 7, 4, generator=g)
+    std = torch.rand(3, 5, generator=g) + 0.05
+    lp = transition_log_prob(x, mean, std)
+    expected = norm.logpdf(x.numpy(), mean.numpy(), std.numpy()[..., None, None]).mean(axis=(-2, -1))
+    assert lp.shape == (3, 5) and lp.dtype == torch.float32
+    np.testing.assert_allclose(lp.numpy(), expected, rtol=1e-5, atol=1e-5)
+    # a scalar std
+    lp = transition_log_prob(x, mean, 0.3)
+    np.testing.assert_allclose(lp.numpy(), norm.logpdf(x.numpy(), mean.numpy(), 0.3).mean(axis=(-2, -1)), rtol=1e-5)
+
+
+# --- windows ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 50, 127, 128, 129, 200, 224, 225, 300, 321, 1000])
+def test_window_layout_and_weights(length: int) -> None:
+    window, overlap = 128, 32
+    starts = window_starts(length, window, overlap)
+    w = min(window, length)
+    assert starts[0] == 0 and starts[-1] + w == length
+    assert all(s % (window - overlap) == 0 for s in starts[:-1])  # EgoAllo's starts, the last aligned to the end
+    assert all(b - a <= window - overlap for a, b in itertools.pairwise(starts))  # every overlap ≥ 32 frames
+    weights = stitch_weights(length, window, overlap)
+    assert weights.shape == (len(starts), w) and bool((weights > 0).all())
+    total = torch.zeros(length)
+    for k, s in enumerate(starts):
+        total[s : s + w] += weights[k]
+    torch.testing.assert_close(total, torch.ones(length), rtol=0, atol=1e-6)
+
+
+def _egoallo_blend_reference(preds: list[np.ndarray], starts: list[int], length: int, overlap: int) -> np.ndarray:
+    """Blend per-window predictions with EgoAllo's weights: each window takes the prefix of the trapezoid."""
+    i = np.arange(length)
+    trapezoid = np.minimum(overlap, np.minimum(i + 1, length - i)) / overlap
+    out = np.zeros((preds[0].shape[0], length, preds[0].shape[-1]))
+    total = np.zeros(length)
+    for pred, s in zip(preds, starts, strict=True):
+        w = trapezoid[: pred.shape[1]]
+        out[:, s : s + pred.shape[1]] += pred * w[None, :, None]
+        total[s : s + pred.shape[1]] += w
+    return out / total[None, :, None]
+
+
+@pytest.mark.parametrize("length", [129, 200, 225, 321])
+def test_stitching_weights_match_egoallo_blend(length: int) -> None:
+    g = torch.Generator().manual_seed(4)
+    x, cond = torch.randn(2, length, 5, generator=g), torch.randn(2, length, 3, generator=g)
+    t = torch.tensor([400, 17])
+    stitched = predict_x0_stitched(window_mixing, x, t, cond, 128, 32)
+    starts = window_starts(length, 128, 32)
+    preds = [window_mixing(x[:, s : s + 128], t, cond[:, s : s + 128]).double().numpy() for s in starts]
+    np.testing.assert_allclose(
+        stitched.numpy(), _egoallo_blend_reference(preds, starts, length, 32), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("length", [129, 200, 300, 1000])
+def test_stitching_a_frame_local_denoiser_is_seamless(length: int) -> None:
+    denoiser = FrameLocal()
+    g = torch.Generator().manual_seed(5)
+    x, cond = torch.randn(3, length, D, generator=g), torch.randn(3, length, C, generator=g)
+    stitched = predict_x0_stitched(denoiser, x, 300, cond, 128, 32)
+    assert len(denoiser.calls) == 1  # all windows of all sequences in one call
+    assert denoiser.calls[0] == (3 * len(window_starts(length, 128, 32)), 128, D)
+    whole = denoiser(x, torch.full((3,), 300), cond)
+    torch.testing.assert_close(stitched, whole, rtol=0, atol=1e-6)
+    single = window_starts(length, 128, 32)[1]  # frames before the second window are seen by one window only
+    assert torch.equal(stitched[:, :single], whole[:, :single])
+
+
+@pytest.mark.parametrize("length", [1, 37, 128])
+def test_short_sequences_are_one_window(length: int) -> None:
+    g = torch.Generator().manual_seed(6)
+    x, cond = torch.randn(2, length, 5, generator=g), torch.randn(2, length, 3, generator=g)
+    stitched = predict_x0_stitched(window_mixing, x, 100, cond, 128, 32)
+    assert torch.equal(stitched, window_mixing(x, torch.full((2,), 100), cond))
+
+
+def test_body_projection() -> None:
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 7, D, generator=g)
+    projected = body_rotation_projection(NUM_BETAS)(x)
+    body = x[..., NUM_BETAS : NUM_BETAS + 189].unflatten(-1, (21, 3, 3))
+    assert torch.equal(
+        projected[..., NUM_BETAS : NUM_BETAS + 189], project_to_so3(body, fix_reflection=False).flatten(-3)
+    )
+    assert torch.equal(projected[..., :NUM_BETAS], x[..., :NUM_BETAS])
+    assert torch.equal(projected[..., NUM_BETAS + 189 :], x[..., NUM_BETAS + 189 :])
+
+
+def test_projection_gradient_is_finite_at_rotations() -> None:
+    rotations = matrix_from_axis_angle(torch.randn(64, 3, generator=torch.Generator().manual_seed(9)))
+    m = rotations.clone().requires_grad_()
+    (nearest_rotation(m) * torch.randn(64, 3, 3)).sum().backward()
+    assert bool(torch.isfinite(m.grad).all())
+    generic = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
+    for fix in (False, True):
+        assert torch.autograd.gradcheck(lambda a, fix=fix: nearest_rotation(a, fix), (generic,))
+
+
+# --- whole runs -------------------------------------------------------------------------------------
+
+
+def _run(schedule, config=EGOALLO, seeds=(10, 11), length=150, **kwargs):
+    """Sample 2 conditioning sequences (3 samples each unless told) with the frame-local stub."""
+    cond = torch.randn(2, length, C, generator=torch.Generator().manual_seed(12))
+    kwargs.setdefault("num_samples", 3)
+    result = sample(
+        FrameLocal(),
+        cond,
+        config,
+        schedule,
+        D,
+        generator_initial=torch.Generator().manual_seed(seeds[0]),
+        generator_steps=torch.Generator().manual_seed(seeds[1]),
+        **kwargs,
+    )
+    return result, cond
+
+
+def test_sample_shapes_and_mdp(schedule: NoiseSchedule) -> None:
+    result, _ = _run(schedule, length=140, num_samples=2, record=True, project=body_rotation_projection(NUM_BETAS))
+    assert result.x0.shape == (2, 2, 140, D) and result.log_probs.shape == (2, 2, 29)
+    assert result.timesteps == tuple(quadratic_timesteps())
+    assert result.in_mdp == (True,) * 29 + (False,)
+    traj = result.trajectory
+    assert traj.x_t.shape == traj.x_prev.shape == traj.mean.shape == (2, 2, 29, 140, D)
+    assert traj.t.tolist() == quadratic_timesteps()[:29] and traj.t_prev.tolist() == quadratic_timesteps()[1:30]
+    assert torch.equal(traj.x_t[:, :, 1:], traj.x_prev[:, :, :-1])
+    # the final sample is the last projected x̂₀: its body matrices are rotations
+    body = result.x0[..., NUM_BETAS : NUM_BETAS + 189].unflatten(-1, (21, 3, 3))
+    torch.testing.assert_close(body @ body.mT, torch.eye(3).expand_as(body), rtol=0, atol=1e-5)
+
+    ddim, _ = _run(schedule, config=DDIM, length=100, num_samples=2)
+    assert ddim.log_probs.shape == (2, 2, 9) and ddim.in_mdp == (True,) * 9 + (False,)
+    eta0, _ = _run(schedule, config=SamplerConfig(rule="ddim", num_steps=5, eta=0.0), length=100, num_samples=2)
+    assert eta0.log_probs.shape == (2, 2, 0) and eta0.in_mdp == (False,) * 5
+
+
+def test_recomputed_log_probs_give_ratio_one(schedule: NoiseSchedule) -> None:
+    project = body_rotation_projection(NUM_BETAS)
+    result, cond = _run(schedule, length=140, record=True, num_samples=2, project=project)
+    traj = result.trajectory
+    again = trajectory_log_probs(FrameLocal(), traj, cond, schedule, EGOALLO, project=project)
+    assert torch.equal(again, result.log_probs)  # ratio exactly 1
+    assert torch.equal(again, traj.log_probs)
+    # a training batch that mixes timesteps: rows (b, s, k) flattened, per-row t
+    B, S, K, L, _ = traj.x_t.shape
+    x0_hat = torch.stack(
+        [
+            predict_x0_stitched(
+                FrameLocal(),
+                traj.x_t[:, :, k].reshape(B * S, L, D),
+                int(traj.t[k]),
+                cond.repeat_interleave(S, 0),
+                128,
+                32,
+                project,
+            )
+            for k in range(K)
+        ],
+        dim=1,
+    )  # (B·S, K, L, D)
+    mixed = log_prob_given_x0(
+        traj.x_t.reshape(B * S * K, L, D),
+        traj.x_prev.reshape(B * S * K, L, D),
+        x0_hat.reshape(B * S * K, L, D),
+        traj.t.repeat(B * S),
+        traj.t_prev.repeat(B * S),
+        schedule,
+        EGOALLO,
+    ).reshape(B, S, K)
+    assert (mixed - result.log_probs).abs().max().item() < 1e-6
+    # a different policy gives a different density
+    other = trajectory_log_probs(FrameLocal(seed=1), traj, cond, schedule, EGOALLO, project=project, steps=[0, 28])
+    assert other.shape == (2, 2, 2) and not torch.allclose(other, result.log_probs[..., [0, 28]])
+
+
+def test_log_probs_are_differentiable(schedule: NoiseSchedule) -> None:
+    result, cond = _run(schedule, length=40, num_samples=2, record=True)
+    denoiser = FrameLocal()
+    denoiser.wx.requires_grad_()
+    lp = trajectory_log_probs(
+        denoiser, result.trajectory, cond, schedule, EGOALLO, body_rotation_projection(NUM_BETAS), steps=[3, 27]
+    )
+    lp.sum().backward()
+    assert denoiser.wx.grad is not None and bool(torch.isfinite(denoiser.wx.grad).all())
+
+
+def test_noise_sharing_and_reproducibility(schedule: NoiseSchedule) -> None:
+    shared, _ = _run(schedule, length=40, record=True)
+    x_T = shared.trajectory.x_t[:, :, 0]
+    assert torch.equal(x_T[:, 0], x_T[:, 1]) and torch.equal(x_T[:, 0], x_T[:, 2])
+    assert not torch.allclose(x_T[0, 0], x_T[1, 0])
+    step_noise = shared.trajectory.x_prev - shared.trajectory.mean
+    assert not torch.allclose(step_noise[:, 0], step_noise[:, 1])
+    assert not torch.allclose(shared.x0[:, 0], shared.x0[:, 1])
+
+    again, _ = _run(schedule, length=40, record=True)
+    assert torch.equal(again.x0, shared.x0) and torch.equal(again.log_probs, shared.log_probs)
+
+    other_steps, _ = _run(schedule, length=40, seeds=(10, 99), record=True)
+    assert torch.equal(other_steps.trajectory.x_t[:, :, 0], x_T)
+    assert not torch.allclose(other_steps.x0, shared.x0)
+
+    independent, _ = _run(schedule, length=40, group_shared_noise=False, record=True)
+    x_T = independent.trajectory.x_t[:, :, 0]
+    assert not torch.allclose(x_T[:, 0], x_T[:, 1])
+
+
+def test_log_prob_magnitudes_are_those_of_the_policy(schedule: NoiseSchedule) -> None:
+    """At θ_old the residual (x_prev − mean)/σ is standard normal, so log π ≈ −½ − log σ − ½ log 2π."""
+    result, _ = _run(schedule, length=128, num_samples=2, record=True)
+    traj = result.trajectory
+    expected = -0.5 - torch.log(traj.std) - 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(result.log_probs, expected.expand_as(result.log_probs), rtol=0, atol=0.02)

@@ -1,0 +1,136 @@
+"""train-prior end to end on real CMU clips with the tiny preset: exact resume, two processes, validation, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from egogrpo.config import DENOISER_PRESETS, TrainPriorConfig
+from egogrpo.errors import EgogrpoError
+from egogrpo.train.prior import StepBatches, train_prior
+from egogrpo.train.prior_loss import prior_loss
+
+TINY = DENOISER_PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def cmu_small(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Subject 02's 02_05, 02_06 (train) and 02_09 (val), preprocessed."""
+    from egogrpo.config import PreprocessConfig
+    from egogrpo.data.preprocess import run_preprocess
+
+    root = tmp_path_factory.mktemp("cmu")
+    subject = root / "subjects" / "02"
+    subject.mkdir(parents=True)
+    for name in ("02.asf", "02_05.amc", "02_06.amc", "02_09.amc"):
+        shutil.copy(sample_data / "cmu/asfamc/subjects/02" / name, subject / name)
+    out = root / "cmu.h5"
+    run_preprocess(PreprocessConfig(source="cmu", inputs=(str(root / "subjects"),), out=str(out), workers=1))
+    return out
+
+
+def _config(data: Path, run_dir: Path, **changes: object) -> TrainPriorConfig:
+    base = dict(
+        data=str(data), run_dir=str(run_dir), model=TINY, batch_size=4, max_steps=8, warmup_steps=4,
+        log_every=1, val_every=0, checkpoint_every=4, learning_rate=1e-3,
+    )  # fmt: skip
+    base.update(changes)
+    return TrainPriorConfig(**base)  # type: ignore[arg-type]
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss/total"] for r in records}
+
+
+def test_interrupted_run_resumes_exactly(cmu_small: Path, tmp_path: Path) -> None:
+    straight = train_prior(_config(cmu_small, tmp_path / "a"))
+    assert straight.final_step == 8 and (tmp_path / "a/checkpoints/step_0000008/model.safetensors").is_file()
+    train_prior(_config(cmu_small, tmp_path / "b", max_steps=6))  # "killed" after step 6; last checkpoint at 6
+    (tmp_path / "b/checkpoints/latest").write_text("step_0000004\n")  # pretend the crash came before step 6's save
+    resumed = train_prior(_config(cmu_small, tmp_path / "b", resume=True))
+    assert resumed.final_step == 8
+    a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert sorted(b) == list(range(1, 9))  # steps 5–6 were dropped from the log and recomputed
+    for step in range(1, 9):
+        assert a[step] == b[step], (step, a[step], b[step])
+    weights_a = torch.load(tmp_path / "a/checkpoints/step_0000008/training_state.pt", weights_only=True)
+    weights_b = torch.load(tmp_path / "b/checkpoints/step_0000008/training_state.pt", weights_only=True)
+    assert weights_a["step"] == weights_b["step"] == 8
+
+
+def test_validation_mpjpe_and_run_directory(cmu_small: Path, tmp_path: Path) -> None:
+    train_prior(_config(cmu_small, tmp_path / "run", max_steps=4, val_every=4, val_windows=2))
+    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert 50 < records[-1]["val/mpjpe_mm"] < 2000
+    meta = json.loads((tmp_path / "run/meta.json").read_text())
+    assert meta["world_size"] == 1 and "egogrpo_version" in meta
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["model"]["d_latent"] == TINY.d_latent
+    with pytest.raises(EgogrpoError, match="exists and is not empty"):
+        train_prior(_config(cmu_small, tmp_path / "run"))
+    with pytest.raises(EgogrpoError, match="different settings"):
+        train_prior(_config(cmu_small, tmp_path / "run", resume=True, learning_rate=5e-4))
+
+
+def test_data_from_another_body_model_is_refused(cmu_small: Path, tmp_path: Path) -> None:
+    from synthetic_body import write_synthetic_model
+
+    smplh = tmp_path / "model.npz"
+    write_synthetic_model(smplh)
+    with pytest.raises(EgogrpoError, match="made with body model default"):
+        train_prior(_config(cmu_small, tmp_path / "run", body=str(smplh)))
+    with pytest.raises(EgogrpoError, match="shape parameters"):
+        train_prior(_config(cmu_small, tmp_path / "run2", model=DENOISER_PRESETS["egoallo"]))
+
+
+def test_two_process_cpu_run(cmu_small: Path, tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [
+        str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "egogrpo", "train-prior", str(cmu_small),
+        "--run-dir", str(tmp_path / "ddp"), "--preset", "tiny", "--batch-size", "4", "--max-steps", "4",
+        "--log-every", "1", "--val-every", "0", "--checkpoint-every", "4",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    meta = json.loads((tmp_path / "ddp/meta.json").read_text())
+    assert meta["world_size"] == 2
+    assert sorted(_losses(tmp_path / "ddp")) == [1, 2, 3, 4]
+    assert (tmp_path / "ddp/checkpoints/step_0000004/model.safetensors").is_file()
+
+
+def test_step_batches_split_the_global_batch_over_ranks() -> None:
+    full = StepBatches(10, 4, rank=0, world=1, seed=3, start=0, stop=5)
+    halves = [StepBatches(10, 4, rank=r, world=2, seed=3, start=0, stop=5) for r in range(2)]
+    for step in range(5):
+        assert halves[0].batch_items(step) + halves[1].batch_items(step) == full.batch_items(step)
+    epoch0 = [k for s in range(2) for k in full.batch_items(s)]
+    assert len(set(epoch0)) == 8 and max(epoch0) < 10  # one epoch: distinct items, tail dropped
+    assert min(full.batch_items(2)) >= 10  # the next epoch's items are offset by the epoch
+
+
+def test_loss_matches_hand_computation() -> None:
+    rng = np.random.default_rng(0)
+    B, T, nb = 2, 5, 10
+    D = nb + 189 + 21
+    x0 = torch.from_numpy(rng.normal(size=(B, T, D)))
+    x0_hat = torch.from_numpy(rng.normal(size=(B, T, D)))
+    w = torch.tensor([1.0, 0.25], dtype=torch.float64)
+    terms = prior_loss(x0_hat, x0, w, nb, include_hands=False)
+    sq = ((x0_hat - x0) ** 2).numpy()
+    coeff = 1.0 / np.arange(1, nb + 1)
+    expect_betas = sum(w[b].item() * (sq[b, :, :nb] * coeff).mean(-1).sum() for b in range(B)) / (B * T)
+    expect_body = sum(w[b].item() * sq[b, :, nb : nb + 189].mean(-1).sum() for b in range(B)) / (B * T)
+    expect_contacts = sum(w[b].item() * sq[b, :, nb + 189 :].mean(-1).sum() for b in range(B)) / (B * T)
+    assert float(terms["betas"]) == pytest.approx(expect_betas)
+    assert float(terms["body_rotmats"]) == pytest.approx(expect_body)
+    assert float(terms["total"]) == pytest.approx(0.1 * expect_betas + expect_body + 0.1 * expect_contacts)
