@@ -27,9 +27,9 @@ import torch
 from egogrpo import __version__
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import TrainPriorConfig, config_from_dict, config_to_dict
-from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
-from egogrpo.data.hdf5_schema import MotionFile
+from egogrpo.data.crops import MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
+from egogrpo.eval.windows import Windows, joint_errors, sample_states, split_windows
 from egogrpo.fileio import atomic_output
 from egogrpo.train.prior_loss import prior_loss
 
@@ -169,53 +169,16 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
         tmp.write_text("".join(line + "\n" for line in keep))
 
 
-# --- validation -------------------------------------------------------------------------------------
+# --- validation ---------------------------------------------------------------------------------------
 
 
-def _gt_joints(crop: MotionCrop) -> torch.Tensor:
-    from egogrpo.geometry import se3_apply
-
-    rest = se3_apply(crop.T_world_cpf[..., None, :], crop.joints_wrt_cpf)
-    return torch.cat((crop.T_world_root[..., None, 4:], rest), dim=-2)
-
-
-def validation_crops(data: str, split: str, length: int, count: int) -> MotionCrop | None:
-    """The first `length` frames of each sequence of `split` long enough, cycled up to `count` windows."""
-    with MotionFile(data) as motion:
-        names = [n for n in motion.names(split) if motion.num_frames(n) >= length]
-        if not names:
-            return None
-        crops = [
-            MotionCrop.from_arrays(motion.read_frames(names[i % len(names)], 0, length), with_hand_quats=False)
-            for i in range(count)
-        ]
-    return collate_crops(crops)
-
-
-@torch.no_grad()
 def validation_mpjpe(
-    model: torch.nn.Module, config: TrainPriorConfig, body: BodyModel, crops: MotionCrop, device: torch.device
+    model: torch.nn.Module, config: TrainPriorConfig, body: BodyModel, windows: Windows, device: torch.device
 ) -> float:
     """Sampled MPJPE (mm) over the 22 body joints, the body placed on the ground-truth CPF (EgoAllo's protocol)."""
-    from egogrpo.model.conditioning import cpf_conditioning
-    from egogrpo.model.placement import place_on_cpf
-    from egogrpo.model.sampler import body_rotation_projection, sample
-    from egogrpo.model.schedule import NoiseSchedule
-    from egogrpo.model.state import MotionState, packed_dim
-
-    crops = crops.to(device)
-    cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=config.model)
-    dim = packed_dim(config.model.num_betas, config.model.include_hands)
-    result = sample(
-        lambda x, t, c: model(x, t, c), cond, config.sampler, NoiseSchedule.cosine(), dim,
-        generator_initial=torch.Generator().manual_seed(config.seed),
-        generator_steps=torch.Generator().manual_seed(config.seed + 1),
-        project=body_rotation_projection(config.model.num_betas),
-    )  # fmt: skip
-    state = MotionState.unpack(result.x0[:, 0], config.model.num_betas, config.model.include_hands)
-    posed = place_on_cpf(body.to(device), state, crops.T_world_cpf)
-    error = torch.linalg.vector_norm(posed.joints[..., :22, :] - _gt_joints(crops), dim=-1)
-    return float(error.mean()) * 1000.0
+    crops = windows.crops.to(device)
+    states = sample_states(model, config.model, config.sampler, crops, seed=config.seed)
+    return float(joint_errors(body.to(device), states, crops)["mpjpe"].mean())
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -282,11 +245,11 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
             _truncate_metrics(run_dir / "metrics.jsonl", start_step)
     model, optimizer = accelerator.prepare(model, optimizer)
     schedule = NoiseSchedule.cosine()
-    val_crops = (
-        validation_crops(config.data, config.val_split, config.crop_length, config.val_windows)
-        if config.val_every
-        else None
-    )
+    val_windows = None
+    if config.val_every:
+        val_windows = split_windows(
+            config.data, config.val_split, config.crop_length, config.val_windows, first_only=True
+        )
 
     batches = StepBatches(len(dataset), config.batch_size, rank, world, config.seed, start_step, config.max_steps)
     loader = torch.utils.data.DataLoader(
@@ -325,15 +288,10 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
                 "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
             }
             tick, tick_step = now, done
-            if (
-                config.val_every
-                and val_crops is not None
-                and (done % config.val_every == 0 or done == config.max_steps)
-            ):
+            if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
                 if accelerator.is_main_process:
-                    record["val/mpjpe_mm"] = validation_mpjpe(
-                        accelerator.unwrap_model(model), config, body, val_crops, device
-                    )
+                    unwrapped = accelerator.unwrap_model(model)
+                    record["val/mpjpe_mm"] = validation_mpjpe(unwrapped, config, body, val_windows, device)
                 accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 with open(run_dir / "metrics.jsonl", "a") as f:

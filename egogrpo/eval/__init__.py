@@ -1,0 +1,1 @@
+"""Evaluation: the paper's metrics, pinned protocols and tables."""

@@ -1,0 +1,130 @@
+"""Evaluation windows of a motion file, sampling a prior on them, a mean-pose baseline, and joint errors.
+
+Shared by train-prior's validation and the scripts that report a model's accuracy; the `eval`
+command builds its protocols on these pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from egogrpo.body import BodyModel
+from egogrpo.config import DenoiserConfig, SamplerConfig
+from egogrpo.data.crops import MotionCrop, collate_crops
+from egogrpo.data.hdf5_schema import MotionFile
+from egogrpo.eval.metrics import mpjpe, pa_mpjpe
+from egogrpo.geometry import project_to_so3, quat_to_matrix, se3_apply
+from egogrpo.model.conditioning import cpf_conditioning
+from egogrpo.model.placement import place_on_cpf
+from egogrpo.model.sampler import body_rotation_projection, sample
+from egogrpo.model.schedule import NoiseSchedule
+from egogrpo.model.state import MotionState, packed_dim
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Fixed-length windows: a batch of crops (N leading) and where each came from."""
+
+    crops: MotionCrop
+    names: tuple[str, ...]
+    starts: tuple[int, ...]
+
+
+def split_windows(
+    data: str, split: str, length: int = 128, max_windows: int | None = None, first_only: bool = False
+) -> Windows | None:
+    """Non-overlapping `length`-frame windows from frame 0 of every sequence of `split` (or the first of each)."""
+    crops, names, starts = [], [], []
+    with MotionFile(data) as motion:
+        for name in motion.names(split):
+            frames = motion.num_frames(name)
+            for start in range(0, frames - length + 1, length):
+                crops.append(
+                    MotionCrop.from_arrays(motion.read_frames(name, start, start + length), with_hand_quats=False)
+                )
+                names.append(name)
+                starts.append(start)
+                if first_only:
+                    break
+    if not crops:
+        return None
+    if max_windows is not None:
+        crops, names, starts = crops[:max_windows], names[:max_windows], starts[:max_windows]
+    return Windows(collate_crops(crops), tuple(names), tuple(starts))
+
+
+def truth_joints(crops: MotionCrop) -> Float[Tensor, "*batch T 22 3"]:
+    """Ground-truth world joints: the pelvis from T_world_root, the other 21 from the CPF frame."""
+    rest = se3_apply(crops.T_world_cpf[..., None, :], crops.joints_wrt_cpf)
+    return torch.cat((crops.T_world_root[..., None, 4:], rest), dim=-2)
+
+
+@torch.no_grad()
+def sample_states(
+    model: torch.nn.Module,
+    model_config: DenoiserConfig,
+    sampler: SamplerConfig,
+    crops: MotionCrop,
+    seed: int,
+    num_samples: int = 1,
+) -> MotionState:
+    """Sample the prior conditioned on each crop's CPF trajectory; a state with leading (N, S)."""
+    cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=model_config)
+    result = sample(
+        lambda x, t, c: model(x, t, c),
+        cond,
+        sampler,
+        NoiseSchedule.cosine(),
+        packed_dim(model_config.num_betas, model_config.include_hands),
+        generator_initial=torch.Generator().manual_seed(seed),
+        generator_steps=torch.Generator().manual_seed(seed + 1),
+        num_samples=num_samples,
+        project=body_rotation_projection(model_config.num_betas),
+    )
+    return MotionState.unpack(result.x0, model_config.num_betas, model_config.include_hands)
+
+
+def mean_pose_state(data: str, splits: tuple[str, ...], num_betas: int) -> MotionState:
+    """The baseline: the mean training pose and shape (rotations averaged, then projected), one frame."""
+    rotations, betas, count = torch.zeros(21, 3, 3, dtype=torch.float64), torch.zeros(num_betas, dtype=torch.float64), 0
+    with MotionFile(data) as motion:
+        for name in motion.names(splits):
+            arrays = motion.read(name)
+            rotations += quat_to_matrix(torch.from_numpy(arrays.body_quats).double()).sum(dim=0)
+            betas += torch.from_numpy(arrays.betas[0]).double() * arrays.num_frames
+            count += arrays.num_frames
+    return MotionState(
+        betas=(betas / count).float()[None],
+        body_rotmats=project_to_so3(rotations / count).float()[None],
+        contacts=torch.zeros(1, 21),
+    )
+
+
+def _expand(state: MotionState, lead: tuple[int, ...]) -> MotionState:
+    """Broadcast a state's leading dimensions (e.g. one baseline frame) to `lead`."""
+    return MotionState(
+        betas=state.betas.expand(*lead, state.betas.shape[-1]),
+        body_rotmats=state.body_rotmats.expand(*lead, 21, 3, 3),
+        contacts=state.contacts.expand(*lead, 21),
+    )
+
+
+def joint_errors(body: BodyModel, state: MotionState, crops: MotionCrop) -> dict[str, Tensor]:
+    """Per-window MPJPE and PA-MPJPE (mm) of states placed on the crops' CPF trajectories (EgoAllo's placement).
+
+    `state` is (N, S, T, …) samples of N windows, or anything broadcastable to (N, T, …) (a baseline).
+    Returns tensors of shape (N, S) or (N,).
+    """
+    T_world_cpf, truth = crops.T_world_cpf, truth_joints(crops)  # (N, T, 7), (N, T, 22, 3)
+    lead = state.body_rotmats.shape[:-3]
+    if len(lead) == 3:
+        T_world_cpf, truth = T_world_cpf[:, None].expand(*lead, 7), truth[:, None].expand(*lead, 22, 3)
+    else:
+        state = _expand(state, T_world_cpf.shape[:-1])
+    posed = place_on_cpf(body.to(dtype=T_world_cpf.dtype), state, T_world_cpf)
+    predicted = posed.joints[..., :22, :]
+    return {"mpjpe": mpjpe(predicted, truth).mean(dim=-1), "pa_mpjpe": pa_mpjpe(predicted, truth).mean(dim=-1)}
