@@ -182,3 +182,17 @@ def load_denoiser_weights(
         source = "the model config" if config_source is None else f"the model config in {config_source}"
         raise EgogrpoError(f"{path}: the weights do not match {source} ({'; '.join(problems)})")
     model.load_state_dict(tensors, strict=True)
+
+
+#: The shipped default prior (the `cpu` preset trained on the CMU sample clips with the default body).
+DEFAULT_PRIOR = "default"
+
+
+def default_prior_dir() -> Path:
+    """Where the shipped default prior lives inside the installed package (see its report.json)."""
+    return Path(__file__).resolve().parent / "assets" / "default_prior"
+
+
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """`"default"` for the shipped prior, else the given checkpoint folder."""
+    return default_prior_dir() if str(spec) == DEFAULT_PRIOR else Path(spec)
