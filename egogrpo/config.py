@@ -241,7 +241,7 @@ class TrainPriorConfig:
     data: str  # HDF5 motion file from `egogrpo preprocess`
     run_dir: str  # a new folder (never overwritten); resume with `resume=True`
     body: str = "default"  # the body model the data was made with: "default" or the SMPL-H/SMPL-X .npz
-    model: DenoiserConfig = field(default_factory=lambda: DENOISER_PRESETS["small"])
+    model: DenoiserConfig = field(default_factory=lambda: DENOISER_PRESETS["cpu"])
     train_splits: tuple[str, ...] = ("train",)
     val_split: str = "val"
     crop_length: int = 128

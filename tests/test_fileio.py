@@ -33,3 +33,16 @@ def test_sha256_of_file(tmp_path: Path) -> None:
     path = tmp_path / "x.bin"
     path.write_bytes(b"egogrpo" * 100_000)
     assert sha256_of_file(path, chunk_bytes=4096) == hashlib.sha256(b"egogrpo" * 100_000).hexdigest()
+
+
+def test_atomic_output_respects_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644

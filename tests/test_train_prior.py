@@ -134,3 +134,20 @@ def test_loss_matches_hand_computation() -> None:
     assert float(terms["betas"]) == pytest.approx(expect_betas)
     assert float(terms["body_rotmats"]) == pytest.approx(expect_body)
     assert float(terms["total"]) == pytest.approx(0.1 * expect_betas + expect_body + 0.1 * expect_contacts)
+
+
+def test_cli_refuses_bad_input_in_one_line(cmu_small: Path, tmp_path: Path, run_cli) -> None:
+    from synthetic_body import write_synthetic_model
+
+    smplh = tmp_path / "model.npz"
+    write_synthetic_model(smplh)
+    cases = [
+        (["--body", str(smplh)], "made with body model default"),
+        (["--preset", "huge"], "unknown --preset"),
+    ]
+    for extra, fragment in cases:
+        result = run_cli("train-prior", str(cmu_small), "--run-dir", str(tmp_path / "run"), *extra)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1 and fragment in lines[0], result.stderr
+    missing = run_cli("train-prior", str(tmp_path / "absent.h5"), "--run-dir", str(tmp_path / "run"))
+    assert missing.exit_code == 1 and "absent.h5" in missing.stderr

@@ -22,6 +22,7 @@ Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file."
 Workers = Annotated[int, typer.Option(help="Worker processes (0: one per CPU core).")]
 MinFrames = Annotated[int, typer.Option(help="Shortest sequence kept, in 30 fps frames (one training crop).")]
 Splits = Annotated[str, typer.Option(help="Comma-separated splits to write (from data_manifests/).")]
+FitSmplh = Annotated[Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")]
 
 
 def _splits(text: str) -> tuple[str, ...]:
@@ -79,9 +80,7 @@ def _process(min_frames: int, trim: float = 0.0) -> ProcessConfig:
 def cmu(
     root: Annotated[Path, typer.Argument(help="Folder with CMU subject folders (each: one .asf and its .amc clips).")],
     out: Out,
-    smplh: Annotated[
-        Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")
-    ] = None,
+    smplh: FitSmplh = None,
     splits: Splits = "train,val,test",
     fps: Annotated[float, typer.Option(help="Frame rate of the AMC files (CMU: 120).")] = 120.0,
     mirror: Mirror = False,
@@ -114,9 +113,7 @@ def bvh(
         list[Path], typer.Argument(help="BVH files (MotionBuilder/Mixamo, 3ds Max, Biped, CMU, … naming).")
     ],
     out: Out,
-    smplh: Annotated[
-        Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")
-    ] = None,
+    smplh: FitSmplh = None,
     units: Annotated[str, typer.Option(help="Length unit: auto, m, cm, mm, inch, cmu, or metres per unit.")] = "auto",
     split: Annotated[str, typer.Option(help="The split to record the clips under.")] = "train",
     mirror: Mirror = False,
@@ -217,9 +214,7 @@ def adt(
         list[Path], typer.Argument(help="Aria Digital Twin sequence folders (device trajectory + skeleton).")
     ],
     out: Out,
-    smplh: Annotated[
-        Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")
-    ] = None,
+    smplh: FitSmplh = None,
     min_frames: MinFrames = 1,
     overwrite: Overwrite = False,
     workers: Workers = 0,

@@ -19,7 +19,7 @@ def train_prior(
     body: Annotated[
         str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
     ] = "default",
-    preset: Annotated[str, typer.Option(help=f"Model size: {', '.join(DENOISER_PRESETS)}.")] = "small",
+    preset: Annotated[str, typer.Option(help=f"Model size: {', '.join(DENOISER_PRESETS)}.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Global batch (EgoAllo: 256), split over processes.")] = 32,
     max_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 10_000,
     learning_rate: Annotated[float, typer.Option("--lr", help="AdamW learning rate after warm-up.")] = 1e-4,
