@@ -1,20 +1,41 @@
-"""Joint metrics of recovered motion against ground truth (metres in, millimetres out).
+"""Metrics of recovered motion (MotionGRPO, Appendix E; EgoAllo's variants, reference/egoallo.md §9).
 
-Joints are the 22 body joints (pelvis first), in the world frame, with the prediction placed by
-EgoAllo's head anchoring; no other alignment unless stated.
+Inputs are in metres and radians, in the z-up world with the floor at z = 0; joints are the 22 body
+joints in SMPL order (pelvis 0, ankles 7/8, feet (toes) 10/11, head 15), T frames at `fps` (30 by
+default). The prediction is placed by EgoAllo's head anchoring; no other alignment unless stated.
+Each function returns per-frame or per-sample values: the caller aggregates (`mean_and_standard_error`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from egogrpo.geometry import umeyama_alignment
+from egogrpo.body.topology import BODY_JOINT_NAMES, HEAD
+from egogrpo.geometry import geodesic_angle, umeyama_alignment
+
+LEFT_ANKLE = BODY_JOINT_NAMES.index("left_ankle")  # 7
+RIGHT_ANKLE = BODY_JOINT_NAMES.index("right_ankle")  # 8
+LEFT_TOE = BODY_JOINT_NAMES.index("left_foot")  # 10 (SMPL's "foot" joint is at the toes)
+RIGHT_TOE = BODY_JOINT_NAMES.index("right_foot")  # 11
+
+#: Foot joints of the foot-skating metrics: both ankles and both toes (EgoEgo/kinpoly, EgoAllo, HumanML3D).
+FOOT_JOINTS = (LEFT_ANKLE, RIGHT_ANKLE, LEFT_TOE, RIGHT_TOE)
+#: EgoAllo's contact heights for `FOOT_JOINTS`, metres: ankles 0.08, toes 0.04 (from EgoEgo/kinpoly).
+EGOALLO_FOOT_HEIGHTS = (0.08, 0.08, 0.04, 0.04)
+#: MotionGRPO's foot contact height for FS, metres (Appendix E: "height < 2 cm").
+CONTACT_HEIGHT = 0.02
+
+
+# ----------------------------------------------------------------------------------------------
+# Joint accuracy (Appendix E, Eqs. 17–19)
 
 
 def mpjpe(predicted: Float[Tensor, "*batch J 3"], truth: Float[Tensor, "*batch J 3"]) -> Float[Tensor, "*batch"]:
-    """Mean per-joint position error per frame, millimetres."""
+    """Mean per-joint position error per frame, millimetres (Eq. 17)."""
     return torch.linalg.vector_norm(predicted - truth, dim=-1).mean(dim=-1) * 1000.0
 
 
@@ -22,3 +43,140 @@ def pa_mpjpe(predicted: Float[Tensor, "*batch J 3"], truth: Float[Tensor, "*batc
     """MPJPE after a per-frame Umeyama similarity alignment (rotation, translation, scale) of the prediction, mm."""
     aligned = umeyama_alignment(predicted.double(), truth.double()).apply(predicted.double())
     return mpjpe(aligned, truth.double()).to(predicted.dtype)
+
+
+def _velocities(joints: Float[Tensor, "*batch T J 3"], fps: float = 30.0) -> Float[Tensor, "*batch T-1 J 3"]:
+    """Forward-difference joint velocities (p_{t+1} − p_t)·fps, in the input's length unit per second."""
+    return (joints[..., 1:, :, :] - joints[..., :-1, :, :]) * fps
+
+
+def mpjve(
+    pred_joints: Float[Tensor, "*batch T J 3"], gt_joints: Float[Tensor, "*batch T J 3"], fps: float = 30.0
+) -> Float[Tensor, "*batch"]:
+    """Mean per-joint velocity error per sample, mm/s (Eq. 18): ‖v̂ − v‖₂ over T−1 forward differences and J joints."""
+    error = _velocities(pred_joints, fps) - _velocities(gt_joints, fps)
+    return torch.linalg.vector_norm(error, dim=-1).mean(dim=(-1, -2)) * 1000.0
+
+
+def mpjre(
+    pred_rotmats: Float[Tensor, "*batch T J 3 3"], gt_rotmats: Float[Tensor, "*batch T J 3 3"]
+) -> Float[Tensor, "*batch"]:
+    """Mean per-joint rotation error per sample, degrees (Eq. 19, as the geodesic angle of R̂ᵀR).
+
+    Defined on *local* (parent-relative) joint rotations, like the SMPL pose parameters of
+    AvatarPoser/AGRoL's MPJRE: pass the 21 non-root body rotations of the motion state
+    (`MotionState.body_rotmats`); the root orientation, placed from the head, is not part of it.
+    """
+    return torch.rad2deg(geodesic_angle(pred_rotmats, gt_rotmats)).mean(dim=(-1, -2))
+
+
+def head_position_error(
+    pred_joints: Float[Tensor, "*batch T J 3"], gt_joints: Float[Tensor, "*batch T J 3"]
+) -> Float[Tensor, "*batch"]:
+    """EgoAllo's T_head per sample, metres: mean over frames of the head joint's (15) position error."""
+    return torch.linalg.vector_norm(pred_joints[..., HEAD, :] - gt_joints[..., HEAD, :], dim=-1).mean(dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Visual quality (Appendix E, Eq. 20 and text)
+
+
+def jitter(joints: Float[Tensor, "*batch T J 3"], fps: float = 30.0) -> Float[Tensor, "*batch"]:
+    """Mean jerk magnitude per sample, in 10² m/s³ (the AvatarPoser/AGRoL unit; Appendix E "Jitter").
+
+    Jerk is the third forward difference (p_{t+3} − 3p_{t+2} + 3p_{t+1} − p_t)·fps³ of every joint,
+    so it is exactly 0 for constant-velocity and constant-acceleration motion; its norm is averaged
+    over the T−3 frames and all J joints, then divided by 100.
+    """
+    p = joints
+    jerk = (p[..., 3:, :, :] - 3.0 * p[..., 2:-1, :, :] + 3.0 * p[..., 1:-2, :, :] - p[..., :-3, :, :]) * fps**3
+    return torch.linalg.vector_norm(jerk, dim=-1).mean(dim=(-1, -2)) / 100.0
+
+
+def ground_penetration(joints: Float[Tensor, "*batch T J 3"]) -> Float[Tensor, "*batch"]:
+    """GP per sample, metres (Eq. 20): Σ over frames and all J joints of max(0, −z), the depth below z = 0."""
+    return torch.clamp(-joints[..., 2], min=0.0).sum(dim=(-1, -2))
+
+
+def foot_skating(
+    joints: Float[Tensor, "*batch T J 3"],
+    fps: float = 30.0,
+    contact_height: float = CONTACT_HEIGHT,
+    foot_joints: tuple[int, ...] = FOOT_JOINTS,
+) -> Float[Tensor, "*batch"]:
+    """FS per sample, metres: the horizontal distance the feet slide while in ground contact.
+
+    For each foot joint (ankles 7/8, toes 10/11) and each step t → t+1 in which the joint is below
+    `contact_height` (2 cm, Appendix E) at both frames, its horizontal speed ‖v_xy‖₂ (m/s, forward
+    difference) times the frame time 1/fps is summed over steps and joints; fps cancels, so this is
+    the summed horizontal displacement in contact. No floor shift: the floor is z = 0.
+    """
+    feet = joints[..., list(foot_joints), :]
+    speed = torch.linalg.vector_norm(_velocities(feet, fps)[..., :2], dim=-1)  # (*batch, T-1, F), m/s
+    below = feet[..., 2] < contact_height
+    in_contact = below[..., 1:, :] & below[..., :-1, :]
+    return torch.where(in_contact, speed, torch.zeros_like(speed)).sum(dim=(-1, -2)) / fps
+
+
+def egoallo_foot_contact(joints: Float[Tensor, "*batch T J 3"]) -> Float[Tensor, "*batch"]:
+    """EgoAllo's GND per sample, 0 or 1: 1 if in any frame an ankle is below 0.08 m or a toe below 0.04 m."""
+    heights = joints.new_tensor(EGOALLO_FOOT_HEIGHTS)
+    below = joints[..., list(FOOT_JOINTS), 2] < heights  # (*batch, T, 4)
+    return below.flatten(start_dim=-2).any(dim=-1).to(joints.dtype)
+
+
+def egoallo_foot_skate(joints: Float[Tensor, "*batch T J 3"]) -> Float[Tensor, "*batch"]:
+    """EgoAllo's (EgoEgo/kinpoly) foot skate per sample, metres, summed over frames and foot joints.
+
+    The sample is first dropped to the floor: z minus its minimum over frames and the non-root joints
+    (EgoAllo takes that minimum over all samples of a window; the same at its protocol's one sample).
+    Then for each foot joint with height H (ankles 0.08 m, toes 0.04 m) and each step t → t+1:
+    (|Δx| + |Δy|) · 1[z_{t+1} < H] · (2 − 2^{z_{t+1}/H}).
+    """
+    z_min = joints[..., 1:, 2].amin(dim=(-1, -2))  # (*batch,)
+    feet = joints[..., list(FOOT_JOINTS), :]
+    z = feet[..., 1:, :, 2] - z_min[..., None, None]  # (*batch, T-1, 4)
+    step = (feet[..., 1:, :, :2] - feet[..., :-1, :, :2]).abs().sum(dim=-1)
+    heights = joints.new_tensor(EGOALLO_FOOT_HEIGHTS)
+    # torch.where, not a product with the mask: 2^(z/H) overflows to inf for high joints.
+    weight = torch.where(z < heights, 2.0 - torch.pow(2.0, z / heights), torch.zeros_like(z))
+    return (step * weight).sum(dim=(-1, -2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Perceptual model and intra-group diversity (Appendix E, Eqs. 21–22)
+
+
+def intra_group_diversity(samples: Float[Tensor, "G ..."]) -> Float[Tensor, ""]:
+    """Eq. 22: mean Euclidean distance between the flattened samples over all ordered pairs i ≠ j (input units)."""
+    flat = samples.reshape(samples.shape[0], -1)
+    num = flat.shape[0]
+    if num < 2:
+        raise ValueError(f"diversity needs at least 2 samples in the group, got {num}")
+    distances = torch.linalg.vector_norm(flat[:, None, :] - flat[None, :, :], dim=-1)  # (G, G), 0 on the diagonal
+    return distances.sum() / (num * (num - 1))
+
+
+def perceptual_accuracy(
+    scores_positive: Float[Tensor, "*pairs"], scores_negative: Float[Tensor, "*pairs"]
+) -> tuple[float, int]:
+    """Eq. 21: (Accuracy as a fraction, ×100 for Table 4's %, Wrong Count) over pairs (s_gt, s_gen).
+
+    A pair is right when s_gt > s_gen; ties and s_gt < s_gen are wrong. The two score tensors are
+    broadcast against each other (e.g. positives (N, 1) against K negatives each, (N, K)).
+    """
+    right = torch.gt(scores_positive, scores_negative)
+    if right.numel() == 0:
+        raise ValueError("perceptual accuracy needs at least one pair of scores")
+    num_right = int(right.sum())
+    return num_right / right.numel(), right.numel() - num_right
+
+
+def mean_and_standard_error(values: Float[Tensor, "*n"]) -> tuple[float, float]:
+    """EgoAllo's aggregation over all per-sample values: (mean, std/√n), std with ddof = 0 as np.std."""
+    flat = values.detach().double().flatten()
+    if flat.numel() == 0:
+        raise ValueError("no values to aggregate")
+    mean = flat.mean()
+    std = torch.sqrt(((flat - mean) ** 2).mean())
+    return float(mean), float(std) / math.sqrt(flat.numel())
