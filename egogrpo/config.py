@@ -260,3 +260,24 @@ class TrainPriorConfig:
     preload: bool = True  # read the whole motion file into memory (small datasets)
     seed: int = 0
     resume: bool = False
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`egogrpo eval`: checkpoints on a motion file's split under a named protocol (data_manifests/protocols.json).
+
+    `split`, `samples` and `seeds` override the protocol's values; the record says what was used.
+    """
+
+    data: str
+    checkpoints: tuple[str, ...]  # checkpoint folders, or "default" for the shipped prior
+    protocol: str = "motiongrpo"
+    body: str = "default"  # the body model the data was made with: "default" or the SMPL-H/SMPL-X .npz
+    split: str | None = None
+    samples: int | None = None
+    seeds: int | None = None  # use seeds 0 … N−1
+    baseline: bool = False  # add a row: the mean training pose (train split of the same file) at the head
+    out: str | None = None  # write OUT.json, OUT.md and OUT.csv

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from egogrpo import __version__
-from egogrpo.cli import body, model, preprocess, train
+from egogrpo.cli import body, evaluate, model, preprocess, train
 from egogrpo.cli.common import print_error
 from egogrpo.errors import EgogrpoError
 
@@ -22,6 +22,7 @@ app.add_typer(body.app, name="body")
 app.add_typer(preprocess.app, name="preprocess")
 app.command("train-prior")(train.train_prior)
 app.command("import-egoallo")(model.import_egoallo)
+app.command("eval")(evaluate.eval_command)
 
 
 def _print_version(value: bool) -> None:

@@ -34,15 +34,37 @@ class Windows:
     starts: tuple[int, ...]
 
 
+def window_starts(frames: int, length: int, slicing: str = "windows") -> list[int]:
+    """Start frames of the evaluation windows of a `frames`-long sequence.
+
+    "windows": non-overlapping windows from frame 0. "egoallo": EgoAllo's evaluation slices of
+    length + 1 frames (one previous frame), floor(T / (length + 1)) of them, slice k starting at
+    (k · (length + 1)) mod (T − length − 1); the window is the slice without its first frame.
+    """
+    if slicing == "windows":
+        return list(range(0, frames - length + 1, length))
+    if slicing == "egoallo":
+        span = length + 1
+        if frames <= span:
+            return []
+        return [(k * span) % (frames - span) + 1 for k in range(frames // span)]
+    raise ValueError(f"unknown slicing {slicing!r}")
+
+
 def split_windows(
-    data: str, split: str, length: int = 128, max_windows: int | None = None, first_only: bool = False
+    data: str,
+    split: str,
+    length: int = 128,
+    max_windows: int | None = None,
+    first_only: bool = False,
+    slicing: str = "windows",
 ) -> Windows | None:
-    """Non-overlapping `length`-frame windows from frame 0 of every sequence of `split` (or the first of each)."""
+    """Windows of `length` frames of every sequence of `split` (see `window_starts`; or the first of each)."""
     crops, names, starts = [], [], []
     with MotionFile(data) as motion:
         for name in motion.names(split):
             frames = motion.num_frames(name)
-            for start in range(0, frames - length + 1, length):
+            for start in window_starts(frames, length, slicing):
                 crops.append(
                     MotionCrop.from_arrays(motion.read_frames(name, start, start + length), with_hand_quats=False)
                 )
@@ -113,18 +135,24 @@ def _expand(state: MotionState, lead: tuple[int, ...]) -> MotionState:
     )
 
 
-def joint_errors(body: BodyModel, state: MotionState, crops: MotionCrop) -> dict[str, Tensor]:
-    """Per-window MPJPE and PA-MPJPE (mm) of states placed on the crops' CPF trajectories (EgoAllo's placement).
+def broadcast_state(state: MotionState, crops: MotionCrop) -> MotionState:
+    """`state` as (N, S, T, …): samples pass through; a baseline (broadcastable to (N, T, …)) gets S = 1."""
+    if state.body_rotmats.dim() == 6:
+        return state
+    N, T = crops.T_world_cpf.shape[:2]
+    return _expand(state, (N, 1, T))
 
-    `state` is (N, S, T, …) samples of N windows, or anything broadcastable to (N, T, …) (a baseline).
-    Returns tensors of shape (N, S) or (N,).
-    """
-    T_world_cpf, truth = crops.T_world_cpf, truth_joints(crops)  # (N, T, 7), (N, T, 22, 3)
+
+def placed_joints(body: BodyModel, state: MotionState, crops: MotionCrop) -> tuple[Tensor, Tensor]:
+    """Predicted and ground-truth world joints (N, S, T, 22, 3), the prediction placed on the crops' CPF."""
+    state = broadcast_state(state, crops)
     lead = state.body_rotmats.shape[:-3]
-    if len(lead) == 3:
-        T_world_cpf, truth = T_world_cpf[:, None].expand(*lead, 7), truth[:, None].expand(*lead, 22, 3)
-    else:
-        state = _expand(state, T_world_cpf.shape[:-1])
+    T_world_cpf, truth = crops.T_world_cpf[:, None].expand(*lead, 7), truth_joints(crops)[:, None].expand(*lead, 22, 3)
     posed = place_on_cpf(body.to(dtype=T_world_cpf.dtype), state, T_world_cpf)
-    predicted = posed.joints[..., :22, :]
+    return posed.joints[..., :22, :], truth
+
+
+def joint_errors(body: BodyModel, state: MotionState, crops: MotionCrop) -> dict[str, Tensor]:
+    """Per-window, per-sample MPJPE and PA-MPJPE (mm), shape (N, S)."""
+    predicted, truth = placed_joints(body, state, crops)
     return {"mpjpe": mpjpe(predicted, truth).mean(dim=-1), "pa_mpjpe": pa_mpjpe(predicted, truth).mean(dim=-1)}
