@@ -281,3 +281,26 @@ class EvalConfig:
     seeds: int | None = None  # use seeds 0 … N−1
     baseline: bool = False  # add a row: the mean training pose (train split of the same file) at the head
     out: str | None = None  # write OUT.json, OUT.md and OUT.csv
+
+
+# --- recovery --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecoverConfig:
+    """`egogrpo recover`: full-body motion from an Aria recording's MPS trajectory (and VRS calibration)."""
+
+    recording: str  # the recording folder (MPS outputs below it; a .vrs inside is used for calibration)
+    out: str  # output folder: recovered.npz (+ joints.csv, motion.bvh when asked)
+    vrs: str | None = None  # the VRS to read the device calibration (T_device_cpf) from
+    mps: str | None = None  # the MPS output folder, if not below the recording folder
+    checkpoint: str = "default"  # "default" (the shipped prior) or a checkpoint folder
+    body: str = "default"  # "default" or the SMPL-H .npz the checkpoint was trained with
+    floor_z: float | None = None  # override the floor height estimated from the point cloud (metres, world z)
+    samples: int = 1
+    seed: int = 0
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    refine: bool = False  # test-time refinement (priors, smoothness, foot skating, wrists) after sampling
+    write_csv: bool = False  # world joint positions as CSV
+    write_bvh: bool = False  # the motion as BVH (centimetres, y-up) for animation tools
+    overwrite: bool = False

@@ -1,0 +1,188 @@
+"""`egogrpo recover`: an Aria recording's head trajectory → full-body motion.
+
+1. Inputs (egogrpo.recover.aria): the MPS closed-loop trajectory resampled to 30 fps, T_device_cpf
+   from the VRS calibration (or the nominal Aria CPF, with a warning), the floor from the semidense
+   point cloud (or `floor_z`).
+2. The conditioning of every frame after the first (which only supplies the first motion), with
+   the CPF height measured from the floor.
+3. Sampling the prior over the whole sequence (128-frame windows, 32-frame overlap, blended at
+   every step), `samples` samples from explicit seeds.
+4. Optional test-time refinement; head-anchored placement of the body on the CPF trajectory.
+5. Outputs written atomically: `recovered.npz` (EgoAllo's field names plus egogrpo's metadata),
+   optionally `joints.csv` and `motion.bvh`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from egogrpo import __version__
+from egogrpo.body import BodyModel, PosedBody, load_body_model
+from egogrpo.config import RecoverConfig, config_to_dict
+from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import atomic_output
+from egogrpo.geometry import quat_from_matrix
+from egogrpo.model.checkpoint import load_checkpoint, resolve_checkpoint
+from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
+from egogrpo.model.placement import place_on_cpf
+from egogrpo.model.sampler import body_rotation_projection, sample
+from egogrpo.model.schedule import NoiseSchedule
+from egogrpo.model.state import MotionState, packed_dim
+
+OUTPUT_NPZ = "recovered.npz"
+
+
+@dataclass
+class RecoverResult:
+    out_dir: Path
+    files: list[Path]
+    num_frames: int
+    floor_z: float
+    warnings: list[str]
+    seconds: float
+
+
+def _check_body(body: BodyModel, checkpoint_body_id: str, folder: Path) -> None:
+    if checkpoint_body_id == body.model_id or (":" not in checkpoint_body_id and checkpoint_body_id == body.kind):
+        return
+    raise EgogrpoError(
+        f"{folder}: the checkpoint was trained for body model {checkpoint_body_id}, but --body is {body.model_id}"
+    )
+
+
+def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None) -> RecoverResult:
+    """Run the recovery described in the module docstring; returns what was written."""
+    from egogrpo.recover.aria import estimate_floor_z, find_recording, read_cpf_trajectory
+
+    start = time.perf_counter()
+    say = progress or (lambda text: None)
+    out_dir = Path(config.out)
+    if (out_dir / OUTPUT_NPZ).exists() and not config.overwrite:
+        raise EgogrpoError(f"{out_dir / OUTPUT_NPZ} exists; pass --overwrite to replace it")
+    say("reading the recording")
+    paths = find_recording(config.recording, vrs=config.vrs, mps=config.mps)
+    trajectory = read_cpf_trajectory(paths)
+    warnings = list(trajectory.warnings)
+    if config.floor_z is not None:
+        floor_z, floor_source = float(config.floor_z), "--floor-z"
+    elif paths.points is not None:
+        floor = estimate_floor_z(paths.points)
+        floor_z, floor_source = float(floor.z), f"{paths.points} ({floor.num_inliers} inliers)"
+    else:
+        raise EgogrpoError(f"{config.recording}: no semidense point cloud to estimate the floor from; pass --floor-z")
+
+    folder = resolve_checkpoint(config.checkpoint)
+    model, model_config, meta = load_checkpoint(folder)
+    body = load_body_model(config.body)
+    _check_body(body, str(meta["body_model_id"]), folder)
+
+    say("sampling")
+    T_world_cpf_all = torch.from_numpy(trajectory.T_world_cpf).float()  # (T + 1, 7)
+    cond = cpf_conditioning_from_trajectory(T_world_cpf_all[None], floor_z, config=model_config)  # (1, T, d)
+    result = sample(
+        lambda x, t, c: model(x, t, c),
+        cond,
+        config.sampler,
+        NoiseSchedule.cosine(),
+        packed_dim(model_config.num_betas, model_config.include_hands),
+        generator_initial=torch.Generator().manual_seed(config.seed),
+        generator_steps=torch.Generator().manual_seed(config.seed + 1),
+        num_samples=config.samples,
+        project=body_rotation_projection(model_config.num_betas),
+    )
+    state = MotionState.unpack(result.x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
+    T_world_cpf = T_world_cpf_all[1:].expand(config.samples, -1, 7)
+    if config.refine:
+        from egogrpo.recover.refine import RefineConfig, refine
+
+        say("refining")
+        state = refine(body, state, T_world_cpf, RefineConfig())
+    posed = place_on_cpf(body, state, T_world_cpf)
+    metadata = {
+        "egogrpo_version": __version__,
+        "checkpoint": str(folder),
+        "checkpoint_weights_sha256": meta.get("weights_sha256"),
+        "body_model_id": body.model_id,
+        "sampler": config_to_dict(config.sampler),
+        "samples": config.samples,
+        "seed": config.seed,
+        "refined": config.refine,
+        "floor_z": floor_z,
+        "floor_source": floor_source,
+        "trajectory": str(paths.trajectory),
+        "calibration": str(trajectory.calibration),
+        "T_device_cpf": [float(v) for v in trajectory.T_device_cpf],
+        "fps": 30.0,
+        "warnings": warnings,
+    }
+    files = write_outputs(
+        config, out_dir, trajectory.T_world_cpf[1:], trajectory.timestamps_ns[1:], state, posed, body, metadata
+    )
+    return RecoverResult(out_dir, files, int(T_world_cpf.shape[1]), floor_z, warnings, time.perf_counter() - start)
+
+
+def write_outputs(
+    config: RecoverConfig,
+    out_dir: Path,
+    T_world_cpf: np.ndarray,
+    timestamps_ns: np.ndarray,
+    state: MotionState,
+    posed: PosedBody,
+    body: BodyModel,
+    metadata: dict,
+) -> list[Path]:
+    """recovered.npz (EgoAllo's field names: Ts_world_cpf (T,7), Ts_world_root (S,T,7), body_quats (S,T,21,4),
+    contacts (S,T,21), betas (S,T,B), frame_nums, timestamps_ns; plus joints_world (S,T,22,3), floor_z and a
+    JSON `metadata`), and optionally joints.csv and motion.bvh (sample 0). Each file is written atomically."""
+    from egogrpo.recover.export import write_bvh, write_joints_csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    T = state.body_rotmats.shape[1]
+    joints = _numpy(posed.joints[..., :22, :])
+    root = np.concatenate(
+        [_numpy(quat_from_matrix(posed.R_world_joint[..., 0, :, :])), _numpy(posed.p_world_joint[..., 0, :])], -1
+    )
+    arrays = {
+        "Ts_world_cpf": T_world_cpf.astype(np.float32),
+        "Ts_world_root": root.astype(np.float32),
+        "body_quats": _numpy(quat_from_matrix(state.body_rotmats)).astype(np.float32),
+        "contacts": _numpy(state.contacts).astype(np.float32),
+        "betas": _numpy(state.betas).astype(np.float32),
+        "joints_world": joints.astype(np.float32),
+        "frame_nums": np.arange(1, T + 1),
+        "timestamps_ns": timestamps_ns.astype(np.int64),
+        "floor_z": np.float32(metadata["floor_z"]),
+        "metadata": np.array(json.dumps(metadata)),
+    }
+    if state.hand_rotmats is not None:
+        hands = _numpy(quat_from_matrix(state.hand_rotmats)).astype(np.float32)
+        arrays["left_hand_quats"], arrays["right_hand_quats"] = hands[..., :15, :], hands[..., 15:, :]
+    files = [out_dir / OUTPUT_NPZ]
+    with atomic_output(files[0]) as tmp:
+        np.savez(tmp, **arrays)
+    if config.write_csv:
+        files.append(out_dir / "joints.csv")
+        write_joints_csv(files[-1], joints, timestamps_ns)
+    if config.write_bvh:
+        files.append(out_dir / "motion.bvh")
+        rest = _numpy(body.with_shape(state.betas[0].mean(dim=0)).rest_joints)
+        write_bvh(
+            files[-1],
+            rest,
+            _numpy(posed.R_world_joint[0, :, 0]),
+            _numpy(posed.p_world_joint[0, :, 0]),
+            _numpy(state.body_rotmats[0]),
+            30.0,
+        )
+    return files
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()

@@ -1,0 +1,97 @@
+"""`egogrpo recover` on the real MPS sample: head on the SLAM trajectory, feet near the floor, exports, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from egogrpo.body import load_body_model
+from egogrpo.data.bvh import read_bvh
+
+AEA_VRS = "aria/aria_everyday_activities_test_data/recording.vrs"
+
+
+@pytest.fixture(scope="module")
+def recovered(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from egogrpo.config import RecoverConfig
+    from egogrpo.recover.pipeline import recover
+
+    out = tmp_path_factory.mktemp("recover")
+    config = RecoverConfig(
+        recording=str(sample_data / "aria/mps_sample"), vrs=str(sample_data / AEA_VRS), out=str(out),
+        write_csv=True, write_bvh=True,
+    )  # fmt: skip
+    recover(config)
+    return out
+
+
+def test_head_on_the_slam_trajectory_and_feet_near_the_floor(recovered: Path, sample_data: Path) -> None:
+    from egogrpo.recover.aria import find_recording, read_cpf_trajectory
+
+    npz = np.load(recovered / "recovered.npz")
+    metadata = json.loads(str(npz["metadata"]))
+    trajectory = read_cpf_trajectory(find_recording(sample_data / "aria/mps_sample", vrs=sample_data / AEA_VRS))
+    assert npz["Ts_world_cpf"].shape == (trajectory.num_frames - 1, 7) and npz["Ts_world_cpf"].shape[0] > 330  # 11.4 s
+    np.testing.assert_allclose(npz["Ts_world_cpf"], trajectory.T_world_cpf[1:], atol=1e-6)
+    # Forward kinematics of the stored body puts its CPF on the SLAM CPF to a millimetre.
+    body = load_body_model("default")
+    betas = torch.from_numpy(npz["betas"][0].mean(axis=0))
+    posed = body.with_shape(betas).with_pose(
+        torch.from_numpy(npz["Ts_world_root"][0]), torch.from_numpy(npz["body_quats"][0])
+    )
+    error = np.linalg.norm(posed.T_world_cpf[:, 4:].numpy() - npz["Ts_world_cpf"][:, 4:], axis=-1)
+    assert error.max() < 1e-3
+    np.testing.assert_allclose(posed.joints.numpy(), npz["joints_world"][0], atol=1e-4)
+    # Feet near the estimated floor: the lowest foot joint of each frame, median over the walk.
+    floor = float(npz["floor_z"])
+    lowest = npz["joints_world"][0][:, [7, 8, 10, 11], 2].min(axis=1) - floor
+    assert abs(np.median(lowest)) < 0.1, np.median(lowest)
+    assert metadata["floor_source"].endswith("inliers)") and metadata["body_model_id"] == body.model_id
+
+
+def test_csv_and_bvh_exports(recovered: Path) -> None:
+    npz = np.load(recovered / "recovered.npz")
+    header = (recovered / "joints.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["frame", "timestamp_ns", "sample", "pelvis_x"] and len(header) == 3 + 66
+    table = np.loadtxt(recovered / "joints.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table[:, 3:].reshape(-1, 22, 3), npz["joints_world"][0], atol=1e-4)
+    motion = read_bvh(recovered / "motion.bvh", units="cm")  # our own BVH reader: y-up → z-up, cm → m
+    assert motion.fps == pytest.approx(30.0)
+    np.testing.assert_allclose(motion.positions[:, :22], npz["joints_world"][0], atol=1e-3)
+
+
+@pytest.mark.parametrize("case", ["no_trajectory", "nan", "short", "exists"])
+def test_bad_input(case: str, sample_data: Path, tmp_path: Path, run_cli) -> None:
+    recording = tmp_path / "recording"
+    (recording / "trajectory").mkdir(parents=True)
+    source = (sample_data / "aria/mps_sample/trajectory/closed_loop_trajectory.csv").read_text().splitlines()
+    out = tmp_path / "out"
+    if case == "no_trajectory":
+        culprit = str(recording)
+    else:
+        rows = source[:2000]
+        if case == "nan":
+            fields = rows[500].split(",")
+            fields[3] = "nan"
+            rows[500] = ",".join(fields)
+        elif case == "short":
+            rows = source[:4]
+        (recording / "trajectory/closed_loop_trajectory.csv").write_text("\n".join(rows) + "\n")
+        culprit = "closed_loop_trajectory.csv"
+        if case == "exists":
+            out.mkdir()
+            (out / "recovered.npz").write_bytes(b"old")
+            culprit = "recovered.npz exists"
+    result = run_cli("recover", str(recording), "--out", str(out), "--floor-z", "0")
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning")]
+    assert result.exit_code == 1 and len(lines) == 1 and culprit in lines[0], result.stderr
+    if case != "exists":
+        assert not (out / "recovered.npz").exists()
+    else:
+        assert (out / "recovered.npz").read_bytes() == b"old"
+    shutil.rmtree(tmp_path, ignore_errors=True)
