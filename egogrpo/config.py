@@ -287,6 +287,46 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    """Weights and solver settings of `refine` (EgoAllo's defaults, reference/egoallo.md §10).
+
+    prior_rotation_weight:        Log(R_initᵀR) per joint (1/rad)
+    prior_position_weight:        torso joint positions to their initial world positions (1/m)
+    delta_init_smoothness_weight: change between frames of the deviation from init (1/rad)
+    delta_smoothness_weight:      rotation change between frames (1/rad)
+    velocity_smoothness_weight:   second difference of the local rotations (1/rad)
+    foot_skate_weight:            contact-weighted world displacement of ankles and toes per frame (1/m)
+    wrist_position_weight:        wrist joint to the observed wrist position, × confidence (1/m)
+    palm_orientation_weight:      wrist's palm normal to the observed one, × confidence (unit vectors)
+    use_wrists:                   use wrist/palm observations when `refine` is given them
+    iterations:                   Levenberg–Marquardt steps (EgoAllo: 20 after sampling, 5 inside)
+    lambda_initial:               initial Marquardt damping λ (jaxls' lambda_initial)
+    lambda_factor:                λ is divided by this after an accepted step, multiplied after a rejected one
+    float64:                      solve in float64 (the result is cast back to the state's dtype)
+    torso_joints:                 22-joint indices of the position prior (EgoAllo's [0, 1, 2, 5, 8] + 1)
+    foot_joints:                  22-joint indices of the skating term (ankles, toes)
+    palm_normal_local:            palm normal in the wrist joint's frame (rest frame: palms face −y)
+    """
+
+    prior_rotation_weight: float = 1.0
+    prior_position_weight: float = 5.0
+    delta_init_smoothness_weight: float = 10.0
+    delta_smoothness_weight: float = 1.0
+    velocity_smoothness_weight: float = 5.0
+    foot_skate_weight: float = 30.0
+    wrist_position_weight: float = 50.0
+    palm_orientation_weight: float = 10.0
+    use_wrists: bool = True
+    iterations: int = 20
+    lambda_initial: float = 0.1
+    lambda_factor: float = 10.0
+    float64: bool = False
+    torso_joints: tuple[int, ...] = (1, 2, 3, 6, 9)
+    foot_joints: tuple[int, ...] = (7, 8, 10, 11)
+    palm_normal_local: tuple[float, float, float] = (0.0, -1.0, 0.0)
+
+
+@dataclass(frozen=True)
 class RecoverConfig:
     """`egogrpo recover`: full-body motion from an Aria recording's MPS trajectory (and VRS calibration)."""
 
@@ -301,6 +341,7 @@ class RecoverConfig:
     seed: int = 0
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     refine: bool = False  # test-time refinement (priors, smoothness, foot skating, wrists) after sampling
+    refinement: RefineConfig = field(default_factory=RefineConfig)
     write_csv: bool = False  # world joint positions as CSV
     write_bvh: bool = False  # the motion as BVH (centimetres, y-up) for animation tools
     overwrite: bool = False

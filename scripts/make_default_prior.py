@@ -69,7 +69,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - start
 
     body = load_body_model("default")
-    model, model_config, meta = load_checkpoint(summary.last_checkpoint)
+    model, model_config, _ = load_checkpoint(summary.last_checkpoint)
     windows = split_windows(str(data), "test", 128)
     assert windows is not None
     sampler = SamplerConfig()

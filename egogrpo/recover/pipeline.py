@@ -100,10 +100,10 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
     state = MotionState.unpack(result.x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
     T_world_cpf = T_world_cpf_all[1:].expand(config.samples, -1, 7)
     if config.refine:
-        from egogrpo.recover.refine import RefineConfig, refine
+        from egogrpo.recover.refine import refine
 
         say("refining")
-        state = refine(body, state, T_world_cpf, RefineConfig())
+        state = refine(body, state, T_world_cpf, config.refinement)
     posed = place_on_cpf(body, state, T_world_cpf)
     metadata = {
         "egogrpo_version": __version__,

@@ -48,6 +48,7 @@ from torch import Tensor
 
 from egogrpo.body import BodyModel
 from egogrpo.body.topology import HEAD, LEFT_WRIST, NUM_BODY_JOINTS, RIGHT_WRIST
+from egogrpo.config import RefineConfig
 from egogrpo.geometry import axis_angle_from_matrix, matrix_from_axis_angle
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.state import NUM_BODY_ROTATIONS, MotionState
@@ -56,54 +57,12 @@ NUM_VARS = NUM_BODY_ROTATIONS * 3  # tangent dimension of one frame (63)
 WRIST_JOINTS = (LEFT_WRIST, RIGHT_WRIST)  # 20, 21
 
 
-@dataclass(frozen=True)
-class RefineConfig:
-    """Weights and solver settings of `refine` (EgoAllo's defaults, reference/egoallo.md §10).
-
-    Defined here for now; it belongs with the other frozen configs in `egogrpo.config`.
-
-    prior_rotation_weight:        Log(R_initᵀR) per joint (1/rad)
-    prior_position_weight:        torso joint positions to their initial world positions (1/m)
-    delta_init_smoothness_weight: change between frames of the deviation from init (1/rad)
-    delta_smoothness_weight:      rotation change between frames (1/rad)
-    velocity_smoothness_weight:   second difference of the local rotations (1/rad)
-    foot_skate_weight:            contact-weighted world displacement of ankles and toes per frame (1/m)
-    wrist_position_weight:        wrist joint to the observed wrist position, × confidence (1/m)
-    palm_orientation_weight:      wrist's palm normal to the observed one, × confidence (unit vectors)
-    use_wrists:                   use wrist/palm observations when `refine` is given them
-    iterations:                   Levenberg–Marquardt steps (EgoAllo: 20 after sampling, 5 inside)
-    lambda_initial:               initial Marquardt damping λ (jaxls' lambda_initial)
-    lambda_factor:                λ is divided by this after an accepted step, multiplied after a rejected one
-    float64:                      solve in float64 (the result is cast back to the state's dtype)
-    torso_joints:                 22-joint indices of the position prior (EgoAllo's [0, 1, 2, 5, 8] + 1)
-    foot_joints:                  22-joint indices of the skating term (ankles, toes)
-    palm_normal_local:            palm normal in the wrist joint's frame (rest frame: palms face −y)
-    """
-
-    prior_rotation_weight: float = 1.0
-    prior_position_weight: float = 5.0
-    delta_init_smoothness_weight: float = 10.0
-    delta_smoothness_weight: float = 1.0
-    velocity_smoothness_weight: float = 5.0
-    foot_skate_weight: float = 30.0
-    wrist_position_weight: float = 50.0
-    palm_orientation_weight: float = 10.0
-    use_wrists: bool = True
-    iterations: int = 20
-    lambda_initial: float = 0.1
-    lambda_factor: float = 10.0
-    float64: bool = False
-    torso_joints: tuple[int, ...] = (1, 2, 3, 6, 9)
-    foot_joints: tuple[int, ...] = (7, 8, 10, 11)
-    palm_normal_local: tuple[float, float, float] = (0.0, -1.0, 0.0)
-
-
 class WristTargets(TypedDict):
     """Observed wrists in the world frame, left then right (Aria wrist/palm tracking).
 
     wrist_positions  (*batch, T, 2, 3)  metres
-    confidence       (*batch, T, 2)     0 where there is no observation (NaN targets there are ignored)
-    palm_normals     (*batch, T, 2, 3)  optional; any length, normalised here
+    confidence       (*batch, T, 2)     ≤ 0 or NaN where there is no observation (targets there are ignored)
+    palm_normals     (*batch, T, 2, 3)  optional; any length, normalised here; NaN = no palm normal
     """
 
     wrist_positions: Tensor
@@ -137,8 +96,8 @@ def refine_with_history(
     T_world_cpf: Float[Tensor, "*batch T 7"],
     config: RefineConfig = RefineConfig(),
     wrists: WristTargets | None = None,
-) -> tuple[MotionState, Float[Tensor, "iterations+1 *batch"]]:
-    """`refine`, also returning the total cost before the first and after every iteration."""
+) -> tuple[MotionState, Tensor]:
+    """`refine`, also returning the total cost (iterations + 1, *batch): before the first and after every step."""
     batch = state.body_rotmats.shape[:-4]
     dtype = torch.float64 if config.float64 else state.body_rotmats.dtype
     with torch.no_grad():
@@ -158,7 +117,9 @@ def refine_costs(
     config: RefineConfig = RefineConfig(),
     wrists: WristTargets | None = None,
 ) -> dict[str, Float[Tensor, "*batch"]]:
-    """Each cost term (sum of squared weighted residuals) of `state` refined from `init`; differentiable.
+    """Each cost term (sum of squared weighted residuals) of `state`, the priors referring to `init`.
+
+    Differentiable (autograd through forward kinematics). Betas and contacts are taken from `init`.
 
     Only the terms that apply are returned (the wrist terms need `wrists` and `config.use_wrists`).
     """
@@ -189,7 +150,7 @@ class _Problem:
     """Everything fixed during one refinement, flattened to N = prod(*batch) problems.
 
     rotmats_init (N, T, 21, 3, 3); T_world_cpf (N, T, 7); betas (N, T, B); torso_init (N, T, k, 3) world;
-    foot_contacts (N, T − 1, 4) pair averages; wrist_* (N, T, 2, …) or None; sign (22, 22): see `_signs`.
+    foot_contacts (N, T − 1, 4) pair averages; wrist_*, palm_* (N, T, 2, …) or None (0 confidence = unused); sign (22, 22): see `_signs`.
     """
 
     body: BodyModel
@@ -197,13 +158,13 @@ class _Problem:
     rotmats_init: Tensor
     T_world_cpf: Tensor
     betas: Tensor
-    contacts: Tensor
     torso_init: Tensor
     foot_contacts: Tensor
     sign: Tensor
     wrist_positions: Tensor | None
-    wrist_normals: Tensor | None
     wrist_confidence: Tensor | None
+    palm_normals: Tensor | None
+    palm_confidence: Tensor | None
 
     @staticmethod
     def build(
@@ -231,45 +192,51 @@ class _Problem:
         betas = flat(init.betas, 2)
         contacts = flat(init.contacts, 2)
         feet = contacts[..., [j - 1 for j in config.foot_joints]]
+        p_init, _ = _place(body, betas, rotmats_init, T_world_cpf)
         problem = _Problem(
             body=body,
             config=config,
             rotmats_init=rotmats_init,
             T_world_cpf=T_world_cpf,
             betas=betas,
-            contacts=contacts,
-            torso_init=rotmats_init.new_zeros(0),
+            torso_init=p_init[:, :, list(config.torso_joints)],
             foot_contacts=0.5 * (feet[:, :-1] + feet[:, 1:]),
             sign=_signs(body.parents[:NUM_BODY_JOINTS]).to(device=device, dtype=dtype),
             wrist_positions=None,
-            wrist_normals=None,
             wrist_confidence=None,
+            palm_normals=None,
+            palm_confidence=None,
         )
-        torso_init = problem.place(rotmats_init)[0][:, :, list(config.torso_joints)]
-        problem = dataclasses.replace(problem, torso_init=torso_init)
         if wrists is not None and config.use_wrists:
             confidence = flat(wrists["confidence"], 2)
             positions = flat(wrists["wrist_positions"], 3)
-            normals = wrists.get("palm_normals")
-            normals = None if normals is None else flat(normals, 3)
-            valid = (confidence > 0) & positions.isfinite().all(-1)
+            valid = (confidence > 0) & positions.isfinite().all(-1)  # NaN confidence is invalid too
+            confidence = torch.where(valid, confidence, 0.0)
+            normals, normal_confidence = wrists.get("palm_normals"), None
             if normals is not None:
-                valid &= normals.isfinite().all(-1)
-                normals = torch.where(valid[..., None], normals, 1.0)
-                normals = normals / torch.linalg.vector_norm(normals, dim=-1, keepdim=True)
+                normals = flat(normals, 3)
+                normal_valid = valid & normals.isfinite().all(-1)
+                normals = torch.where(normal_valid[..., None], normals, 1.0)
+                normals = normals / torch.linalg.vector_norm(normals, dim=-1, keepdim=True).clamp_min(1e-9)
+                normal_confidence = torch.where(normal_valid, confidence, 0.0)
             problem = dataclasses.replace(
                 problem,
                 wrist_positions=torch.where(valid[..., None], positions, 0.0),
-                wrist_normals=normals,
-                wrist_confidence=torch.where(valid, confidence, 0.0),
+                wrist_confidence=confidence,
+                palm_normals=normals,
+                palm_confidence=normal_confidence,
             )
         return problem
 
     def place(self, rotmats: Tensor) -> tuple[Tensor, Tensor]:
-        """Head-anchored world joints: positions (N, T, 22, 3) and rotations (N, T, 22, 3, 3)."""
-        state = MotionState(betas=self.betas, body_rotmats=rotmats, contacts=self.contacts)
-        posed = place_on_cpf(self.body, state, self.T_world_cpf)
-        return posed.p_world_joint, posed.R_world_joint
+        return _place(self.body, self.betas, rotmats, self.T_world_cpf)
+
+
+def _place(body: BodyModel, betas: Tensor, rotmats: Tensor, T_world_cpf: Tensor) -> tuple[Tensor, Tensor]:
+    """Head-anchored world joints (`place_on_cpf`): positions (N, T, 22, 3) and rotations (N, T, 22, 3, 3)."""
+    state = MotionState(betas=betas, body_rotmats=rotmats, contacts=rotmats.new_zeros(rotmats.shape[:-3]))
+    posed = place_on_cpf(body, state, T_world_cpf)
+    return posed.p_world_joint, posed.R_world_joint
 
 
 def _signs(parents: tuple[int, ...]) -> Tensor:
@@ -404,11 +371,11 @@ def _linearize(problem: _Problem, rotmats: Tensor, placed: tuple[Tensor, Tensor]
         residual = scale * (p_world[:, :, wrists] - problem.wrist_positions).reshape(N, T, -1)
         J = (scale[..., None] * _point_jacobian(wrists, p_world, R_world, problem.sign),) if jacobians else ()
         terms.append(_Term("wrist_position", residual, J, per_joint=False))
-        if problem.wrist_normals is not None:
+        if problem.palm_normals is not None:
             n_local = torch.tensor(config.palm_normal_local, dtype=R.dtype, device=R.device)
             normals = R_world[:, :, wrists] @ n_local  # (N, T, 2, 3)
-            scale = (config.palm_orientation_weight * problem.wrist_confidence).repeat_interleave(3, dim=-1)
-            residual = scale * (normals - problem.wrist_normals).reshape(N, T, -1)
+            scale = (config.palm_orientation_weight * problem.palm_confidence).repeat_interleave(3, dim=-1)
+            residual = scale * (normals - problem.palm_normals).reshape(N, T, -1)
             J = ()
             if jacobians:
                 vectors = normals[:, :, :, None, :].expand(N, T, 2, NUM_BODY_ROTATIONS, 3)
