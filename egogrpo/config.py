@@ -279,6 +279,7 @@ class EvalConfig:
     split: str | None = None
     samples: int | None = None
     seeds: int | None = None  # use seeds 0 … N−1
+    guidance: str | None = None  # "none" or "post" (test-time refinement after sampling, EgoAllo's post guidance)
     baseline: bool = False  # add a row: the mean training pose (train split of the same file) at the head
     out: str | None = None  # write OUT.json, OUT.md and OUT.csv
 

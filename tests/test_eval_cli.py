@@ -101,3 +101,30 @@ def test_bad_input(case: str, data_and_checkpoint, tmp_path: Path, run_cli) -> N
     result = run_cli("eval", *args)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def test_post_guidance_is_recorded_and_smooths(data_and_checkpoint, tmp_path: Path, run_cli) -> None:
+    data, checkpoint = data_and_checkpoint
+    reports = {}
+    for guidance in ("none", "post"):
+        out = tmp_path / guidance
+        args = (
+            "eval",
+            str(checkpoint),
+            "--data",
+            str(data),
+            "--protocol",
+            "cmu-test",
+            "--seeds",
+            "1",
+            "--guidance",
+            guidance,
+        )
+        result = run_cli(*args, "--out", str(out))
+        assert result.exit_code == 0, result.stderr
+        reports[guidance] = json.loads(out.with_suffix(".json").read_text())
+    assert reports["post"]["protocol"]["guidance"] == "post"
+    jitter = {g: r["rows"][0]["metrics"]["jitter"]["mean"] for g, r in reports.items()}
+    assert jitter["post"] < jitter["none"]
+    bad = run_cli("eval", str(checkpoint), "--data", str(data), "--guidance", "inner")
+    assert bad.exit_code == 1 and "unknown guidance 'inner'" in bad.stderr

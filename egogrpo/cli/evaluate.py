@@ -21,6 +21,9 @@ def eval_command(
     split: Annotated[str | None, typer.Option(help="Override the protocol's split.")] = None,
     samples: Annotated[int | None, typer.Option(help="Override: samples per window.")] = None,
     seeds: Annotated[int | None, typer.Option(help="Override: use seeds 0 … N−1.")] = None,
+    guidance: Annotated[
+        str | None, typer.Option(help="Override: 'none', or 'post' (refinement after sampling).")
+    ] = None,
     body: Annotated[
         str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
     ] = "default",
@@ -32,7 +35,7 @@ def eval_command(
 
     config = EvalConfig(
         data=str(data), checkpoints=tuple(checkpoints), protocol=protocol, body=body, split=split,
-        samples=samples, seeds=seeds, baseline=baseline, out=None if out is None else str(out),
+        samples=samples, seeds=seeds, guidance=guidance, baseline=baseline, out=None if out is None else str(out),
     )  # fmt: skip
     with err_console.status("evaluating…") as status:
         result = evaluate(config, progress=lambda text: status.update(f"evaluating {text}"))

@@ -87,7 +87,7 @@ def load_protocol(
     unknown = [k for k in entry["metrics"] if k not in METRICS]
     if unknown:
         raise EgogrpoError(f"{where}: protocol {name!r} names unknown metric(s) {', '.join(unknown)}")
-    return Protocol(
+    protocol = Protocol(
         name=name,
         description=entry["description"],
         split=split or entry["split"],
@@ -96,9 +96,12 @@ def load_protocol(
         samples=samples or int(entry["samples"]),
         seeds=tuple(range(seeds)) if seeds else tuple(int(s) for s in entry["seeds"]),
         sampler=config_from_dict(SamplerConfig, entry.get("sampler", {}), where=f"{where}: {name}.sampler"),
-        guidance=entry.get("guidance", "none"),
+        guidance=guidance or entry.get("guidance", "none"),
         metrics=tuple(entry["metrics"]),
     )
+    if protocol.guidance not in GUIDANCE:
+        raise EgogrpoError(f"unknown guidance {protocol.guidance!r}; choose one of {', '.join(GUIDANCE)}")
+    return protocol
 
 
 @dataclass
@@ -137,7 +140,7 @@ def _check_compatible(data: str, info_id: str, checkpoint_id: str, where: Path) 
 
 def evaluate(config: EvalConfig, progress: Callable[[str], None] | None = None) -> EvalResult:
     """Evaluate every checkpoint (and the baseline, if asked) under the protocol; write the record if `out` is set."""
-    protocol = load_protocol(config.protocol, config.split, config.samples, config.seeds)
+    protocol = load_protocol(config.protocol, config.split, config.samples, config.seeds, config.guidance)
     with MotionFile(config.data) as motion:
         info = motion.info
         sequences = motion.names(protocol.split)
@@ -163,6 +166,8 @@ def evaluate(config: EvalConfig, progress: Callable[[str], None] | None = None) 
                 progress(f"{spec}: seed {seed}")
             sampler = dataclasses.replace(protocol.sampler)
             states = sample_states(model, model_config, sampler, windows.crops, seed=seed, num_samples=protocol.samples)
+            if protocol.guidance == "post":
+                states = _post_guidance(body, states, windows)
             for k, v in _metric_values(protocol, body, states, windows).items():
                 values[k].append(v)
         rows.append(
@@ -179,6 +184,15 @@ def evaluate(config: EvalConfig, progress: Callable[[str], None] | None = None) 
     if config.out:
         write_reports(Path(config.out), protocol, rows, record)
     return EvalResult(protocol, rows, record)
+
+
+def _post_guidance(body: BodyModel, states: MotionState, windows: Windows) -> MotionState:
+    """EgoAllo's post-sampling guidance: test-time refinement (priors, smoothness, foot skating) of every sample."""
+    from egogrpo.config import RefineConfig
+    from egogrpo.recover.refine import refine
+
+    lead = states.body_rotmats.shape[:-3]
+    return refine(body, states, windows.crops.T_world_cpf[:, None].expand(*lead, 7), RefineConfig(use_wrists=False))
 
 
 def _aggregate(values: dict[str, list[Tensor]]) -> dict[str, tuple[float, float]]:
