@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 PROJECTARIA_SPEC ?= projectaria-tools==2.3.0
 
-.PHONY: setup test bench lint clean
+.PHONY: setup test demo bench lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ setup: $(VENV)/.installed
 
 test: setup
 	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/egogrpo demo --out egogrpo-demo
 
 bench: setup
 	$(PY) benchmarks/run_all.py
