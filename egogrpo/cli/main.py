@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from egogrpo import __version__
-from egogrpo.cli import body, demo, evaluate, model, preprocess, recover, train
+from egogrpo.cli import body, demo, evaluate, model, preprocess, recover, train, view
 from egogrpo.cli.common import print_error
 from egogrpo.errors import EgogrpoError
 
@@ -24,6 +24,7 @@ app.command("train-prior")(train.train_prior)
 app.command("import-egoallo")(model.import_egoallo)
 app.command("eval")(evaluate.eval_command)
 app.command("recover")(recover.recover_command)
+app.command("view")(view.view_command)
 app.command("demo")(demo.demo_command)
 
 
