@@ -49,7 +49,9 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / "cmu.h5"
     if not data.exists():
-        run_preprocess(PreprocessConfig(source="cmu", inputs=(str(args.data_root / "cmu/asfamc/subjects"),), out=str(data)))
+        run_preprocess(
+            PreprocessConfig(source="cmu", inputs=(str(args.data_root / "cmu/asfamc/subjects"),), out=str(data))
+        )
     config = TrainPriorConfig(
         data=str(data),
         run_dir=str(args.work / "run"),

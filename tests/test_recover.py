@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -95,3 +96,23 @@ def test_bad_input(case: str, sample_data: Path, tmp_path: Path, run_cli) -> Non
     else:
         assert (out / "recovered.npz").read_bytes() == b"old"
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_adt_sequence_with_the_default_prior(sample_data: Path, tmp_path: Path) -> None:
+    """ADT: the wearer's skeleton is ground truth for the real Aria CPF trajectory (only 4 frames at 30 fps)."""
+    from egogrpo.config import PreprocessConfig, SamplerConfig
+    from egogrpo.data.preprocess import run_preprocess
+    from egogrpo.eval.windows import joint_errors, sample_states, split_windows
+    from egogrpo.model.checkpoint import default_prior_dir, load_checkpoint
+
+    data = tmp_path / "adt.h5"
+    folder = sample_data / "aria/aria_digital_twin_test_data"
+    process = PreprocessConfig(source="adt", inputs=(str(folder),), out=str(data), workers=1)
+    run_preprocess(dataclasses.replace(process, process=dataclasses.replace(process.process, min_frames=1)))
+    windows = split_windows(str(data), "test", length=4)
+    model, config, _ = load_checkpoint(default_prior_dir())
+    states = sample_states(model, config, SamplerConfig(), windows.crops, seed=0, num_samples=4)
+    errors = joint_errors(load_body_model("default"), states, windows.crops)
+    mpjpe = float(errors["mpjpe"].mean())
+    print(f"ADT test sequence: MPJPE {mpjpe:.1f} mm, PA-MPJPE {float(errors['pa_mpjpe'].mean()):.1f} mm (4 samples)")
+    assert mpjpe < 300.0

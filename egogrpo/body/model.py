@@ -44,9 +44,9 @@ class RestExtent:
     """Linear models of the rest body's floor (sole) height and standing height, for models without a mesh."""
 
     floor_y_mean: Float[Tensor, ""]
-    floor_y_dirs: Float[Tensor, B]
+    floor_y_dirs: Float[Tensor, "B"]  # noqa: F821
     height_mean: Float[Tensor, ""]
-    height_dirs: Float[Tensor, B]
+    height_dirs: Float[Tensor, "B"]  # noqa: F821
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class BodyModel:
     parents: tuple[int, ...]
     joints_mean: Float[Tensor, "J 3"]
     joints_shape_dirs: Float[Tensor, "J 3 B"]
-    cpf_offset_mean: Float[Tensor, 3]
+    cpf_offset_mean: Float[Tensor, "3"]
     cpf_offset_shape_dirs: Float[Tensor, "3 B"]
     hand_joint_indices: tuple[int, ...] = ()
     mesh: SkinnedMesh | None = None

@@ -75,8 +75,15 @@ class Protocol:
     metrics: tuple[str, ...]
 
 
+GUIDANCE = ("none", "post")
+
+
 def load_protocol(
-    name: str, split: str | None = None, samples: int | None = None, seeds: int | None = None
+    name: str,
+    split: str | None = None,
+    samples: int | None = None,
+    seeds: int | None = None,
+    guidance: str | None = None,
 ) -> Protocol:
     """A named protocol with optional overrides; an unknown name or metric is an error naming the manifest."""
     manifest = load_manifest("protocols")

@@ -194,7 +194,7 @@ class EgoDenoiser(nn.Module):
     def forward(
         self,
         x_t: Float[Tensor, "B T D"],
-        t: Int[Tensor, "B"],  # noqa: UP037 (a jaxtyping shape, not a type)
+        t: Int[Tensor, "B"],  # noqa: F821
         cond: Float[Tensor, "B T d_cond"],
         mask: Bool[Tensor, "B T"] | None = None,
     ) -> Float[Tensor, "B T D"]:

@@ -253,7 +253,7 @@ def stitch_weights(length: int, window: int, overlap: int) -> Float[Tensor, "K W
 def predict_x0_stitched(
     denoise_fn: DenoiseFn,
     x_t: Float[Tensor, "N L D"],
-    t: int | Int[Tensor, "N"],  # noqa: UP037 (a jaxtyping shape)
+    t: int | Int[Tensor, "N"],  # noqa: F821
     cond: Float[Tensor, "N L C"],
     window: int,
     overlap: int,
@@ -347,9 +347,9 @@ class Trajectory:
     x_t: Float[Tensor, "B S K L D"]  # state before each transition
     x_prev: Float[Tensor, "B S K L D"]  # state after it (the action)
     mean: Float[Tensor, "B S K L D"]  # the rollout policy's mean
-    std: Float[Tensor, "K"]  # float32  # noqa: UP037
-    t: Int[Tensor, "K"]  # CPU int64  # noqa: UP037
-    t_prev: Int[Tensor, "K"]  # noqa: UP037 (a jaxtyping shape)
+    std: Float[Tensor, "K"]  # float32  # noqa: F821
+    t: Int[Tensor, "K"]  # CPU int64  # noqa: F821
+    t_prev: Int[Tensor, "K"]  # noqa: F821
     log_probs: Float[Tensor, "B S K"]
 
 

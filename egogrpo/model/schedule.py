@@ -24,8 +24,8 @@ from torch import Tensor
 class NoiseSchedule:
     """ᾱ_t and β_t for t = 0 … T (float64, CPU). x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε."""
 
-    alpha_bar: Float[Tensor, "T1"]  # T1 = T + 1; ᾱ_0 = 1  # noqa: UP037
-    betas: Float[Tensor, "T1"]  # β_0 = 0 (unused)  # noqa: UP037
+    alpha_bar: Float[Tensor, "T1"]  # T1 = T + 1; ᾱ_0 = 1  # noqa: F821
+    betas: Float[Tensor, "T1"]  # β_0 = 0 (unused)  # noqa: F821
 
     @classmethod
     def cosine(cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
@@ -56,7 +56,7 @@ class NoiseSchedule:
     def q_sample(
         self,
         x0: Float[Tensor, "B ..."],
-        t: Int[Tensor, "B"],  # noqa: UP037 (a jaxtyping shape)
+        t: Int[Tensor, "B"],  # noqa: F821
         noise: Float[Tensor, "B ..."],
     ) -> Float[Tensor, "B ..."]:
         """The forward process x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε; coefficients in float64, cast to x0's dtype."""

@@ -27,7 +27,7 @@ import torch
 from egogrpo import __version__
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import TrainPriorConfig, config_from_dict, config_to_dict
-from egogrpo.data.crops import MotionCropDataset, collate_crops
+from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.windows import Windows, joint_errors, sample_states, split_windows
 from egogrpo.fileio import atomic_output

@@ -17,7 +17,10 @@ LOSS_WEIGHTS = {"betas": 0.1, "body_rotmats": 1.0, "contacts": 0.1, "hand_rotmat
 
 
 def _weighted_mean(
-    err: Float[Tensor, "B T F"], weight_t: Float[Tensor, B], mask: Float[Tensor, "B T"], count: Tensor
+    err: Float[Tensor, "B T F"],
+    weight_t: Float[Tensor, "B"],  # noqa: F821
+    mask: Float[Tensor, "B T"],
+    count: Tensor,
 ) -> Tensor:
     return ((err.mean(dim=-1) * mask).sum(dim=-1) * weight_t).sum() / count
 
@@ -25,7 +28,7 @@ def _weighted_mean(
 def prior_loss(
     x0_hat: Float[Tensor, "B T D"],
     x0: Float[Tensor, "B T D"],
-    weight_t: Float[Tensor, B],
+    weight_t: Float[Tensor, "B"],  # noqa: F821
     num_betas: int,
     include_hands: bool,
     mask: Bool[Tensor, "B T"] | None = None,
