@@ -118,3 +118,21 @@ def test_adt_sequence_with_the_default_prior(sample_data: Path, tmp_path: Path) 
     mpjpe = float(errors["mpjpe"].mean())
     print(f"ADT test sequence: MPJPE {mpjpe:.1f} mm, PA-MPJPE {float(errors['pa_mpjpe'].mean()):.1f} mm (4 samples)")
     assert mpjpe < 300.0
+
+
+def test_refinement_uses_mps_wrists_and_keeps_the_head(sample_data: Path, tmp_path: Path) -> None:
+    from egogrpo.config import RecoverConfig
+    from egogrpo.recover.pipeline import recover
+
+    config = RecoverConfig(
+        recording=str(sample_data / "aria/mps_sample"), vrs=str(sample_data / AEA_VRS), out=str(tmp_path), refine=True
+    )
+    recover(config)
+    npz = np.load(tmp_path / "recovered.npz")
+    metadata = json.loads(str(npz["metadata"]))
+    assert metadata["refined"] and metadata["refinement_wrists"].endswith("wrist_and_palm_poses.csv")
+    body = load_body_model("default")
+    posed = body.with_shape(torch.from_numpy(npz["betas"][0].mean(axis=0))).with_pose(
+        torch.from_numpy(npz["Ts_world_root"][0]), torch.from_numpy(npz["body_quats"][0])
+    )
+    assert np.abs(posed.T_world_cpf[:, 4:].numpy() - npz["Ts_world_cpf"][:, 4:]).max() < 1e-3

@@ -98,13 +98,16 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         project=body_rotation_projection(model_config.num_betas),
     )
     state = MotionState.unpack(result.x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
+    wrists = None
     T_world_cpf = T_world_cpf_all[1:].expand(config.samples, -1, 7)
     if config.refine:
         from egogrpo.recover.refine import refine
 
         say("refining")
-        state = refine(body, state, T_world_cpf, config.refinement)
+        wrists = _wrist_targets(paths, trajectory) if config.refinement.use_wrists else None
+        state = refine(body, state, T_world_cpf, config.refinement, wrists=wrists)
     posed = place_on_cpf(body, state, T_world_cpf)
+    wrist_source = str(paths.wrist_and_palm) if config.refine and wrists is not None else None
     metadata = {
         "egogrpo_version": __version__,
         "checkpoint": str(folder),
@@ -114,6 +117,7 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         "samples": config.samples,
         "seed": config.seed,
         "refined": config.refine,
+        "refinement_wrists": wrist_source,
         "floor_z": floor_z,
         "floor_source": floor_source,
         "trajectory": str(paths.trajectory),
@@ -126,6 +130,22 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         config, out_dir, trajectory.T_world_cpf[1:], trajectory.timestamps_ns[1:], state, posed, body, metadata
     )
     return RecoverResult(out_dir, files, int(T_world_cpf.shape[1]), floor_z, warnings, time.perf_counter() - start)
+
+
+def _wrist_targets(paths: object, trajectory: object) -> dict | None:
+    """MPS wrist/palm observations at the output frames (after the first) as refinement targets, or None."""
+    from egogrpo.recover.aria import read_wrist_and_palm
+
+    observed = read_wrist_and_palm(paths, trajectory.timestamps_ns, trajectory.T_world_device)  # type: ignore[attr-defined]
+    if observed is None or not (observed.left.valid.any() or observed.right.valid.any()):
+        return None
+    hands = (observed.left, observed.right)
+    as_tensor = lambda x: torch.from_numpy(np.stack(x, axis=1)[1:]).float()
+    return {
+        "wrist_positions": torch.nan_to_num(as_tensor([h.wrist for h in hands])),
+        "confidence": torch.nan_to_num(as_tensor([np.where(h.valid, h.confidence, 0.0) for h in hands])),
+        "palm_normals": as_tensor([h.palm_normal for h in hands]),
+    }
 
 
 def write_outputs(
