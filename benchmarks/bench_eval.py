@@ -5,22 +5,23 @@ Preprocesses the CMU sample clips first (not timed), then times `egogrpo eval` e
 
 from __future__ import annotations
 
-import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import cmu_subjects
 
 from egogrpo.config import EvalConfig, PreprocessConfig
 from egogrpo.data.preprocess import run_preprocess
 from egogrpo.eval.evaluate import evaluate
 
-ROOT = Path(os.environ.get("EGOGRPO_SAMPLE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
 
 def main() -> None:
-    subjects = ROOT / "cmu" / "asfamc" / "subjects"
-    if not subjects.is_dir():
-        print(f"sample data not found at {ROOT}: skipped")
+    subjects = cmu_subjects()
+    if subjects is None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "cmu.h5"

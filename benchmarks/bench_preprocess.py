@@ -6,22 +6,23 @@ Needs the sample data (`../shared/data` or `$EGOGRPO_SAMPLE_DATA`).
 
 from __future__ import annotations
 
-import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import cmu_subjects
 
 from egogrpo.config import PreprocessConfig
 from egogrpo.data.asf_amc import read_asf_amc
 from egogrpo.data.preprocess import run_preprocess
 
-ROOT = Path(os.environ.get("EGOGRPO_SAMPLE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
 
 def main() -> None:
-    subjects = ROOT / "cmu" / "asfamc" / "subjects"
-    if not subjects.is_dir():
-        print(f"sample data not found at {ROOT}: skipped")
+    subjects = cmu_subjects()
+    if subjects is None:
         return
     amcs = sorted(subjects.rglob("*.amc"))
     start = time.perf_counter()

@@ -31,6 +31,11 @@ from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.windows import Windows, joint_errors, sample_states, split_windows
 from egogrpo.fileio import atomic_output
+from egogrpo.model.checkpoint import load_checkpoint, save_checkpoint
+from egogrpo.model.conditioning import cpf_conditioning
+from egogrpo.model.denoiser import EgoDenoiser
+from egogrpo.model.schedule import NoiseSchedule
+from egogrpo.model.state import MotionState
 from egogrpo.train.prior_loss import prior_loss
 
 CHECKPOINTS = "checkpoints"
@@ -201,13 +206,7 @@ def _check_data(config: TrainPriorConfig, dataset: MotionCropDataset, body: Body
 
 def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainSummary:
     """Train (or resume) a prior as configured; returns where the last checkpoint is."""
-    from accelerate import Accelerator
-
-    from egogrpo.model.checkpoint import save_checkpoint
-    from egogrpo.model.conditioning import cpf_conditioning
-    from egogrpo.model.denoiser import EgoDenoiser
-    from egogrpo.model.schedule import NoiseSchedule
-    from egogrpo.model.state import MotionState
+    from accelerate import Accelerator  # imported here: it is slow to import and only training needs it
 
     start_time = time.perf_counter()
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -234,8 +233,6 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     start_step = 0
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
     if checkpoint is not None:
-        from egogrpo.model.checkpoint import load_checkpoint
-
         loaded, _, _ = load_checkpoint(checkpoint, device="cpu")
         model.load_state_dict(loaded.state_dict())
         state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=True)
@@ -302,9 +299,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
                 progress(done, config.max_steps, record)
         if done % config.checkpoint_every == 0 or done == config.max_steps:
             if accelerator.is_main_process:
-                last_checkpoint = _save(
-                    run_dir, done, accelerator.unwrap_model(model), optimizer, config, body, save_checkpoint
-                )
+                last_checkpoint = _save(run_dir, done, accelerator.unwrap_model(model), optimizer, config, body)
             accelerator.wait_for_everyone()
     return TrainSummary(
         run_dir,
@@ -321,7 +316,6 @@ def _save(
     optimizer: torch.optim.Optimizer,
     config: TrainPriorConfig,
     body: BodyModel,
-    save_checkpoint: Callable,
 ) -> Path:
     """A complete checkpoint (model + training state), then the `latest` pointer (both atomic)."""
     folder = run_dir / CHECKPOINTS / f"step_{step:07d}"
