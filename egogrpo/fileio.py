@@ -65,11 +65,22 @@ def read_text(path: Path) -> str:
         raise EgogrpoError(f"{path}: cannot read the file ({e.strerror or e})") from None
 
 
-def read_npz(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray]:
-    """The arrays named `keys` that an `.npz` holds (absent keys are left out), never unpickling anything.
+def read_npz(path: Path, keys: Iterable[str], required: str | None = None) -> dict[str, np.ndarray]:
+    """The arrays named `keys` that an `.npz` holds, never unpickling anything.
 
-    A truncated or corrupt archive, or a pickled array, is an EgogrpoError naming the file.
+    With `required` (what the file should be, e.g. "an SMPL-X model file"), every key must be there;
+    else absent keys are left out. A truncated or corrupt archive, a pickled array, or a missing
+    required key is an EgogrpoError naming the file.
     """
+    keys = tuple(keys)
+    arrays = _load_npz(path, keys)
+    missing = [k for k in keys if k not in arrays]
+    if required is not None and missing:
+        raise EgogrpoError(f"{path}: not {required}: missing key(s) {', '.join(missing)} (expected {', '.join(keys)})")
+    return arrays
+
+
+def _load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise EgogrpoError(f"{path}: not a readable .npz file (truncated, corrupt or not an npz)")
     try:

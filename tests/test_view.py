@@ -267,7 +267,7 @@ def _wrong_shape(tmp_path: Path, recovered: Path) -> Path:
         (lambda tmp, rec: tmp / "missing.npz", "no such file"),
         (_text_file, "not a readable .npz"),
         (_truncated, "not a readable .npz"),
-        (_without_joints, "missing field(s) joints_world"),
+        (_without_joints, "missing key(s) joints_world"),
         (_with_nan, "joints_world holds non-finite values"),
         (_wrong_shape, "Ts_world_cpf has shape (47, 7), expected (T, 7)"),
     ],

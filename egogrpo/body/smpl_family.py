@@ -35,14 +35,7 @@ DEFAULT_NUM_BETAS = {"smplh": 16, "smplx": 10}
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    arrays = read_npz(path, REQUIRED_KEYS)
-    missing = [k for k in REQUIRED_KEYS if k not in arrays]
-    if missing:
-        raise EgogrpoError(
-            f"{path}: not an SMPL-H/SMPL-X model file: missing key(s) {', '.join(missing)} "
-            f"(expected {', '.join(REQUIRED_KEYS)})"
-        )
-    return arrays
+    return read_npz(path, REQUIRED_KEYS, required="an SMPL-H/SMPL-X model file")
 
 
 def _check_shape(path: Path, name: str, array: np.ndarray, expected: tuple[int | None, ...]) -> None:
@@ -188,10 +181,7 @@ def load_smplx_extras(path: str | Path, num_expression: int = 10) -> SmplxExtras
     path = Path(path)
     if not path.is_file():
         raise EgogrpoError(f"{path}: no such body model file")
-    arrays = read_npz(path, SMPLX_EXTRA_KEYS)
-    missing = [k for k in SMPLX_EXTRA_KEYS if k not in arrays]
-    if missing:
-        raise EgogrpoError(f"{path}: not an SMPL-X model file with hand PCA: missing key(s) {', '.join(missing)}")
+    arrays = read_npz(path, SMPLX_EXTRA_KEYS, required="an SMPL-X model file with hand PCA")
     for name, array in arrays.items():
         if array.dtype.kind not in "fiu":
             raise EgogrpoError(f"{path}: {name} has dtype {array.dtype}, expected numbers")

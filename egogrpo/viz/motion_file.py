@@ -99,10 +99,7 @@ def load_recovered(path: str | Path) -> RecoveredView:
         path = path / OUTPUT_NPZ
     if not path.is_file():
         raise EgogrpoError(f"{path}: no such file (expected the {OUTPUT_NPZ} written by `egogrpo recover`)")
-    arrays = read_npz(path, REQUIRED_FIELDS)
-    missing = [k for k in REQUIRED_FIELDS if k not in arrays]
-    if missing:
-        raise EgogrpoError(f"{path}: not an `egogrpo recover` output, missing field(s) {', '.join(missing)}")
+    arrays = read_npz(path, REQUIRED_FIELDS, required="an `egogrpo recover` output")
 
     joints = arrays["joints_world"]
     if joints.ndim != 4 or joints.shape[2:] != (NUM_BODY_JOINTS, 3) or joints.shape[0] < 1 or joints.shape[1] < 1:
