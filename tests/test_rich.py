@@ -13,7 +13,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from synthetic_body import make_synthetic_model
 
-from egogrpo.body.smpl_family import load_smplx_extras
+from egogrpo.body.smplformat import load_smplx_extras
 from egogrpo.data.gender_map import fit_beta_map
 from egogrpo.data.restricted_pickle import load_restricted_pickle
 from egogrpo.data.rich import (

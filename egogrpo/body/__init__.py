@@ -6,7 +6,7 @@ from pathlib import Path
 
 from egogrpo.body.default_model import default_body_asset_path, load_default_body
 from egogrpo.body.model import BodyModel, PosedBody, ShapedBody, SkinnedMesh, forward_kinematics
-from egogrpo.body.smpl_family import load_smpl_npz
+from egogrpo.body.smplformat import load_smpl_npz
 from egogrpo.errors import EgogrpoError
 
 DEFAULT_BODY = "default"

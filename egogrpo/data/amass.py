@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from egogrpo.body.model import BodyModel
-from egogrpo.body.smpl_family import load_smpl_npz
+from egogrpo.body.smplformat import load_smpl_npz
 from egogrpo.data.gender_map import BetaMap, fit_beta_map
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.data.motion import MotionClip

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from egogrpo.body.model import BodyModel
-from egogrpo.body.smpl_family import SmplxExtras, load_smpl_npz, load_smplx_extras
+from egogrpo.body.smplformat import SmplxExtras, load_smpl_npz, load_smplx_extras
 from egogrpo.data.gender_map import BetaMap, fit_beta_map
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.data.motion import MotionClip
