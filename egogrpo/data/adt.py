@@ -26,14 +26,9 @@ T_world_cpf = T_world_device · T_device_cpf.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import json
-import os
 import re
-import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from egogrpo.data.projectaria_console import console_output_captured, problem_lines
 from egogrpo.data.skeleton_motion import Y_UP_TO_Z_UP, SkeletonMotion
 from egogrpo.errors import EgogrpoError
-from egogrpo.geometry import quat_from_matrix
+from egogrpo.geometry import se3_from_matrix
 
 TRAJECTORY_FILE = "aria_trajectory.csv"
 VRS_FILE = "video.vrs"
@@ -59,7 +55,6 @@ _UNUSED_PATHS = (
     "segmentations_filepath",
     "synthetic_vrs_filepath",
 )
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -93,44 +88,15 @@ class AdtSequence:
         return self.timestamps_ns.shape[0]
 
 
-@contextlib.contextmanager
-def _native_output_captured() -> Iterator[io.StringIO]:
-    """Send everything written to stdout/stderr, by Python or by native code, to a buffer.
-
-    projectaria-tools' C++ readers log to the process's file descriptors 1 and 2, so those are
-    redirected too. The buffer (ANSI colours removed) is filled when the block ends.
-    """
-    captured = io.StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-                yield captured
-        finally:
-            with contextlib.suppress(Exception):  # flush C stdio buffers into the sink before restoring
-                ctypes.CDLL(None).fflush(None)
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            sink.seek(0)
-            captured.write(_ANSI.sub("", sink.read().decode("utf-8", errors="replace")))
-
-
 def _last_error(log: io.StringIO) -> str:
     """The last error line projectaria-tools logged, as a suffix for a message ("" if none)."""
-    lines = [line.strip() for line in log.getvalue().splitlines() if "error" in line.lower()]
+    lines = problem_lines(log)
     return f" (projectaria-tools: {lines[-1][:200]})" if lines else ""
 
 
 def _se3_to_wxyz_xyz(matrices: np.ndarray) -> np.ndarray:
     """(..., 4, 4) rigid transforms → (..., 7) wxyz_xyz, float64."""
-    m = torch.from_numpy(np.ascontiguousarray(matrices, dtype=np.float64))
-    return torch.cat((quat_from_matrix(m[..., :3, :3]), m[..., :3, 3]), dim=-1).numpy()
+    return se3_from_matrix(torch.from_numpy(np.ascontiguousarray(matrices, dtype=np.float64))).numpy()
 
 
 def _skeleton_parents(labels: list[str], connections: list[tuple[int, int]]) -> tuple[int, ...]:
@@ -214,7 +180,7 @@ def read_adt_sequence(seq_dir: str | Path) -> AdtSequence:
     except ImportError as e:
         raise EgogrpoError(f"reading ADT needs projectaria-tools ({e})") from None
 
-    with _native_output_captured() as log:
+    with console_output_captured() as log:
         try:
             paths = adt.AriaDigitalTwinDataPathsProvider(str(seq_dir)).get_datapaths_by_device_num(0)
             if paths is None:
@@ -237,7 +203,7 @@ def read_adt_sequence(seq_dir: str | Path) -> AdtSequence:
 
     labels = list(adt.AriaDigitalTwinSkeletonProvider.get_joint_labels())
     parents = _skeleton_parents(labels, [tuple(c) for c in adt.AriaDigitalTwinSkeletonProvider.get_joint_connections()])
-    with _native_output_captured():
+    with console_output_captured():
         calibration = provider.raw_data_provider_ptr().get_device_calibration()
         T_device_cpf = calibration.get_transform_device_cpf().to_matrix() if calibration is not None else None
         times, joints, device = [], [], []

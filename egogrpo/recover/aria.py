@@ -21,17 +21,9 @@ what they print is used only to explain errors.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gzip
-import io
 import math
-import os
-import re
-import sys
-import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +32,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from egogrpo.data.projectaria_console import console_output_captured, first_problem, problem_lines
 from egogrpo.errors import EgogrpoError
 from egogrpo.geometry import quat_slerp, quat_to_matrix, se3_compose, se3_from_matrix
 
@@ -81,9 +74,6 @@ FLOOR_MIN_POINTS = 10  # fewest confident points to fit a floor to
 # Wrist and palm matching (as EgoAllo)
 WRIST_PALM_MAX_DT_NS = 1e9 / 30.0  # nearest MPS observation must be closer in time than this
 WRIST_PALM_MIN_CONFIDENCE = 0.7  # and more confident than this
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_PROBLEM = re.compile(r"error|fail|cannot|can not", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -172,45 +162,6 @@ class WristPalm:
     left: HandObservations
     right: HandObservations
     source: Path
-
-
-@contextlib.contextmanager
-def console_output_captured() -> Iterator[io.StringIO]:
-    """Capture what is written to stdout/stderr inside the block, by Python code or native code.
-
-    File descriptors 1 and 2 are pointed at a temporary file (projectaria-tools' C++ writes there
-    directly), and sys.stdout/sys.stderr at the buffer. The buffer holds all of it, ANSI colour
-    codes removed, once the block has ended.
-    """
-    buffer = io.StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    try:
-        with tempfile.TemporaryFile() as sink:
-            for fd in saved:
-                os.dup2(sink.fileno(), fd)
-            try:
-                with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-                    yield buffer
-            finally:
-                with contextlib.suppress(Exception):  # C stdio buffers still hold native output
-                    ctypes.CDLL(None).fflush(None)
-                for fd, copy in saved.items():
-                    os.dup2(copy, fd)
-                sink.seek(0)
-                buffer.write(_ANSI.sub("", sink.read().decode("utf-8", errors="replace")))
-    finally:
-        for copy in saved.values():
-            os.close(copy)
-
-
-def _first_problem(log: io.StringIO) -> str:
-    """The first line of captured output that reports a failure, shortened ("" if none)."""
-    for line in log.getvalue().splitlines():
-        if _PROBLEM.search(line):
-            return line.strip()[:300]
-    return ""
 
 
 def _projectaria() -> tuple[ModuleType, ModuleType]:
@@ -373,7 +324,7 @@ def read_T_device_cpf(vrs: Path) -> np.ndarray:
         calibration = provider.get_device_calibration() if provider is not None else None
         T = calibration.get_transform_device_cpf().to_matrix() if calibration is not None else None
     if provider is None:
-        problem = _first_problem(log)
+        problem = first_problem(log)
         raise EgogrpoError(f"{vrs}: not a readable Aria VRS recording" + (f" ({problem})" if problem else ""))
     if T is None:
         raise EgogrpoError(f"{vrs}: the recording holds no device calibration, so no CPF")
@@ -390,7 +341,7 @@ def _read_device_poses(path: Path) -> tuple[np.ndarray, np.ndarray]:
     # On a bad value the reader logs the failure and returns the rows before it, so compare counts.
     rows = _count_data_rows(path)
     if not poses or len(poses) != rows:
-        problem = _first_problem(log)
+        problem = first_problem(log)
         raise EgogrpoError(
             f"{path}: not a readable MPS closed-loop trajectory, projectaria-tools read {len(poses)} of {rows} rows"
             + (f" ({problem})" if problem else "")
@@ -468,7 +419,7 @@ def estimate_floor_z(points_path: str | Path, seed: int = 0) -> FloorEstimate:
         points = mps.read_global_point_cloud(str(points_path))
     rows = _count_data_rows(points_path)  # as for the trajectory, a bad value ends the reading early
     if not points or len(points) != rows:
-        problem = _first_problem(log)
+        problem = first_problem(log)
         raise EgogrpoError(
             f"{points_path}: not a readable MPS point cloud, projectaria-tools read {len(points)} of {rows} rows"
             + (f" ({problem})" if problem else "")
@@ -556,7 +507,7 @@ def read_wrist_and_palm(
     # The reader tries the v2 columns first and logs a failure for every v1 file, so count rows instead.
     rows = _count_data_rows(path)
     if not records or len(records) != rows:
-        lines = [line for line in log.getvalue().splitlines() if _PROBLEM.search(line)]
+        lines = problem_lines(log)
         detail = f" ({lines[-1].strip()[:300]})" if lines else ""
         raise EgogrpoError(
             f"{path}: not a readable MPS wrist and palm file, read {len(records)} of {rows} rows{detail}"

@@ -94,7 +94,8 @@ def load_point_cloud(path: Path, max_points: int = MAX_POINTS, seed: int = 0) ->
     the same). Beyond max_points a seeded random subset is kept. Read with projectaria-tools; an
     EgogrpoError names the file if it is missing or cannot be read.
     """
-    from egogrpo.recover.aria import POINT_CONFIDENCE_RELAXED, console_output_captured
+    from egogrpo.data.projectaria_console import console_output_captured
+    from egogrpo.recover.aria import POINT_CONFIDENCE_RELAXED
 
     try:
         from projectaria_tools.core import mps
