@@ -588,3 +588,14 @@ class MotionFile:
             raise ValueError(f"frames [{start}, {stop}) are outside sequence {name!r} of {num_frames} frames")
         values = {field_name: group[field_name][start:stop] for field_name in fields if field_name != "betas"}
         return SequenceArrays(betas=group["betas"][()], **values)
+
+
+def require_body_model(
+    path: str | os.PathLike[str], info: MotionFileInfo, body_model_id: str, body_sha256: str
+) -> None:
+    """Refuse (one line) a motion file preprocessed with another body model than the one given."""
+    if info.body_model_sha256 != body_sha256:
+        raise EgogrpoError(
+            f"{path}: made with body model {info.body_model_id}, but --body is {body_model_id}; "
+            "pass the body model the file was preprocessed with"
+        )

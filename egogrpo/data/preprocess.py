@@ -170,6 +170,7 @@ def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]
 class _WorkerState:
     config: PreprocessConfig
     body: BodyModel
+    body64: BodyModel  # the same in float64, for processing (converted once per worker)
     models: object | None = None  # the source's own models: AmassModels or RichModels
 
 
@@ -194,7 +195,7 @@ def _init_worker(config: PreprocessConfig) -> None:
         from egogrpo.data.rich import RichModels
 
         models = RichModels.from_files(male=config.male_model, female=config.female_model, neutral=config.body)
-    _STATE = _WorkerState(config=config, body=body, models=models)
+    _STATE = _WorkerState(config=config, body=body, body64=body.to(dtype=torch.float64), models=models)
 
 
 def read_clip(task: ClipTask, config: PreprocessConfig, body: BodyModel, models: object | None = None) -> MotionClip:
@@ -259,7 +260,7 @@ def _process_task(task: ClipTask) -> _Result:
         clips = [clip, mirror_clip(clip)] if config.mirror else [clip]
         sequences = []
         for c in clips:
-            arrays = process_clip(c, _STATE.body, config.process)
+            arrays = process_clip(c, _STATE.body64, config.process)
             attrs = {"source_path": c.source, "dataset": c.dataset, "split": task.split, **c.attrs}
             sequences.append((c.name, arrays, attrs))
         return _Result(task=task, sequences=tuple(sequences))

@@ -135,7 +135,11 @@ def contact_labels(joints: np.ndarray, speeds: np.ndarray, config: FloorContactC
 
 
 def process_clip(clip: MotionClip, body: BodyModel, config: ProcessConfig) -> SequenceArrays:
-    """Turn a clip into the arrays of one HDF5 group (float32), on the given body model."""
+    """Turn a clip into the arrays of one HDF5 group (float32), on the given body model.
+
+    Kinematics run in float64: pass a float64 body (`body.to(dtype=torch.float64)`) when processing
+    many clips, so that it is not converted for each one.
+    """
     check_clip(clip)
     clip = trim_clip(resample_clip(clip, config.fps), config.trim_fraction)
     stored = clip.num_frames - 1
@@ -144,7 +148,7 @@ def process_clip(clip: MotionClip, body: BodyModel, config: ProcessConfig) -> Se
             f"{clip.source}: {clip.duration:.2f} s gives {max(stored, 0)} frames at {config.fps:g} fps, "
             f"fewer than one {config.min_frames}-frame crop"
         )
-    model = body.to(dtype=torch.float64)
+    model = body if body.joints_mean.dtype == torch.float64 else body.to(dtype=torch.float64)
     betas = torch.from_numpy(np.asarray(clip.betas, dtype=np.float64))
     root = torch.from_numpy(clip.T_world_root.astype(np.float64))
     hands = None

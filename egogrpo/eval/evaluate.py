@@ -11,7 +11,6 @@ sampler, samples, seeds, body model, checkpoint hashes, egogrpo version.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -24,14 +23,14 @@ from torch import Tensor
 from egogrpo import __version__
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import EvalConfig, SamplerConfig, config_from_dict, config_to_dict
-from egogrpo.data.hdf5_schema import MotionFile
+from egogrpo.data.hdf5_schema import MotionFile, require_body_model
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval import metrics as m
 from egogrpo.eval.windows import Windows, broadcast_state, mean_pose_state, placed_joints, sample_states, split_windows
 from egogrpo.fileio import atomic_output, sha256_of_file
 from egogrpo.geometry import quat_to_matrix
-from egogrpo.model.checkpoint import load_checkpoint, resolve_checkpoint
+from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.state import MotionState
 
 
@@ -138,13 +137,6 @@ def _metric_values(protocol: Protocol, body: BodyModel, state: MotionState, wind
     return {k: METRICS[k].compute(predicted, truth, pred_rot, gt_rot).reshape(-1) for k in protocol.metrics}
 
 
-def _check_compatible(data: str, info_id: str, checkpoint_id: str, where: Path) -> None:
-    """A checkpoint's body model must be the data's (EgoAllo imports say just "smplh": kind only)."""
-    if checkpoint_id == info_id or (":" not in checkpoint_id and info_id.split(":")[0] == checkpoint_id):
-        return
-    raise EgogrpoError(f"{where}: a checkpoint for body model {checkpoint_id}, but {data} was made with {info_id}")
-
-
 def evaluate(config: EvalConfig, progress: Callable[[str], None] | None = None) -> EvalResult:
     """Evaluate every checkpoint (and the baseline, if asked) under the protocol; write the record if `out` is set."""
     protocol = load_protocol(config.protocol, config.split, config.samples, config.seeds, config.guidance)
@@ -154,8 +146,7 @@ def evaluate(config: EvalConfig, progress: Callable[[str], None] | None = None) 
     if not sequences:
         raise EgogrpoError(f"{config.data}: the {protocol.split!r} split is empty")
     body = load_body_model(config.body)
-    if body.sha256 != info.body_model_sha256:
-        raise EgogrpoError(f"{config.data}: made with body model {info.body_model_id}, but --body is {body.model_id}")
+    require_body_model(config.data, info, body.model_id, body.sha256)
     windows = split_windows(config.data, protocol.split, protocol.length, slicing=protocol.slicing)
     if windows is None:
         raise EgogrpoError(
@@ -165,14 +156,18 @@ def evaluate(config: EvalConfig, progress: Callable[[str], None] | None = None) 
     for spec in config.checkpoints:
         folder = resolve_checkpoint(spec)
         model, model_config, meta = load_checkpoint(folder)
-        _check_compatible(config.data, info.body_model_id, str(meta["body_model_id"]), folder)
+        if not body_model_matches(str(meta["body_model_id"]), info.body_model_id):
+            raise EgogrpoError(
+                f"{folder}: a checkpoint for body model {meta['body_model_id']}, but {config.data} was made with {info.body_model_id}"
+            )
         start = time.perf_counter()
         values: dict[str, list[Tensor]] = {k: [] for k in protocol.metrics}
         for seed in protocol.seeds:
             if progress is not None:
                 progress(f"{spec}: seed {seed}")
-            sampler = dataclasses.replace(protocol.sampler)
-            states = sample_states(model, model_config, sampler, windows.crops, seed=seed, num_samples=protocol.samples)
+            states = sample_states(
+                model, model_config, protocol.sampler, windows.crops, seed=seed, num_samples=protocol.samples
+            )
             if protocol.guidance == "post":
                 states = _post_guidance(body, states, windows)
             for k, v in _metric_values(protocol, body, states, windows).items():

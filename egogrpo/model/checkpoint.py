@@ -196,3 +196,14 @@ def default_prior_dir() -> Path:
 def resolve_checkpoint(spec: str | Path) -> Path:
     """`"default"` for the shipped prior, else the given checkpoint folder."""
     return default_prior_dir() if str(spec) == DEFAULT_PRIOR else Path(spec)
+
+
+def body_model_matches(checkpoint_body_id: str, body_model_id: str) -> bool:
+    """Whether a checkpoint made for `checkpoint_body_id` fits a body `body_model_id` ("kind:hash").
+
+    Checkpoints trained by egogrpo record the full id; imported EgoAllo checkpoints record only the
+    kind ("smplh"), which any SMPL-H file fits.
+    """
+    if ":" in checkpoint_body_id:
+        return checkpoint_body_id == body_model_id
+    return body_model_id.split(":")[0] == checkpoint_body_id

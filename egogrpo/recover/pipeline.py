@@ -29,7 +29,7 @@ from egogrpo.config import RecoverConfig, config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output
 from egogrpo.geometry import quat_from_matrix
-from egogrpo.model.checkpoint import load_checkpoint, resolve_checkpoint
+from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.sampler import body_rotation_projection, sample
@@ -47,14 +47,6 @@ class RecoverResult:
     floor_z: float
     warnings: list[str]
     seconds: float
-
-
-def _check_body(body: BodyModel, checkpoint_body_id: str, folder: Path) -> None:
-    if checkpoint_body_id == body.model_id or (":" not in checkpoint_body_id and checkpoint_body_id == body.kind):
-        return
-    raise EgogrpoError(
-        f"{folder}: the checkpoint was trained for body model {checkpoint_body_id}, but --body is {body.model_id}"
-    )
 
 
 def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None) -> RecoverResult:
@@ -81,7 +73,10 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
     folder = resolve_checkpoint(config.checkpoint)
     model, model_config, meta = load_checkpoint(folder)
     body = load_body_model(config.body)
-    _check_body(body, str(meta["body_model_id"]), folder)
+    if not body_model_matches(str(meta["body_model_id"]), body.model_id):
+        raise EgogrpoError(
+            f"{folder}: the checkpoint was trained for body model {meta['body_model_id']}, but --body is {body.model_id}"
+        )
 
     say("sampling")
     T_world_cpf_all = torch.from_numpy(trajectory.T_world_cpf).float()  # (T + 1, 7)

@@ -28,6 +28,7 @@ from egogrpo import __version__
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import TrainPriorConfig, config_from_dict, config_to_dict
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
+from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.windows import Windows, joint_errors, sample_states, split_windows
 from egogrpo.fileio import atomic_output
@@ -191,11 +192,7 @@ def validation_mpjpe(
 
 def _check_data(config: TrainPriorConfig, dataset: MotionCropDataset, body: BodyModel) -> None:
     info = dataset.info
-    if info.body_model_sha256 != body.sha256:
-        raise EgogrpoError(
-            f"{config.data}: made with body model {info.body_model_id}, but --body is {body.model_id}; "
-            "pass the body model the file was preprocessed with"
-        )
+    require_body_model(config.data, info, body.model_id, body.sha256)
     if info.num_betas != config.model.num_betas:
         raise EgogrpoError(
             f"{config.data}: {info.num_betas} shape parameters per sequence, the model config expects {config.model.num_betas}"
