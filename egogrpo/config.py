@@ -262,6 +262,57 @@ class TrainPriorConfig:
     resume: bool = False
 
 
+
+# --- post-training (MotionGRPO) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerlinConfig:
+    """Perlin noise on the head (CPF) translation, paper Eq. 16: τ̃(t) = τ(t) + λ·P(t).
+
+    amplitude:     λ in metres. P is PEAK-normalised per axis: |P| ≤ 1, so λ = 0.1 moves the head by at
+                   most ±10 cm along each world axis (at most √3·λ in 3-D). 0 disables the perturbation.
+    lattice_frames: lattice spacing of the first octave in frames (30 = one cell per second at 30 fps)
+    octaves, persistence, lacunarity: fractal sum Σ_o p^o·n(l^o·x) / Σ_o p^o
+    scope:         "group": one perturbation per condition, shared by its G members (Algorithm 1, line 5);
+                   "member": an independent perturbation for every member
+    """
+
+    amplitude: float = 0.1
+    lattice_frames: float = 30.0
+    octaves: int = 2
+    persistence: float = 0.5
+    lacunarity: float = 2.0
+    scope: str = "group"
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """The hybrid reward (paper §3.4, Eqs. 10–15) and its group-relative advantages (Eq. 5, Algorithm 1).
+
+    Each joint reward is exp(−ω·err), err averaged over frames and joints, the body placed on the
+    GROUND-TRUTH CPF (what evaluation measures; the perturbation is an exploration device, not a target):
+    rot_weight:      ω_rot, err = L1 norm of the 3×3 local rotation matrix difference (21 body joints)
+    pos_weight:      ω_pos, err = L2 distance of world joint positions, metres (22 joints)
+    pos_pa_weight:   ω'_pos, err = the same after per-frame Umeyama similarity alignment, metres
+    vel_weight:      ω_vel, err = L2 distance of joint velocities, metres/second (30 fps)
+    visual_weight:   ω_vis of R_vis = exp(ω_vis·s), used only when a perceptual scorer is given
+    std_floor:       each sub-reward is normalised by max(std, floor) within its group (unbiased std);
+                     1e-3 ≈ the R_pos spread of 1 mm of joint error, below which differences are noise
+    combine:         "mean" (Algorithm 1, line 11: average the K normalised sub-rewards) or "sum" (Eq. 8)
+    advantage_clip:  advantages are clipped to ±this (DDPO/Flow-GRPO: 5)
+    A group whose every sub-reward spread is below `std_floor` is degenerate: its advantages are 0.
+    """
+
+    rot_weight: float = 1.0
+    pos_weight: float = 1.0
+    pos_pa_weight: float = 0.5
+    vel_weight: float = 1.0
+    visual_weight: float = 1.0
+    std_floor: float = 1e-3
+    combine: str = "mean"
+    advantage_clip: float = 5.0
+
 # --- evaluation ----------------------------------------------------------------------------------------
 
 
