@@ -219,6 +219,9 @@ class SamplerConfig:
     eta:             DDIM η (1 = the strided DDPM posterior; 0 = deterministic DDIM, no density)
     egoallo_noise_scale, egoallo_eps_damping: EgoAllo's 0.8 and +0.1
     window, overlap: frames per denoiser window and blended overlap between windows
+    stochastic_steps: an SDE window [first, stop) of transition indices (0 = the first, T → …) that draw
+                     noise; every other transition is deterministic (σ = 0, outside the MDP), as in
+                     MixGRPO / Flow-GRPO-Fast. None: every transition but the last is stochastic.
     """
 
     rule: str = "egoallo"
@@ -228,6 +231,7 @@ class SamplerConfig:
     egoallo_eps_damping: float = 0.1
     window: int = 128
     overlap: int = 32
+    stochastic_steps: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -298,7 +302,8 @@ class RewardConfig:
     vel_weight:      ω_vel, err = L2 distance of joint velocities, metres/second (30 fps)
     visual_weight:   ω_vis of R_vis = exp(ω_vis·s), used only when a perceptual scorer is given
     std_floor:       each sub-reward is normalised by max(std, floor) within its group (unbiased std);
-                     1e-3 ≈ the R_pos spread of 1 mm of joint error, below which differences are noise
+                     1e-4 ≈ the R_pos spread of 0.1 mm of joint error. The joint rewards are exact functions
+                     of the sample, so small spreads are real differences; the floor only bounds the division
     combine:         "mean" (Algorithm 1, line 11: average the K normalised sub-rewards) or "sum" (Eq. 8)
     advantage_clip:  advantages are clipped to ±this (DDPO/Flow-GRPO: 5)
     A group whose every sub-reward spread is below `std_floor` is degenerate: its advantages are 0.
@@ -309,9 +314,91 @@ class RewardConfig:
     pos_pa_weight: float = 0.5
     vel_weight: float = 1.0
     visual_weight: float = 1.0
-    std_floor: float = 1e-3
+    std_floor: float = 1e-4
     combine: str = "mean"
     advantage_clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class TrainGRPOConfig:
+    """`egogrpo train-grpo`: MotionGRPO post-training of a prior (paper §3.3–3.5, Algorithm 1, Appendix C).
+
+    Each iteration: `batch_groups` ground-truth crops of `crop_length` frames from the train split (a pure
+    function of (seed, iteration)); each gets a Perlin-perturbed condition and `group_size` rollouts of
+    the current policy (π_old, no gradients); the hybrid reward; group-relative advantages; then
+    `inner_epochs` passes over the trajectories' MDP transitions — `train_steps_per_trajectory` of them
+    drawn at random per trajectory (DanceGRPO's timestep fraction), shuffled and cut into
+    `updates_per_epoch` optimizer steps — maximising the importance-weighted advantage (Eq. 8).
+
+    Batch arithmetic: rollouts per iteration = batch_groups × group_size; transitions trained per
+    iteration = rollouts × train_steps_per_trajectory × inner_epochs, in micro-batches of `micro_batch`.
+
+    prior:            checkpoint folder (or "default") the policy starts from; also the frozen KL reference
+    group_size:       G, members per condition (paper 16)
+    batch_groups:     conditions per iteration over all processes (paper: batch 64)
+    learning_rate:    AdamW (paper 1e-5); weight_decay, grad_clip (max grad norm) as usual
+    inner_epochs, updates_per_epoch: passes over the iteration's transitions; optimizer steps per pass
+    train_steps_per_trajectory: MDP transitions trained per trajectory (None: all of them)
+    micro_batch:      transitions per forward/backward (memory only: gradients are accumulated)
+    clip_range:       PPO clip ε of the ratio (None: no clipping; with one update per iteration ρ = 1)
+    kl_weight:        β of β·‖μ_θ − μ_ref‖²/(2σ²) (per-dimension mean) to the frozen prior (0: off)
+    share_initial_noise: one x_T per group (Algorithm 1) or one per member
+    recompute_old_log_probs: recompute π_old's log-probs in the training layout before the first update
+                      (bit-exact ratio 1; needed when rollouts ran under autocast)
+    log_prob_fields:  state fields the log-probability averages over (None: all — exact); e.g.
+                      ("body_rotmats",): a biased, lower-variance surrogate ignoring what no reward sees
+    sampler:          the rollout sampler (also the policy); `stochastic_steps` sets an SDE window
+    val_every:        iterations between val-split MPJPE / PA-MPJPE (and checkpoints; 0: never)
+    val_windows, val_seeds: validation windows (non-overlapping 128-frame windows of the val split) and seeds
+    """
+
+    prior: str
+    data: str
+    run_dir: str
+    body: str = "default"
+    iterations: int = 2000
+    group_size: int = 16
+    batch_groups: int = 64
+    crop_length: int = 128
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    inner_epochs: int = 1
+    updates_per_epoch: int = 1
+    train_steps_per_trajectory: int | None = None
+    micro_batch: int = 16
+    clip_range: float | None = None
+    kl_weight: float = 0.0
+    share_initial_noise: bool = True
+    recompute_old_log_probs: bool = False
+    log_prob_fields: tuple[str, ...] | None = None
+    perlin: PerlinConfig = field(default_factory=PerlinConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train_splits: tuple[str, ...] = ("train",)
+    val_split: str = "val"
+    val_every: int = 50
+    val_windows: int = 32
+    val_seeds: int = 2
+    checkpoint_every: int = 50
+    seed: int = 0
+    resume: bool = False
+
+
+#: Named post-training recipes: the paper's, and one sized for a laptop CPU (one iteration of the shipped
+#: `cpu` prior in well under a minute on 2 cores). Values are TrainGRPOConfig fields.
+GRPO_PRESETS: dict[str, dict[str, Any]] = {
+    # Paper Appendix C: G = 16, batch 64, λ = 0.1, lr 1e-5, EgoAllo's 30-step sampler, T = 128, ~2000 iterations.
+    "paper": dict(
+        iterations=2000, group_size=16, batch_groups=64, learning_rate=1e-5, micro_batch=64,
+        train_steps_per_trajectory=None, val_every=50, checkpoint_every=50,
+    ),
+    # 4 conditions × 8 members; 6 of the 29 MDP steps trained per trajectory; a higher lr for few, small updates.
+    "cpu": dict(
+        iterations=300, group_size=8, batch_groups=4, learning_rate=3e-5, micro_batch=32,
+        train_steps_per_trajectory=6, val_every=25, checkpoint_every=25, val_seeds=2,
+    ),
+}  # fmt: skip
 
 # --- evaluation ----------------------------------------------------------------------------------------
 

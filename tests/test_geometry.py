@@ -164,16 +164,16 @@ def test_geodesic_angle(rotations: Rotation) -> None:
     )
 
 
-def test_project_to_so3_matches_polar_decomposition() -> None:
+def test_nearest_rotation_matches_polar_decomposition() -> None:
     rng = np.random.default_rng(3)
     R = Rotation.random(30, random_state=3).as_matrix()
     M = R + 0.1 * rng.normal(size=R.shape)
     expected = np.stack([scipy.linalg.polar(m)[0] for m in M])
-    np.testing.assert_allclose(g.project_to_so3(_t(M)).numpy(), expected, atol=1e-10)
+    np.testing.assert_allclose(g.nearest_rotation(_t(M)).numpy(), expected, atol=1e-10)
     reflected = R * np.array([1.0, 1.0, -1.0])  # det −1
-    fixed = g.project_to_so3(_t(reflected)).numpy()
+    fixed = g.nearest_rotation(_t(reflected)).numpy()
     np.testing.assert_allclose(np.linalg.det(fixed), 1.0, atol=1e-10)
-    raw = g.project_to_so3(_t(reflected), fix_reflection=False).numpy()
+    raw = g.nearest_rotation(_t(reflected), fix_reflection=False).numpy()
     np.testing.assert_allclose(raw, reflected, atol=1e-10)
 
 

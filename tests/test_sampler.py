@@ -11,7 +11,7 @@ import torch
 from scipy.stats import norm
 
 from egogrpo.config import SamplerConfig
-from egogrpo.geometry.so3 import matrix_from_axis_angle, project_to_so3
+from egogrpo.geometry.so3 import matrix_from_axis_angle, nearest_rotation
 from egogrpo.model.sampler import (
     body_rotation_projection,
     log_prob_given_x0,
@@ -269,7 +269,7 @@ def test_body_projection() -> None:
     projected = body_rotation_projection(NUM_BETAS)(x)
     body = x[..., NUM_BETAS : NUM_BETAS + 189].unflatten(-1, (21, 3, 3))
     assert torch.equal(
-        projected[..., NUM_BETAS : NUM_BETAS + 189], project_to_so3(body, fix_reflection=False).flatten(-3)
+        projected[..., NUM_BETAS : NUM_BETAS + 189], nearest_rotation(body, fix_reflection=False).flatten(-3)
     )
     assert torch.equal(projected[..., :NUM_BETAS], x[..., :NUM_BETAS])
     assert torch.equal(projected[..., NUM_BETAS + 189 :], x[..., NUM_BETAS + 189 :])

@@ -17,10 +17,11 @@ from egogrpo.config import DenoiserConfig, SamplerConfig
 from egogrpo.data.crops import MotionCrop, collate_crops
 from egogrpo.data.hdf5_schema import MotionFile
 from egogrpo.eval.metrics import mpjpe, pa_mpjpe
-from egogrpo.geometry import project_to_so3, quat_to_matrix, se3_apply
+from egogrpo.geometry import nearest_rotation, quat_to_matrix, se3_apply
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.placement import place_on_cpf
-from egogrpo.model.sampler import body_rotation_projection, sample
+from egogrpo.model.policy import DiffusionPolicy
+from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
 
@@ -94,20 +95,17 @@ def sample_states(
     seed: int,
     num_samples: int = 1,
 ) -> MotionState:
-    """Sample the prior conditioned on each crop's CPF trajectory; a state with leading (N, S)."""
+    """Sample the prior conditioned on each crop's CPF trajectory; a state with leading (N, S).
+
+    Window n is group n of the seed's streams; samples do not share x_T (`DiffusionPolicy.sample`).
+    """
     cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=model_config)
-    result = sample(
-        lambda x, t, c: model(x, t, c),
-        cond,
-        sampler,
-        NoiseSchedule.cosine(),
-        packed_dim(model_config.num_betas, model_config.include_hands),
-        generator_initial=torch.Generator().manual_seed(seed),
-        generator_steps=torch.Generator().manual_seed(seed + 1),
-        num_samples=num_samples,
-        project=body_rotation_projection(model_config.num_betas),
+    policy = DiffusionPolicy(
+        NoiseSchedule.cosine(), sampler, project=body_rotation_projection(model_config.num_betas), device=cond.device
     )
-    return MotionState.unpack(result.x0, model_config.num_betas, model_config.include_hands)
+    state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
+    x0 = policy.sample(lambda x, t, c: model(x, t, c), cond, state_dim, seed=seed, num_samples=num_samples)
+    return MotionState.unpack(x0, model_config.num_betas, model_config.include_hands)
 
 
 def mean_pose_state(data: str, splits: tuple[str, ...], num_betas: int) -> MotionState:
@@ -121,7 +119,7 @@ def mean_pose_state(data: str, splits: tuple[str, ...], num_betas: int) -> Motio
             count += arrays.num_frames
     return MotionState(
         betas=(betas / count).float()[None],
-        body_rotmats=project_to_so3(rotations / count).float()[None],
+        body_rotmats=nearest_rotation(rotations / count).float()[None],
         contacts=torch.zeros(1, 21),
     )
 

@@ -64,16 +64,40 @@ def geodesic_angle(R_a: Float[Tensor, "*batch 3 3"], R_b: Float[Tensor, "*batch 
     return torch.linalg.vector_norm(axis_angle_from_matrix(R_a.transpose(-1, -2) @ R_b), dim=-1)
 
 
-def project_to_so3(M: Float[Tensor, "*batch 3 3"], fix_reflection: bool = True) -> Float[Tensor, "*batch 3 3"]:
-    """Nearest rotation in Frobenius norm, U Vᵀ from the SVD M = U Σ Vᵀ.
+class _NearestRotation(torch.autograd.Function):
+    """U·Vᵀ (the polar factor of M) with a backward that stays finite near rotations.
 
-    With `fix_reflection` the result is forced to det = +1 by flipping the smallest singular
-    direction; without it (EgoAllo's projection) a reflection is returned when det(M) < 0.
+    torch's SVD backward divides by σ_i² − σ_j², which is 0/0 when M is (nearly) a rotation, so
+    gradients through a plain SVD are NaN exactly where a good x̂₀ lives. The polar factor
+    R = U·Vᵀ has the closed-form derivative dR = U·Ω·Vᵀ with Ω_ij = (X_ij − X_ji)/(σ_i + σ_j),
+    X = Uᵀ·dM·V (σ signed, U flipped, when the reflection is fixed); its adjoint is used here.
     """
-    U, _, Vh = torch.linalg.svd(M)
-    if fix_reflection:
-        det = torch.linalg.det(U @ Vh)
-        flip = torch.ones_like(M[..., 0])  # (..., 3)
-        flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
-        U = U * flip[..., None, :]
-    return U @ Vh
+
+    @staticmethod
+    def forward(ctx, M: Tensor, fix_reflection: bool) -> Tensor:
+        U, s, Vh = torch.linalg.svd(M)
+        if fix_reflection:
+            det = torch.linalg.det(U @ Vh)
+            flip = torch.ones_like(M[..., 0])
+            flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
+            U, s = U * flip[..., None, :], s * flip
+        ctx.save_for_backward(U, s, Vh)
+        return U @ Vh
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        U, s, Vh = ctx.saved_tensors
+        g = U.mT @ grad @ Vh.mT
+        inner = (g - g.mT) / (s[..., :, None] + s[..., None, :])
+        inner = inner * (1.0 - torch.eye(3, dtype=inner.dtype, device=inner.device))  # Ω has a zero diagonal
+        return U @ inner @ Vh, None
+
+
+def nearest_rotation(M: Float[Tensor, "*batch 3 3"], fix_reflection: bool = True) -> Float[Tensor, "*batch 3 3"]:
+    """Nearest rotation in Frobenius norm, U Vᵀ from the SVD M = U Σ Vᵀ, with finite gradients near rotations.
+
+    With `fix_reflection` the result is forced to det = +1 by flipping the smallest singular direction;
+    without it (EgoAllo's projection) a reflection is returned when det(M) < 0. The one SO(3) projection
+    of egogrpo: the sampler, state unpacking and evaluation all use it.
+    """
+    return _NearestRotation.apply(M, fix_reflection)

@@ -22,12 +22,11 @@ state dimensions (frames × features), not summed**, as DDPO and Flow-GRPO do, i
 mean formula, so at θ_old the importance ratio is exactly 1.
 
 Sequences of any length are denoised in windows (EgoAllo's stitching, reference/egoallo.md §4);
-all randomness comes from explicit `torch.Generator`s.
+`egogrpo.model.policy` runs whole rollouts on top of these pieces.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from torch import Tensor
 
 from egogrpo.config import SamplerConfig
 from egogrpo.errors import EgogrpoError
+from egogrpo.geometry import nearest_rotation
 from egogrpo.model.schedule import NoiseSchedule
 
 #: denoise_fn(x_t (N, W, D), t (N,) int64, cond (N, W, C)) -> x̂₀ (N, W, D)
@@ -89,9 +89,17 @@ class StepCoefficients:
 
 
 def step_coefficients(
-    schedule: NoiseSchedule, config: SamplerConfig, t: int | Tensor, t_prev: int | Tensor
+    schedule: NoiseSchedule,
+    config: SamplerConfig,
+    t: int | Tensor,
+    t_prev: int | Tensor,
+    noise_scale: float | Tensor = 1.0,
 ) -> StepCoefficients:
-    """A, B and σ of the rule in `config` for transitions t → t_prev (ints, or integer tensors of one shape)."""
+    """A, B and σ of the rule in `config` for transitions t → t_prev (ints, or integer tensors of one shape).
+
+    `noise_scale` multiplies σ (and so changes B, which keeps the marginal variance); 0 makes a transition
+    deterministic, which is how an SDE window (`SamplerConfig.stochastic_steps`) is realised.
+    """
     t = torch.as_tensor(t, dtype=torch.long).cpu()
     t_prev = torch.as_tensor(t_prev, dtype=torch.long).cpu()
     if not (bool((t_prev >= 0).all()) and bool((t > t_prev).all()) and bool((t <= schedule.num_timesteps).all())):
@@ -106,6 +114,7 @@ def step_coefficients(
         eps_denominator = (1.0 - ab_s).sqrt()
     else:
         raise EgogrpoError(f"unknown sampler rule {config.rule!r} (expected 'egoallo' or 'ddim')")
+    var = var * torch.as_tensor(noise_scale, dtype=torch.float64) ** 2
     var = torch.where(t_prev == 0, torch.zeros_like(var), var)  # the last transition is deterministic
     b = (1.0 - ab_p - var).clamp_min(0.0).sqrt() / eps_denominator
     a = ab_p.sqrt() - b * ab_s.sqrt()
@@ -174,17 +183,26 @@ def step(
 
 
 def transition_log_prob(
-    x_prev: Float[Tensor, "*batch L D"], mean: Float[Tensor, "*batch L D"], std: float | Float[Tensor, "*batch"]
+    x_prev: Float[Tensor, "*batch L D"],
+    mean: Float[Tensor, "*batch L D"],
+    std: float | Float[Tensor, "*batch"],
+    dim_weights: Float[Tensor, "D"] | None = None,  # noqa: F821
 ) -> Float[Tensor, "*batch"]:
     """log N(x_prev; mean, std²·I) per state dimension: the MEAN over the trailing (L, D) dims, not the sum.
 
     This is the DDPO/Flow-GRPO convention (the summed density is this times L·D). Float32; std > 0,
-    a scalar or one value per batch element.
+    a scalar or one value per batch element. `dim_weights` (non-negative, per state feature) turns the
+    mean into a weighted mean of the squared-error term — no longer the exact log-density, a biased,
+    lower-variance surrogate that ignores features the reward does not see (None: exact).
     """
     std = torch.as_tensor(std, dtype=torch.float32, device=x_prev.device)
-    diff = (x_prev.float() - mean.float()).flatten(-2)
-    z = diff / std[..., None]
-    return -0.5 * (z * z).mean(dim=-1) - torch.log(std) - _HALF_LOG_2PI
+    z = (x_prev.float() - mean.float()) / std[..., None, None]
+    if dim_weights is None:
+        squared = (z * z).flatten(-2).mean(dim=-1)
+    else:
+        w = dim_weights.to(device=z.device, dtype=torch.float32)
+        squared = (z * z * w).flatten(-2).sum(dim=-1) / (w.sum() * z.shape[-2])
+    return -0.5 * squared - torch.log(std) - _HALF_LOG_2PI
 
 
 def log_prob_given_x0(
@@ -286,40 +304,6 @@ def predict_x0_stitched(
     return x0_hat if project is None else project(x0_hat)
 
 
-class _NearestRotation(torch.autograd.Function):
-    """`project_to_so3` (same forward, bit for bit) with a backward that stays finite near rotations.
-
-    torch's SVD backward divides by σ_i² − σ_j², which is 0/0 when M is (nearly) a rotation, so
-    gradients through `project_to_so3` are NaN exactly where a good x̂₀ lives. The polar factor
-    R = U·Vᵀ has the closed-form derivative dR = U·Ω·Vᵀ with Ω_ij = (X_ij − X_ji)/(σ_i + σ_j),
-    X = Uᵀ·dM·V (σ signed, U flipped, when the reflection is fixed); its adjoint is used here.
-    """
-
-    @staticmethod
-    def forward(ctx, M: Tensor, fix_reflection: bool) -> Tensor:
-        U, s, Vh = torch.linalg.svd(M)
-        if fix_reflection:
-            det = torch.linalg.det(U @ Vh)
-            flip = torch.ones_like(M[..., 0])
-            flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
-            U, s = U * flip[..., None, :], s * flip
-        ctx.save_for_backward(U, s, Vh)
-        return U @ Vh
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        U, s, Vh = ctx.saved_tensors
-        g = U.mT @ grad @ Vh.mT
-        inner = (g - g.mT) / (s[..., :, None] + s[..., None, :])
-        inner = inner * (1.0 - torch.eye(3, dtype=inner.dtype, device=inner.device))  # Ω has a zero diagonal
-        return U @ inner @ Vh, None
-
-
-def nearest_rotation(M: Float[Tensor, "*batch 3 3"], fix_reflection: bool = False) -> Float[Tensor, "*batch 3 3"]:
-    """`project_to_so3(M, fix_reflection)` with gradients that are finite for near-rotation inputs."""
-    return _NearestRotation.apply(M, fix_reflection)
-
-
 def body_rotation_projection(num_betas: int, fix_reflection: bool = False) -> ProjectFn:
     """SVD-project the 21 body rotation matrices, state slice [num_betas, num_betas + 189), onto SO(3).
 
@@ -335,121 +319,3 @@ def body_rotation_projection(num_betas: int, fix_reflection: bool = False) -> Pr
         return torch.cat([x[..., :start], body, x[..., stop:]], dim=-1)
 
     return project
-
-
-# --- whole sampling runs ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Trajectory:
-    """The K stochastic (MDP) transitions of a run, stacked on dim 2, for recomputing log-probs."""
-
-    x_t: Float[Tensor, "B S K L D"]  # state before each transition
-    x_prev: Float[Tensor, "B S K L D"]  # state after it (the action)
-    mean: Float[Tensor, "B S K L D"]  # the rollout policy's mean
-    std: Float[Tensor, "K"]  # float32  # noqa: F821
-    t: Int[Tensor, "K"]  # CPU int64  # noqa: F821
-    t_prev: Int[Tensor, "K"]  # noqa: F821
-    log_probs: Float[Tensor, "B S K"]
-
-
-@dataclass(frozen=True, eq=False)
-class SampleResult:
-    """Final samples, the log-probabilities of the MDP transitions and, with `record`, the trajectory."""
-
-    x0: Float[Tensor, "B S L D"]
-    log_probs: Float[Tensor, "B S K"]  # per-dimension mean, one per stochastic transition
-    timesteps: tuple[int, ...]  # the whole plan, e.g. (1000, 841, …, 1, 0)
-    in_mdp: tuple[bool, ...]  # per transition of the plan; False for the last one
-    trajectory: Trajectory | None
-
-
-@torch.no_grad()
-def sample(
-    denoise_fn: DenoiseFn,
-    cond: Float[Tensor, "B L C"],
-    config: SamplerConfig,
-    schedule: NoiseSchedule,
-    state_dim: int,
-    generator_initial: torch.Generator,
-    generator_steps: torch.Generator,
-    num_samples: int = 1,
-    group_shared_noise: bool = True,
-    project: ProjectFn | None = None,
-    record: bool = False,
-) -> SampleResult:
-    """Draw `num_samples` motions per conditioning sequence, batched over sequences and samples.
-
-    x_T comes from `generator_initial` (with `group_shared_noise`, one x_T per sequence, shared by
-    its S samples), every step's noise from `generator_steps` (distinct per sample). Noise is drawn
-    on each generator's device and moved to cond's device. `project` must be the same callable
-    later used to recompute log-probabilities (EgoAllo: `body_rotation_projection(num_betas)`).
-    """
-    B, L, C = cond.shape
-    S, D, device = num_samples, state_dim, cond.device
-    plan = timestep_plan(config, schedule.num_timesteps)
-    if group_shared_noise:
-        x = _randn((B, 1, L, D), generator_initial, device).repeat(1, S, 1, 1)
-    else:
-        x = _randn((B, S, L, D), generator_initial, device)
-    cond_rows = cond[:, None].expand(B, S, L, C).reshape(B * S, L, C)
-
-    log_probs, in_mdp, steps = [], [], []
-    for t, t_prev in itertools.pairwise(plan):
-        x0_hat = predict_x0_stitched(
-            denoise_fn, x.reshape(B * S, L, D), t, cond_rows, config.window, config.overlap, project
-        ).reshape(B, S, L, D)
-        out = step(x, x0_hat, t, t_prev, schedule, config, noise=generator_steps)
-        in_mdp.append(out.in_mdp)
-        if out.in_mdp:
-            log_probs.append(transition_log_prob(out.x_prev, out.mean, out.std))
-            if record:
-                steps.append((x, out))
-        x = out.x_prev
-
-    lp = torch.stack(log_probs, dim=-1) if log_probs else torch.zeros(B, S, 0, device=device)
-    trajectory = None
-    if record:
-        trajectory = Trajectory(
-            x_t=_stack([s[0] for s in steps], (B, S, 0, L, D), device),
-            x_prev=_stack([s[1].x_prev for s in steps], (B, S, 0, L, D), device),
-            mean=_stack([s[1].mean for s in steps], (B, S, 0, L, D), device),
-            std=torch.stack([s[1].std for s in steps]) if steps else torch.zeros(0, device=device),
-            t=torch.tensor([s[1].t for s in steps], dtype=torch.long),
-            t_prev=torch.tensor([s[1].t_prev for s in steps], dtype=torch.long),
-            log_probs=lp,
-        )
-    return SampleResult(x0=x, log_probs=lp, timesteps=tuple(plan), in_mdp=tuple(in_mdp), trajectory=trajectory)
-
-
-def _stack(tensors: list[Tensor], empty_shape: tuple[int, ...], device: torch.device) -> Tensor:
-    return torch.stack(tensors, dim=2) if tensors else torch.zeros(empty_shape, device=device)
-
-
-def trajectory_log_probs(
-    denoise_fn: DenoiseFn,
-    trajectory: Trajectory,
-    cond: Float[Tensor, "B L C"],
-    schedule: NoiseSchedule,
-    config: SamplerConfig,
-    project: ProjectFn | None = None,
-    steps: Sequence[int] | None = None,
-) -> Float[Tensor, "B S K"]:
-    """Log-probabilities of recorded transitions under `denoise_fn` (e.g. the policy being trained).
-
-    Re-runs the stitched denoiser on each stored x_t with the same windows, projection and mean
-    formula as `sample`; `steps` picks transitions (indices into the trajectory's K), default all.
-    With the rollout's denoiser and conditioning the result equals `trajectory.log_probs` exactly.
-    Differentiable through `denoise_fn` unless called under no_grad.
-    """
-    B, S, K, L, D = trajectory.x_t.shape
-    cond_rows = cond[:, None].expand(B, S, *cond.shape[1:]).reshape(B * S, L, cond.shape[-1])
-    out = []
-    for k in range(K) if steps is None else steps:
-        x_t = trajectory.x_t[:, :, k]
-        t, t_prev = int(trajectory.t[k]), int(trajectory.t_prev[k])
-        x0_hat = predict_x0_stitched(
-            denoise_fn, x_t.reshape(B * S, L, D), t, cond_rows, config.window, config.overlap, project
-        ).reshape(B, S, L, D)
-        out.append(log_prob_given_x0(x_t, trajectory.x_prev[:, :, k], x0_hat, t, t_prev, schedule, config))
-    return torch.stack(out, dim=-1) if out else torch.zeros(B, S, 0, device=trajectory.x_t.device)

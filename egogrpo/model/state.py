@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from egogrpo.data.crops import MotionCrop
-from egogrpo.geometry import project_to_so3, quat_to_matrix
+from egogrpo.geometry import nearest_rotation, quat_to_matrix
 
 NUM_BODY_ROTATIONS = 21  # non-root body joints
 NUM_HAND_ROTATIONS = 30  # 15 left-hand then 15 right-hand joints
@@ -101,8 +101,8 @@ class MotionState:
         body = parts["body_rotmats"].reshape(*batch, NUM_BODY_ROTATIONS, 3, 3)
         hands = parts["hand_rotmats"].reshape(*batch, NUM_HAND_ROTATIONS, 3, 3) if include_hands else None
         if project_rotations:
-            body = project_to_so3(body, fix_reflection=fix_reflection)
-            hands = None if hands is None else project_to_so3(hands, fix_reflection=fix_reflection)
+            body = nearest_rotation(body, fix_reflection=fix_reflection)
+            hands = None if hands is None else nearest_rotation(hands, fix_reflection=fix_reflection)
         return cls(betas=parts["betas"], body_rotmats=body, contacts=parts["contacts"], hand_rotmats=hands)
 
     @classmethod

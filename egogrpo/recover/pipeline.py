@@ -32,7 +32,8 @@ from egogrpo.geometry import quat_from_matrix
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
 from egogrpo.model.placement import place_on_cpf
-from egogrpo.model.sampler import body_rotation_projection, sample
+from egogrpo.model.policy import DiffusionPolicy
+from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
 
@@ -81,18 +82,17 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
     say("sampling")
     T_world_cpf_all = torch.from_numpy(trajectory.T_world_cpf).float()  # (T + 1, 7)
     cond = cpf_conditioning_from_trajectory(T_world_cpf_all[None], floor_z, config=model_config)  # (1, T, d)
-    result = sample(
+    policy = DiffusionPolicy(
+        NoiseSchedule.cosine(), config.sampler, project=body_rotation_projection(model_config.num_betas)
+    )
+    x0 = policy.sample(
         lambda x, t, c: model(x, t, c),
         cond,
-        config.sampler,
-        NoiseSchedule.cosine(),
         packed_dim(model_config.num_betas, model_config.include_hands),
-        generator_initial=torch.Generator().manual_seed(config.seed),
-        generator_steps=torch.Generator().manual_seed(config.seed + 1),
+        seed=config.seed,
         num_samples=config.samples,
-        project=body_rotation_projection(model_config.num_betas),
     )
-    state = MotionState.unpack(result.x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
+    state = MotionState.unpack(x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
     wrists = None
     T_world_cpf = T_world_cpf_all[1:].expand(config.samples, -1, 7)
     if config.refine:

@@ -14,9 +14,7 @@ as if it had never stopped. Rank 0 writes the run directory:
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,22 +22,31 @@ from pathlib import Path
 
 import torch
 
-from egogrpo import __version__
 from egogrpo.body import BodyModel, load_body_model
-from egogrpo.config import TrainPriorConfig, config_from_dict, config_to_dict
+from egogrpo.config import DenoiserConfig, TrainPriorConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.windows import Windows, joint_errors, sample_states, split_windows
-from egogrpo.fileio import atomic_output
 from egogrpo.model.checkpoint import load_checkpoint, save_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.denoiser import EgoDenoiser
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
 from egogrpo.train.prior_loss import prior_loss
+from egogrpo.train.run_dir import (
+    CHECKPOINTS,
+    append_metrics,
+    latest_checkpoint,
+    load_training_state,
+    point_to,
+    prepare_run_dir,
+    save_training_state,
+    truncate_metrics,
+)
 
-CHECKPOINTS = "checkpoints"
+#: TrainPriorConfig fields that may change when a run is resumed.
+RESUMABLE = {"resume", "max_steps", "log_every", "val_every", "checkpoint_every", "num_workers"}
 
 
 @dataclass
@@ -111,70 +118,6 @@ def learning_rate(config: TrainPriorConfig, step: int) -> float:
     return config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
 
 
-# --- run directory ----------------------------------------------------------------------------------
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
-        )
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _write_json(path: Path, data: object) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def prepare_run_dir(config: TrainPriorConfig, world_size: int, device: str) -> None:
-    """Create a new run directory (refusing a non-empty one), or check a resumed one's config."""
-    run_dir = Path(config.run_dir)
-    config_path = run_dir / "config.json"
-    if config.resume:
-        if not config_path.is_file():
-            raise EgogrpoError(f"{run_dir}: no run to resume here (config.json missing)")
-        stored = config_from_dict(TrainPriorConfig, json.loads(config_path.read_text()), where=str(config_path))
-        ignore = {"resume", "max_steps", "log_every", "val_every", "checkpoint_every", "num_workers"}
-        differs = [k for k, v in config_to_dict(config).items() if k not in ignore and config_to_dict(stored)[k] != v]
-        if differs:
-            raise EgogrpoError(f"{run_dir}: cannot resume with different settings ({', '.join(differs)})")
-    else:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise EgogrpoError(f"{run_dir} exists and is not empty; choose a new run directory or pass --resume")
-        run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(config_path, config_to_dict(config))
-    _write_json(
-        run_dir / "meta.json",
-        {
-            "egogrpo_version": __version__,
-            "git_commit": _git_commit(),
-            "torch": torch.__version__,
-            "world_size": world_size,
-            "device": device,
-        },
-    )
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / CHECKPOINTS / "latest"
-    if not pointer.is_file():
-        return None
-    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
-    return path if path.is_dir() else None
-
-
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop logged records after `last_step` (they are recomputed identically on resume)."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-    with atomic_output(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in keep))
-
-
 # --- validation ---------------------------------------------------------------------------------------
 
 
@@ -190,15 +133,16 @@ def validation_mpjpe(
 # --- the loop ---------------------------------------------------------------------------------------
 
 
-def _check_data(config: TrainPriorConfig, dataset: MotionCropDataset, body: BodyModel) -> None:
+def check_training_data(data: str, dataset: MotionCropDataset, body: BodyModel, model: DenoiserConfig) -> None:
+    """EgogrpoError unless the motion file suits the body model and the denoiser's state layout."""
     info = dataset.info
-    require_body_model(config.data, info, body.model_id, body.sha256)
-    if info.num_betas != config.model.num_betas:
+    require_body_model(data, info, body.model_id, body.sha256)
+    if info.num_betas != model.num_betas:
         raise EgogrpoError(
-            f"{config.data}: {info.num_betas} shape parameters per sequence, the model config expects {config.model.num_betas}"
+            f"{data}: {info.num_betas} shape parameters per sequence, the model config expects {model.num_betas}"
         )
-    if config.model.include_hands and not dataset.has_hand_quats:
-        raise EgogrpoError(f"{config.data}: the model predicts hands but the data has no hand rotations")
+    if model.include_hands and not dataset.has_hand_quats:
+        raise EgogrpoError(f"{data}: the model predicts hands but the data has no hand rotations")
 
 
 def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainSummary:
@@ -218,10 +162,10 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
         seed=config.seed,
         preload=config.preload,
     )
-    _check_data(config, dataset, body)
+    check_training_data(config.data, dataset, body, config.model)
     run_dir = Path(config.run_dir)
     if accelerator.is_main_process:
-        prepare_run_dir(config, world, str(device))
+        prepare_run_dir(config, run_dir, config.resume, RESUMABLE, world, str(device))
     accelerator.wait_for_everyone()
 
     torch.manual_seed(config.seed)  # the initial weights: identical on every rank and every run
@@ -232,11 +176,11 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     if checkpoint is not None:
         loaded, _, _ = load_checkpoint(checkpoint, device="cpu")
         model.load_state_dict(loaded.state_dict())
-        state = torch.load(checkpoint / "training_state.pt", map_location="cpu", weights_only=True)
+        state = load_training_state(checkpoint)
         optimizer.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
         if accelerator.is_main_process:
-            _truncate_metrics(run_dir / "metrics.jsonl", start_step)
+            truncate_metrics(run_dir / "metrics.jsonl", start_step)
     model, optimizer = accelerator.prepare(model, optimizer)
     schedule = NoiseSchedule.cosine()
     val_windows = None
@@ -288,8 +232,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
                     record["val/mpjpe_mm"] = validation_mpjpe(unwrapped, config, body, val_windows, device)
                 accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                append_metrics(run_dir / "metrics.jsonl", record)
             if not all(math.isfinite(v) for v in reduced.values()):
                 raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
             if progress is not None and accelerator.is_main_process:
@@ -317,8 +260,6 @@ def _save(
     """A complete checkpoint (model + training state), then the `latest` pointer (both atomic)."""
     folder = run_dir / CHECKPOINTS / f"step_{step:07d}"
     save_checkpoint(folder, model, config.model, body_model_id=body.model_id, extra={"step": step, "data": config.data})
-    with atomic_output(folder / "training_state.pt") as tmp:
-        torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
-    with atomic_output(run_dir / CHECKPOINTS / "latest") as tmp:
-        tmp.write_text(folder.name + "\n")
+    save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": step})
+    point_to(run_dir, "latest", folder)
     return folder

@@ -1,0 +1,138 @@
+"""Run directories shared by the training commands (train-prior, train-grpo).
+
+    run_dir/config.json          the resolved config
+    run_dir/meta.json            egogrpo version, git commit, torch, world size, device
+    run_dir/metrics.jsonl        one JSON object per logged step / iteration
+    run_dir/checkpoints/NAME/    model.safetensors + config.json (a model checkpoint) + training_state.pt
+    run_dir/checkpoints/latest   the name of the newest complete checkpoint
+
+A run directory is never overwritten: a new run needs an empty folder, and resuming checks that the
+stored config equals the new one except for fields that may change between sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from egogrpo import __version__
+from egogrpo.config import config_from_dict, config_to_dict
+from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import atomic_output
+
+CHECKPOINTS = "checkpoints"
+C = TypeVar("C")
+
+
+def git_commit() -> str:
+    """The commit of the egogrpo source tree, or "unknown"."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        )
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_json(path: Path, data: object) -> None:
+    """Indented JSON, written atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def prepare_run_dir(
+    config: Any, run_dir: str | Path, resume: bool, resumable: set[str], world_size: int, device: str
+) -> None:
+    """Create a new run directory (refusing a non-empty one), or check a resumed one's config.
+
+    `resumable`: top-level config fields allowed to differ on resume (lengths, logging cadence, …).
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise EgogrpoError(f"{run_dir}: no run to resume here (config.json missing)")
+        try:
+            stored_data = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise EgogrpoError(f"{config_path}: not valid JSON ({e})") from None
+        stored = config_to_dict(config_from_dict(type(config), stored_data, where=str(config_path)))
+        current = config_to_dict(config)
+        differs = [k for k, v in current.items() if k not in resumable and stored[k] != v]
+        if differs:
+            raise EgogrpoError(f"{run_dir}: cannot resume with different settings ({', '.join(differs)})")
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise EgogrpoError(f"{run_dir} exists and is not empty; choose a new run directory or pass --resume")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, config_to_dict(config))
+    write_json(
+        run_dir / "meta.json",
+        {
+            "egogrpo_version": __version__,
+            "git_commit": git_commit(),
+            "torch": torch.__version__,
+            "world_size": world_size,
+            "device": device,
+        },
+    )
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The folder named by checkpoints/latest, if it exists."""
+    run_dir = Path(run_dir)
+    pointer = run_dir / CHECKPOINTS / "latest"
+    if not pointer.is_file():
+        return None
+    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def point_to(run_dir: str | Path, name: str, folder: Path) -> None:
+    """Write checkpoints/NAME (e.g. "latest", "best") holding the checkpoint folder's name, atomically."""
+    with atomic_output(Path(run_dir) / CHECKPOINTS / name) as tmp:
+        tmp.write_text(folder.name + "\n")
+
+
+def truncate_metrics(path: Path, last: int, key: str = "step") -> None:
+    """Drop logged records after `last` (they are recomputed identically on resume)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)[key] <= last]
+    with atomic_output(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))
+
+
+def append_metrics(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to metrics.jsonl."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl (an empty list when it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_training_state(folder: Path, state: dict[str, Any]) -> None:
+    """training_state.pt beside a model checkpoint (optimizer state, counters), atomically."""
+    with atomic_output(folder / "training_state.pt") as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(folder: Path) -> dict[str, Any]:
+    """Read training_state.pt (tensors and plain containers only), with a one-line error if it is damaged."""
+    path = folder / "training_state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise EgogrpoError(f"{path}: missing; the checkpoint cannot be resumed") from None
+    except Exception as e:  # any unpickling failure means a damaged file
+        raise EgogrpoError(f"{path}: cannot be read ({type(e).__name__}); the checkpoint is damaged") from None
