@@ -266,7 +266,6 @@ class TrainPriorConfig:
     resume: bool = False
 
 
-
 # --- post-training (MotionGRPO) ------------------------------------------------------------------------
 
 

@@ -1,9 +1,11 @@
-"""The sampler as a GRPO policy: step rules, log-probabilities, window stitching and batched sampling."""
+"""The sampler's pieces: timestep plans, step rules, log-probabilities, window stitching and the SO(3) projection.
+
+Whole rollouts and log-probability recomputation (`DiffusionPolicy`) are tested in test_policy.py.
+"""
 
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -11,20 +13,18 @@ import torch
 from scipy.stats import norm
 
 from egogrpo.config import SamplerConfig
-from egogrpo.geometry.so3 import matrix_from_axis_angle, nearest_rotation
+from egogrpo.geometry import nearest_rotation
+from egogrpo.geometry.so3 import matrix_from_axis_angle
 from egogrpo.model.sampler import (
     body_rotation_projection,
     log_prob_given_x0,
-    nearest_rotation,
     predict_x0_stitched,
     quadratic_timesteps,
-    sample,
     step,
     step_coefficients,
     stitch_weights,
     strided_timesteps,
     timestep_plan,
-    trajectory_log_probs,
     transition_log_prob,
     window_starts,
 )
@@ -157,6 +157,45 @@ def test_ddim_eta1_is_the_strided_ddpm_posterior(schedule: NoiseSchedule) -> Non
         torch.testing.assert_close(c.std**2, beta * (1 - ab_p) / (1 - ab_s), rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("config", [DDIM, SamplerConfig(rule="ddim", num_steps=10, eta=0.6), EGOALLO])
+def test_noise_scale_scales_sigma_and_keeps_the_marginal(schedule: NoiseSchedule, config: SamplerConfig) -> None:
+    """σ → s·σ, B = √max(0, 1−ᾱ_p−s²σ²)/denominator, A = √ᾱ_p − B·√ᾱ_s (float64, by hand)."""
+    ab = schedule.alpha_bar.numpy()
+    damping = config.egoallo_eps_damping if config.rule == "egoallo" else 0.0
+    pairs = list(itertools.pairwise(timestep_plan(config)))[:-1]  # the stochastic transitions
+    deterministic_ddim = SamplerConfig(rule="ddim", num_steps=config.num_steps, eta=0.0)
+    for s, p in pairs:
+        base = float(step_coefficients(schedule, config, s, p).std)
+        assert base > 0
+        for scale in (0.0, 0.3, 1.0, 1.7):
+            c = step_coefficients(schedule, config, s, p, noise_scale=scale)
+            sigma = scale * base
+            b = np.sqrt(max(0.0, 1.0 - ab[p] - sigma**2)) / np.sqrt(1.0 - ab[s] + damping)
+            assert float(c.std) == pytest.approx(sigma, rel=1e-12, abs=1e-15)
+            assert float(c.b) == pytest.approx(b, rel=1e-7, abs=1e-12)
+            assert float(c.a) == pytest.approx(np.sqrt(ab[p]) - b * np.sqrt(ab[s]), rel=1e-7, abs=1e-12)
+            if config.rule == "ddim" and sigma**2 <= 1.0 - ab[p]:
+                # the marginal of x_p given x₀ = x̂₀ is that of the forward process: N(√ᾱ_p·x₀, (1−ᾱ_p)·I)
+                assert float(c.a + c.b * np.sqrt(ab[s])) == pytest.approx(np.sqrt(ab[p]), rel=1e-10)
+                assert float(c.b**2 * (1 - ab[s]) + c.std**2) == pytest.approx(1.0 - ab[p], rel=1e-10)
+            if scale == 0.0:
+                assert float(c.std) == 0.0
+                if config.rule == "ddim":
+                    d = step_coefficients(schedule, deterministic_ddim, s, p)
+                    assert float(c.b) == float(d.b) and float(c.a) == float(d.a)
+    # a tensor of scales, one per transition (how an SDE window is built)
+    t = torch.tensor([s for s, _ in pairs])
+    t_prev = torch.tensor([p for _, p in pairs])
+    scales = torch.rand(len(pairs), generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    batched = step_coefficients(schedule, config, t, t_prev, scales)
+    for k, (s, p) in enumerate(pairs):
+        one = step_coefficients(schedule, config, s, p, noise_scale=float(scales[k]))
+        for name in ("a", "b", "std"):
+            torch.testing.assert_close(getattr(batched, name)[k], getattr(one, name), rtol=1e-14, atol=0)
+    # the last transition stays deterministic whatever the scale
+    assert float(step_coefficients(schedule, config, 1, 0, noise_scale=2.0).std) == 0.0
+
+
 def test_final_and_deterministic_steps(schedule: NoiseSchedule) -> None:
     x_t, x0_hat = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
     for config in (EGOALLO, DDIM):
@@ -194,6 +233,22 @@ def test_log_prob_against_scipy() -> None:
     # a scalar std
     lp = transition_log_prob(x, mean, 0.3)
     np.testing.assert_allclose(lp.numpy(), norm.logpdf(x.numpy(), mean.numpy(), 0.3).mean(axis=(-2, -1)), rtol=1e-5)
+
+
+def test_log_prob_dim_weights() -> None:
+    """dim_weights: ones give the plain per-dimension mean; otherwise Σ w·z²/(Σw·L) replaces the mean of z²."""
+    g = torch.Generator().manual_seed(13)
+    x, mean = torch.randn(3, 7, 5, generator=g), torch.randn(3, 7, 5, generator=g)
+    std = torch.rand(3, generator=g) + 0.05
+    plain = transition_log_prob(x, mean, std)
+    torch.testing.assert_close(transition_log_prob(x, mean, std, torch.ones(5)), plain, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(transition_log_prob(x, mean, std, torch.full((5,), 3.0)), plain, rtol=1e-6, atol=1e-6)
+    w = torch.tensor([0.0, 2.0, 0.0, 1.0, 0.5])
+    z2 = ((x.double() - mean.double()) / std.double()[:, None, None]) ** 2
+    expected = (
+        -0.5 * (z2 * w.double()).sum((-2, -1)) / (w.sum().double() * 7) - std.double().log() - 0.5 * np.log(2 * np.pi)
+    )
+    torch.testing.assert_close(transition_log_prob(x, mean, std, w).double(), expected, rtol=1e-6, atol=1e-6)
 
 
 # --- windows ----------------------------------------------------------------------------------------
@@ -276,128 +331,38 @@ def test_body_projection() -> None:
 
 
 def test_projection_gradient_is_finite_at_rotations() -> None:
+    """At a rotation all singular values are 1: a plain SVD backward divides by σᵢ² − σⱼ² = 0, ours does not."""
     rotations = matrix_from_axis_angle(torch.randn(64, 3, generator=torch.Generator().manual_seed(9)))
+    upstream = torch.randn(64, 3, 3, generator=torch.Generator().manual_seed(10))
+
+    def plain_svd_projection(m: torch.Tensor) -> torch.Tensor:
+        u, _, vh = torch.linalg.svd(m)
+        return u @ vh
+
     m = rotations.clone().requires_grad_()
-    (nearest_rotation(m) * torch.randn(64, 3, 3)).sum().backward()
-    assert bool(torch.isfinite(m.grad).all())
+    (plain_svd_projection(m) * upstream).sum().backward()
+    assert bool(torch.isnan(m.grad).any())  # the failure nearest_rotation exists to avoid
+    for fix in (False, True):
+        m = rotations.clone().requires_grad_()
+        projected = nearest_rotation(m, fix_reflection=fix)
+        torch.testing.assert_close(projected, rotations, rtol=0, atol=1e-5)
+        (projected * upstream).sum().backward()
+        assert bool(torch.isfinite(m.grad).all())
     generic = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
     for fix in (False, True):
         assert torch.autograd.gradcheck(lambda a, fix=fix: nearest_rotation(a, fix), (generic,))
 
 
-# --- whole runs -------------------------------------------------------------------------------------
-
-
-def _run(schedule, config=EGOALLO, seeds=(10, 11), length=150, **kwargs):
-    """Sample 2 conditioning sequences (3 samples each unless told) with the frame-local stub."""
-    cond = torch.randn(2, length, C, generator=torch.Generator().manual_seed(12))
-    kwargs.setdefault("num_samples", 3)
-    result = sample(
-        FrameLocal(),
-        cond,
-        config,
-        schedule,
-        D,
-        generator_initial=torch.Generator().manual_seed(seeds[0]),
-        generator_steps=torch.Generator().manual_seed(seeds[1]),
-        **kwargs,
-    )
-    return result, cond
-
-
-def test_sample_shapes_and_mdp(schedule: NoiseSchedule) -> None:
-    result, _ = _run(schedule, length=140, num_samples=2, record=True, project=body_rotation_projection(NUM_BETAS))
-    assert result.x0.shape == (2, 2, 140, D) and result.log_probs.shape == (2, 2, 29)
-    assert result.timesteps == tuple(quadratic_timesteps())
-    assert result.in_mdp == (True,) * 29 + (False,)
-    traj = result.trajectory
-    assert traj.x_t.shape == traj.x_prev.shape == traj.mean.shape == (2, 2, 29, 140, D)
-    assert traj.t.tolist() == quadratic_timesteps()[:29] and traj.t_prev.tolist() == quadratic_timesteps()[1:30]
-    assert torch.equal(traj.x_t[:, :, 1:], traj.x_prev[:, :, :-1])
-    # the final sample is the last projected x̂₀: its body matrices are rotations
-    body = result.x0[..., NUM_BETAS : NUM_BETAS + 189].unflatten(-1, (21, 3, 3))
-    torch.testing.assert_close(body @ body.mT, torch.eye(3).expand_as(body), rtol=0, atol=1e-5)
-
-    ddim, _ = _run(schedule, config=DDIM, length=100, num_samples=2)
-    assert ddim.log_probs.shape == (2, 2, 9) and ddim.in_mdp == (True,) * 9 + (False,)
-    eta0, _ = _run(schedule, config=SamplerConfig(rule="ddim", num_steps=5, eta=0.0), length=100, num_samples=2)
-    assert eta0.log_probs.shape == (2, 2, 0) and eta0.in_mdp == (False,) * 5
-
-
-def test_recomputed_log_probs_give_ratio_one(schedule: NoiseSchedule) -> None:
-    project = body_rotation_projection(NUM_BETAS)
-    result, cond = _run(schedule, length=140, record=True, num_samples=2, project=project)
-    traj = result.trajectory
-    again = trajectory_log_probs(FrameLocal(), traj, cond, schedule, EGOALLO, project=project)
-    assert torch.equal(again, result.log_probs)  # ratio exactly 1
-    assert torch.equal(again, traj.log_probs)
-    # a training batch that mixes timesteps: rows (b, s, k) flattened, per-row t
-    B, S, K, L, _ = traj.x_t.shape
-    x0_hat = torch.stack(
-        [
-            predict_x0_stitched(
-                FrameLocal(),
-                traj.x_t[:, :, k].reshape(B * S, L, D),
-                int(traj.t[k]),
-                cond.repeat_interleave(S, 0),
-                128,
-                32,
-                project,
-            )
-            for k in range(K)
-        ],
-        dim=1,
-    )  # (B·S, K, L, D)
-    mixed = log_prob_given_x0(
-        traj.x_t.reshape(B * S * K, L, D),
-        traj.x_prev.reshape(B * S * K, L, D),
-        x0_hat.reshape(B * S * K, L, D),
-        traj.t.repeat(B * S),
-        traj.t_prev.repeat(B * S),
-        schedule,
-        EGOALLO,
-    ).reshape(B, S, K)
-    assert (mixed - result.log_probs).abs().max().item() < 1e-6
-    # a different policy gives a different density
-    other = trajectory_log_probs(FrameLocal(seed=1), traj, cond, schedule, EGOALLO, project=project, steps=[0, 28])
-    assert other.shape == (2, 2, 2) and not torch.allclose(other, result.log_probs[..., [0, 28]])
-
-
-def test_log_probs_are_differentiable(schedule: NoiseSchedule) -> None:
-    result, cond = _run(schedule, length=40, num_samples=2, record=True)
-    denoiser = FrameLocal()
-    denoiser.wx.requires_grad_()
-    lp = trajectory_log_probs(
-        denoiser, result.trajectory, cond, schedule, EGOALLO, body_rotation_projection(NUM_BETAS), steps=[3, 27]
-    )
-    lp.sum().backward()
-    assert denoiser.wx.grad is not None and bool(torch.isfinite(denoiser.wx.grad).all())
-
-
-def test_noise_sharing_and_reproducibility(schedule: NoiseSchedule) -> None:
-    shared, _ = _run(schedule, length=40, record=True)
-    x_T = shared.trajectory.x_t[:, :, 0]
-    assert torch.equal(x_T[:, 0], x_T[:, 1]) and torch.equal(x_T[:, 0], x_T[:, 2])
-    assert not torch.allclose(x_T[0, 0], x_T[1, 0])
-    step_noise = shared.trajectory.x_prev - shared.trajectory.mean
-    assert not torch.allclose(step_noise[:, 0], step_noise[:, 1])
-    assert not torch.allclose(shared.x0[:, 0], shared.x0[:, 1])
-
-    again, _ = _run(schedule, length=40, record=True)
-    assert torch.equal(again.x0, shared.x0) and torch.equal(again.log_probs, shared.log_probs)
-
-    other_steps, _ = _run(schedule, length=40, seeds=(10, 99), record=True)
-    assert torch.equal(other_steps.trajectory.x_t[:, :, 0], x_T)
-    assert not torch.allclose(other_steps.x0, shared.x0)
-
-    independent, _ = _run(schedule, length=40, group_shared_noise=False, record=True)
-    x_T = independent.trajectory.x_t[:, :, 0]
-    assert not torch.allclose(x_T[:, 0], x_T[:, 1])
-
-
-def test_log_prob_magnitudes_are_those_of_the_policy(schedule: NoiseSchedule) -> None:
-    """At θ_old the residual (x_prev − mean)/σ is standard normal, so log π ≈ −½ − log σ − ½ log 2π."""
-    result, _ = _run(schedule, length=128, num_samples=2, record=True)
-    traj = result.trajectory
-    expected = -0.5 - torch.log(traj.std) - 0.5 * math.log(2 * math.pi)
-    torch.testing.assert_close(result.log_probs, expected.expand_as(result.log_probs), rtol=0, atol=0.02)
+def test_nearest_rotation_reflection_fix() -> None:
+    """The default (fix_reflection=True) always returns det = +1; EgoAllo's (False) keeps a reflection."""
+    g = torch.Generator().manual_seed(11)
+    m = torch.randn(256, 3, 3, generator=g)
+    fixed, plain = nearest_rotation(m), nearest_rotation(m, fix_reflection=False)
+    eye = torch.eye(3).expand_as(m)
+    for r in (fixed, plain):
+        torch.testing.assert_close(r @ r.mT, eye, rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.linalg.det(fixed), torch.ones(256), rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.linalg.det(plain), torch.sign(torch.linalg.det(m)), rtol=0, atol=1e-5)
+    positive = torch.linalg.det(m) > 0
+    assert 0 < int(positive.sum()) < 256
+    torch.testing.assert_close(fixed[positive], plain[positive], rtol=0, atol=1e-6)

@@ -248,7 +248,7 @@ class DiffusionPolicy:
     def transitions(
         self,
         rollout: Rollout,
-        rows: Int[Tensor, "N"],
+        rows: Int[Tensor, "N"],  # noqa: F821
         positions: Int[Tensor, "N"],  # noqa: F821
     ) -> Transitions:
         """Rows `rows` (flat b·G + g) at MDP positions `positions` (indices into `rollout.mdp_steps`)."""

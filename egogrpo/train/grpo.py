@@ -89,10 +89,12 @@ def validate_config(config: TrainGRPOConfig) -> None:
             shown = value + 1 if name == "group_size" else value
             minimum = 2 if name == "group_size" else 1
             raise EgogrpoError(f"--{name.replace('_', '-')} must be ≥ {minimum}, got {shown}")
-    for name in ("learning_rate", "weight_decay", "grad_clip", "kl_weight"):
+    for name, option in (("learning_rate", "--lr"), ("weight_decay", "--weight-decay"), ("grad_clip", "--grad-clip")):
         value = getattr(config, name)
-        if not math.isfinite(value) or value < 0 or (name in ("learning_rate", "grad_clip") and value == 0):
-            raise EgogrpoError(f"--{name.replace('_', '-')} must be a finite positive number, got {value}")
+        if not (math.isfinite(value) and (value > 0 or (name == "weight_decay" and value == 0))):
+            raise EgogrpoError(f"{option} must be a finite positive number, got {value}")
+    if not (math.isfinite(config.kl_weight) and config.kl_weight >= 0):
+        raise EgogrpoError(f"--kl-weight must be a finite number ≥ 0, got {config.kl_weight}")
     if config.clip_range is not None and not 0 < config.clip_range < 1:
         raise EgogrpoError(f"--clip-range must be in (0, 1), got {config.clip_range}")
     if config.train_steps_per_trajectory is not None and config.train_steps_per_trajectory < 1:
@@ -106,6 +108,22 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--perlin-scope must be 'group' or 'member', got {p.scope!r}")
     if config.reward.combine not in ("mean", "sum"):
         raise EgogrpoError(f"reward combine must be 'mean' or 'sum', got {config.reward.combine!r}")
+
+
+def batch_arithmetic(config: TrainGRPOConfig, world: int, num_mdp: int) -> str:
+    """One line: rollouts, transitions and optimizer steps per iteration, split over processes."""
+    rollouts = config.batch_groups * config.group_size
+    per_rollout = (
+        num_mdp if config.train_steps_per_trajectory is None else min(config.train_steps_per_trajectory, num_mdp)
+    )
+    return (
+        f"train-grpo: {config.batch_groups} conditions × G = {config.group_size} = {rollouts} rollouts per iteration "
+        f"({rollouts // world} per process × {world}); {per_rollout} of {num_mdp} MDP transitions trained per rollout "
+        f"× {config.inner_epochs} epoch(s) = {rollouts * per_rollout * config.inner_epochs} transitions in "
+        f"{config.inner_epochs * config.updates_per_epoch} optimizer step(s), micro-batch {config.micro_batch}; "
+        f"Perlin λ = {config.perlin.amplitude} m per {config.perlin.scope}; lr {config.learning_rate}; "
+        f"iterations {config.iterations}"
+    )
 
 
 def log_prob_weights(model: DenoiserConfig, fields: tuple[str, ...] | None) -> Tensor | None:
@@ -162,8 +180,12 @@ def train_grpo(
     config: TrainGRPOConfig,
     progress: Callable[[int, int, dict], None] | None = None,
     scorer: Scorer | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> GRPOSummary:
-    """Post-train (or resume) a prior as configured; returns where the checkpoints are."""
+    """Post-train (or resume) a prior as configured; returns where the checkpoints are.
+
+    `announce` receives the batch arithmetic once every input has been checked (rank 0).
+    """
     from accelerate import Accelerator  # slow to import; only training needs it
 
     start_time = time.perf_counter()
@@ -190,9 +212,16 @@ def train_grpo(
         val_windows = split_windows(config.data, config.val_split, config.crop_length, config.val_windows)
         if val_windows is None:
             raise EgogrpoError(f"{config.data}: no {config.crop_length}-frame window in split {config.val_split!r}")
+    policy = DiffusionPolicy(
+        NoiseSchedule.cosine(), config.sampler, body_rotation_projection(model_config.num_betas), dim_weights, device
+    )
+    if not policy.mdp_steps:
+        raise EgogrpoError("the sampler has no stochastic transition: nothing to train (check --sde-window)")
     run_dir = Path(config.run_dir)
     if accelerator.is_main_process:
         prepare_run_dir(config, run_dir, config.resume, RESUMABLE, world, str(device))
+        if announce is not None:
+            announce(batch_arithmetic(config, world, len(policy.mdp_steps)))
     accelerator.wait_for_everyone()
 
     reference = copy.deepcopy(model).requires_grad_(False).to(device) if config.kl_weight > 0 else None
@@ -210,11 +239,6 @@ def train_grpo(
     model.to(device).eval()  # no dropout: rollouts and updates see the same function
     _move_optimizer_state(optimizer, device)
 
-    policy = DiffusionPolicy(
-        NoiseSchedule.cosine(), config.sampler, body_rotation_projection(model_config.num_betas), dim_weights, device
-    )
-    if not policy.mdp_steps:
-        raise EgogrpoError("the sampler has no stochastic transition: nothing to train (check --sde-window)")
     state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
     per_rank = B * G // world
     local_rows = torch.arange(rank * per_rank, (rank + 1) * per_rank)
@@ -373,24 +397,50 @@ def _update(
             _sum_gradients(model, accelerator)
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)))
             optimizer.step()
-    log_ratio = accelerator.gather(_cat(log_ratios, rollout.latents.device))
-    if log_ratio.numel() == 0:  # nothing trained this iteration (every group degenerate)
-        log_ratio = torch.zeros(1, device=rollout.latents.device)
-    ratio = torch.exp(log_ratio)
-    trained_losses = accelerator.gather(_cat(losses, rollout.latents.device))
+    device = rollout.latents.device
+    log_ratio = _summary(_cat(log_ratios, device), accelerator)
+    ratio = _summary(torch.exp(_cat(log_ratios, device)), accelerator)
+    loss = _summary(_cat(losses, device), accelerator)
     stats = {
-        "loss": float(trained_losses.mean()) if trained_losses.numel() else 0.0,
-        "ratio/mean": float(ratio.mean()),
-        "ratio/min": float(ratio.min()),
-        "ratio/max": float(ratio.max()),
-        "clip_fraction": float(accelerator.gather(_cat(clipped, rollout.latents.device)).float().mean().nan_to_num()),
-        "approx_kl": float(0.5 * log_ratio.square().mean()),
+        "loss": loss["mean"],
+        "ratio/mean": ratio["mean"],
+        "ratio/min": ratio["min"],
+        "ratio/max": ratio["max"],
+        "clip_fraction": _summary(_cat(clipped, device), accelerator)["mean"],
+        "approx_kl": 0.5 * log_ratio["mean_square"],
         "grad_norm": sum(grad_norms) / len(grad_norms),
-        "trained_transitions": int(trained_losses.numel()),
+        "trained_transitions": loss["count"],
     }
     if kls:
-        stats["kl_to_prior"] = float(accelerator.gather(_cat(kls, rollout.latents.device)).mean())
+        stats["kl_to_prior"] = _summary(_cat(kls, device), accelerator)["mean"]
     return stats
+
+
+def _summary(values: Tensor, accelerator) -> dict[str, float]:
+    """Count, mean, mean square, min and max of values spread over processes (of unequal lengths)."""
+    device = values.device
+    sums = torch.stack(
+        [torch.tensor(float(values.numel()), device=device), values.double().sum().float(), values.square().sum()]
+    )
+    low = values.min() if values.numel() else torch.tensor(math.inf, device=device)
+    high = values.max() if values.numel() else torch.tensor(-math.inf, device=device)
+    if accelerator.num_processes > 1:
+        import torch.distributed as dist
+
+        sums, low, high = sums.double(), low.clone(), high.clone()
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    count = int(sums[0])
+    if count == 0:  # nothing trained this iteration (every group degenerate)
+        return {"count": 0, "mean": 0.0, "mean_square": 0.0, "min": 1.0, "max": 1.0}
+    return {
+        "count": count,
+        "mean": float(sums[1]) / count,
+        "mean_square": float(sums[2]) / count,
+        "min": float(low),
+        "max": float(high),
+    }
 
 
 # --- small helpers ------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ def plot_reward_curves(records: list[dict[str, Any]], path: str | Path) -> None:
     right.set_xlabel("iteration")
     right.set_ylabel("mm")
     right.set_title("validation error")
-    right.legend(fontsize=8)
+    if right.lines:
+        right.legend(fontsize=8)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

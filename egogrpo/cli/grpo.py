@@ -1,0 +1,119 @@
+"""`egogrpo train-grpo`: MotionGRPO post-training (no numerics here; see egogrpo.train.grpo)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from egogrpo.cli.common import console, err_console
+from egogrpo.config import GRPO_PRESETS, PerlinConfig, RewardConfig, SamplerConfig, TrainGRPOConfig
+from egogrpo.errors import EgogrpoError
+
+
+def _parse_window(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        first, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise EgogrpoError(f"--sde-window must look like FIRST:STOP (transition indices), got {text!r}") from None
+    return first, stop
+
+
+def _parse_fields(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(f.strip() for f in text.split(",") if f.strip())
+
+
+def train_grpo_command(
+    data: Annotated[Path, typer.Argument(help="Motion file from `egogrpo preprocess` (its train split is used).")],
+    run_dir: Annotated[Path, typer.Option(help="New folder for this run (config, metrics.jsonl, checkpoints).")],
+    prior: Annotated[str, typer.Option(help="Prior checkpoint folder to post-train, or 'default'.")] = "default",
+    preset: Annotated[str, typer.Option(help=f"Recipe: {', '.join(GRPO_PRESETS)}.")] = "cpu",
+    body: Annotated[
+        str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
+    ] = "default",
+    iterations: Annotated[int | None, typer.Option(min=1, help="Override: GRPO iterations.")] = None,
+    group_size: Annotated[int | None, typer.Option(min=2, help="Override: G, rollouts per condition.")] = None,
+    batch_groups: Annotated[int | None, typer.Option(min=1, help="Override: conditions per iteration.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Override: AdamW learning rate.")] = None,
+    perlin_lambda: Annotated[
+        float | None, typer.Option(help="Override: Perlin amplitude λ in metres (peak, per axis; 0: off).")
+    ] = None,
+    perlin_scope: Annotated[str, typer.Option(help="'group' (Algorithm 1) or 'member'.")] = "group",
+    train_steps: Annotated[
+        int | None, typer.Option(min=1, help="Override: MDP transitions trained per trajectory.")
+    ] = None,
+    sde_window: Annotated[
+        str | None, typer.Option(help="Only transitions FIRST:STOP are stochastic and trained (e.g. 0:4).")
+    ] = None,
+    clip_range: Annotated[float | None, typer.Option(help="PPO clip range of the ratio (default: none).")] = None,
+    kl_weight: Annotated[float, typer.Option(min=0.0, help="β of the KL to the frozen prior.")] = 0.0,
+    inner_epochs: Annotated[int, typer.Option(min=1, help="Passes over each iteration's transitions.")] = 1,
+    updates_per_epoch: Annotated[int, typer.Option(min=1, help="Optimizer steps per pass.")] = 1,
+    micro_batch: Annotated[int | None, typer.Option(min=1, help="Override: transitions per forward/backward.")] = None,
+    log_prob_fields: Annotated[
+        str | None, typer.Option(help="Comma-separated state fields in the log-prob (default: all, exact).")
+    ] = None,
+    std_floor: Annotated[float | None, typer.Option(help="Override: spread floor of the group normalisation.")] = None,
+    val_every: Annotated[
+        int | None, typer.Option(min=0, help="Override: val MPJPE every N iterations (0: never).")
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=1, help="Override: checkpoint every N iterations.")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the data, noise and Perlin streams.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
+) -> None:
+    """Post-train a prior with MotionGRPO (one process, torchrun or accelerate launch; CPU or CUDA)."""
+    from egogrpo.train.grpo import train_grpo
+
+    if preset not in GRPO_PRESETS:
+        raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(GRPO_PRESETS)}")
+    if not data.is_file():
+        raise EgogrpoError(f"{data}: no such motion file")
+    values = dict(GRPO_PRESETS[preset])
+    overrides = {
+        "iterations": iterations, "group_size": group_size, "batch_groups": batch_groups, "learning_rate": lr,
+        "train_steps_per_trajectory": train_steps, "micro_batch": micro_batch, "val_every": val_every,
+        "checkpoint_every": checkpoint_every, "clip_range": clip_range,
+    }  # fmt: skip
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    perlin = PerlinConfig(scope=perlin_scope)
+    if perlin_lambda is not None:
+        perlin = dataclasses.replace(perlin, amplitude=perlin_lambda)
+    reward = RewardConfig() if std_floor is None else RewardConfig(std_floor=std_floor)
+    config = TrainGRPOConfig(
+        prior=prior, data=str(data), run_dir=str(run_dir), body=body, perlin=perlin, reward=reward,
+        sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window)), kl_weight=kl_weight,
+        inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
+        seed=seed, resume=resume, **values,
+    )  # fmt: skip
+    interactive = sys.stderr.isatty()
+    columns = (
+        TextColumn("[bold]train-grpo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+    )  # fmt: skip
+    with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
+        task = bar.add_task("grpo", total=config.iterations, info="")
+
+        def progress(done: int, total: int, record: dict) -> None:
+            info = ""
+            if "reward/total" in record:
+                info = f"reward {record['reward/total']:.4f}  degenerate {record['degenerate_fraction']:.2f}"
+            if "val/mpjpe_mm" in record:
+                info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
+            bar.update(task, completed=done, info=info)
+            if not interactive:  # logs, CI, nohup: one line per iteration
+                err_console.print(f"iteration {done}/{total} {info}", soft_wrap=True)
+
+        summary = train_grpo(config, progress, announce=lambda text: err_console.print(text, soft_wrap=True))
+    best = summary.best_checkpoint if summary.best_checkpoint is not None else "the prior (no iteration beat it on val)"
+    console.print(
+        f"post-trained to iteration {summary.final_iteration} in {summary.seconds:.0f} s; "
+        f"latest: {summary.last_checkpoint}; best on val: {best}"
+    )
