@@ -1,17 +1,16 @@
-"""Counter-based random streams: noise that is a pure function of a key and a position, on any device.
+"""Counter-based random streams: noise that is a pure function of a key and a shape, on any device.
 
 Every random number egogrpo's policy uses is addressed, not drawn in sequence: a *key* names a stream
-(e.g. (seed, purpose, iteration, group, member, step)) and each element of the requested shape has a
-*counter* (its flat index). The value is a hash of (key, counter), so a row's noise is the same
-whatever the batch layout, the chunking or the number of processes — a member computed alone, on
-another rank, or in a batch of 1000 gets bit-identical numbers — and CPU and CUDA agree bit for bit.
+(e.g. (seed, purpose, iteration, group, member, step)) and the values of a row are a pure function of
+its key and the requested shape. A member computed alone, on another rank, or in a batch of 1000 gets
+bit-identical numbers, so results do not depend on the batch layout, chunking or number of processes.
 
 A key is a hash of its parts, computed on the device with integer arithmetic on int64 tensors holding
 32-bit words (products split into 16-bit halves so nothing overflows; `lowbias32`, a 32-bit integer
-finaliser, folds each part into two independent words). Each key then seeds torch's own generator
-on the target device (CPU: Mersenne Twister; CUDA: Philox), which draws that row's numbers: one
-small generator per row, so a row's values never depend on which other rows share its batch.
-CPU and CUDA streams differ from each other; each is reproducible on its own.
+finaliser, folds each part into two independent words). The 64-bit key then drives a counter-based
+generator for that row: NumPy's Philox on the CPU (torch's CPU generator would keep only 32 bits of the
+seed, so distinct keys would collide), torch's Philox on CUDA. CPU and CUDA streams differ from each
+other; each is reproducible on its own.
 
     keys = stream_key(seed, PURPOSE_STEP, iteration, group_ids, member_ids, step)   # (..., 2) int64
     z = normal(keys, (L, D))                                                        # (..., L, D) float32
@@ -19,6 +18,7 @@ CPU and CUDA streams differ from each other; each is reproducible on its own.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -73,17 +73,25 @@ def stream_key(*parts: int | Tensor, device: torch.device | str | None = None) -
 
 
 def _row_seeds(keys: Int[Tensor, "*batch 2"]) -> list[int]:
-    """One 63-bit generator seed per key (the two 32-bit words joined)."""
+    """One 64-bit seed per key (the two 32-bit words joined)."""
     words = keys.reshape(-1, 2).cpu().tolist()
-    return [((h0 << 31) ^ h1) & 0x7FFFFFFFFFFFFFFF for h0, h1 in words]
+    return [(h0 << 32) | h1 for h0, h1 in words]
 
 
-def _draw(keys: Tensor, shape: tuple[int, ...], draw: str) -> Tensor:
+def _draw(keys: Tensor, shape: tuple[int, ...], kind: str) -> Tensor:
+    """One stream per key: NumPy's counter-based Philox keyed by all 64 bits on the CPU (torch's CPU generator
+    keeps only 32 bits of a seed), torch's Philox with the 64-bit seed on CUDA."""
     device = keys.device
     rows = []
     for seed in _row_seeds(keys):
-        generator = torch.Generator(device=device).manual_seed(seed)
-        rows.append(getattr(torch, draw)(shape, generator=generator, device=device, dtype=torch.float32))
+        if device.type == "cpu":
+            generator = np.random.Generator(np.random.Philox(key=seed))
+            draw = generator.standard_normal if kind == "normal" else generator.random
+            rows.append(torch.from_numpy(draw(shape, dtype=np.float32)))
+        else:
+            generator = torch.Generator(device=device).manual_seed(seed & 0x7FFFFFFFFFFFFFFF)
+            draw = torch.randn if kind == "normal" else torch.rand
+            rows.append(draw(shape, generator=generator, device=device, dtype=torch.float32))
     if not rows:
         return torch.zeros(*keys.shape[:-1], *shape, device=device)
     return torch.stack(rows).reshape(*keys.shape[:-1], *shape)
@@ -91,9 +99,9 @@ def _draw(keys: Tensor, shape: tuple[int, ...], draw: str) -> Tensor:
 
 def uniform(keys: Int[Tensor, "*batch 2"], shape: tuple[int, ...]) -> Float[Tensor, "*batch *shape"]:
     """Uniform numbers in [0, 1), float32, one stream per key: shape (*keys.shape[:-1], *shape)."""
-    return _draw(keys, tuple(shape), "rand")
+    return _draw(keys, tuple(shape), "uniform")
 
 
 def normal(keys: Int[Tensor, "*batch 2"], shape: tuple[int, ...]) -> Float[Tensor, "*batch *shape"]:
     """Standard normal numbers, float32, one stream per key: shape (*keys.shape[:-1], *shape)."""
-    return _draw(keys, tuple(shape), "randn")
+    return _draw(keys, tuple(shape), "normal")
