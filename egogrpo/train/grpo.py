@@ -54,10 +54,12 @@ from egogrpo.train.run_dir import (
     append_metrics,
     latest_checkpoint,
     load_training_state,
+    log_scalars,
     point_to,
     prepare_run_dir,
     read_metrics,
     save_training_state,
+    tensorboard_writer,
     truncate_metrics,
 )
 
@@ -246,6 +248,7 @@ def train_grpo(
     names = JOINT_REWARDS + (("vis",) if scorer is not None else ())
     last_checkpoint, best_checkpoint = checkpoint, _best(run_dir)
 
+    writer = tensorboard_writer(run_dir) if accelerator.is_main_process else None
     if val_windows is not None and start == 0 and accelerator.is_main_process:
         initial = {
             "iteration": 0,
@@ -317,6 +320,7 @@ def train_grpo(
             raise EgogrpoError(f"{run_dir}: a non-finite value at iteration {done} ({_non_finite(record)}); lower --lr")
         if accelerator.is_main_process:
             append_metrics(run_dir / "metrics.jsonl", record)
+            log_scalars(writer, record, "iteration")
             if is_checkpoint:
                 improved = record.get("val/mpjpe_mm", math.inf) < best_val
                 best_val = min(best_val, record.get("val/mpjpe_mm", math.inf))
@@ -390,6 +394,8 @@ def _update(
                 log_ratios.append(terms.log_ratio)
                 clipped.append(terms.clipped)
                 losses.append(loss.detach())
+            if epoch == 0 and not grad_norms:  # before the iteration's first update θ = θ_old: ρ must be 1
+                _check_first_ratio(_summary(_cat(log_ratios, flat_advantages.device), accelerator))
             active = int(accelerator.reduce(torch.tensor(rows.numel(), device=flat_advantages.device), "sum"))
             if active == 0:  # every group degenerate: no signal, and Adam's momentum alone should not move θ
                 grad_norms.append(0.0)
@@ -414,6 +420,21 @@ def _update(
     if kls:
         stats["kl_to_prior"] = _summary(_cat(kls, device), accelerator)["mean"]
     return stats
+
+
+#: |log ρ| allowed before the first update: float32 rounding of a different batch layout is ~1e-6.
+FIRST_RATIO_TOLERANCE = 1e-3
+
+
+def _check_first_ratio(log_ratio: dict[str, float]) -> None:
+    """EgogrpoError when recomputed log-probabilities disagree with the rollout's at θ_old."""
+    worst = max(abs(log_ratio["min"]), abs(log_ratio["max"])) if log_ratio["count"] else 0.0
+    if worst > FIRST_RATIO_TOLERANCE:
+        raise EgogrpoError(
+            f"the importance ratio is not 1 before the first update (|log ρ| up to {worst:.2e}): the rollout and the "
+            "log-probability recomputation disagree (autocast or a nondeterministic kernel in the rollout?); "
+            "set recompute_old_log_probs"
+        )
 
 
 def _summary(values: Tensor, accelerator) -> dict[str, float]:

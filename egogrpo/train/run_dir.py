@@ -136,3 +136,22 @@ def load_training_state(folder: Path) -> dict[str, Any]:
         raise EgogrpoError(f"{path}: missing; the checkpoint cannot be resumed") from None
     except Exception as e:  # any unpickling failure means a damaged file
         raise EgogrpoError(f"{path}: cannot be read ({type(e).__name__}); the checkpoint is damaged") from None
+
+
+def tensorboard_writer(run_dir: str | Path) -> Any | None:
+    """A TensorBoard SummaryWriter on run_dir/tensorboard when the `tensorboard` package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+
+def log_scalars(writer: Any | None, record: dict[str, Any], step_key: str) -> None:
+    """Mirror a metrics record's numbers to TensorBoard (no-op without a writer)."""
+    if writer is None:
+        return
+    for key, value in record.items():
+        if key != step_key and isinstance(value, int | float):
+            writer.add_scalar(key, value, record[step_key])
+    writer.flush()
