@@ -50,3 +50,21 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return CliResult(code, out.out, out.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def cmu_small(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Subject 02's 02_05, 02_06 (train) and 02_09 (val) of the real CMU sample, preprocessed onto the default body."""
+    import shutil
+
+    from egogrpo.config import PreprocessConfig
+    from egogrpo.data.preprocess import run_preprocess
+
+    root = tmp_path_factory.mktemp("cmu")
+    subject = root / "subjects" / "02"
+    subject.mkdir(parents=True)
+    for name in ("02.asf", "02_05.amc", "02_06.amc", "02_09.amc"):
+        shutil.copy(sample_data / "cmu/asfamc/subjects/02" / name, subject / name)
+    out = root / "cmu.h5"
+    run_preprocess(PreprocessConfig(source="cmu", inputs=(str(root / "subjects"),), out=str(out), workers=1))
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,22 +18,6 @@ from egogrpo.train.prior import StepBatches, train_prior
 from egogrpo.train.prior_loss import prior_loss
 
 TINY = DENOISER_PRESETS["tiny"]
-
-
-@pytest.fixture(scope="module")
-def cmu_small(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Subject 02's 02_05, 02_06 (train) and 02_09 (val), preprocessed."""
-    from egogrpo.config import PreprocessConfig
-    from egogrpo.data.preprocess import run_preprocess
-
-    root = tmp_path_factory.mktemp("cmu")
-    subject = root / "subjects" / "02"
-    subject.mkdir(parents=True)
-    for name in ("02.asf", "02_05.amc", "02_06.amc", "02_09.amc"):
-        shutil.copy(sample_data / "cmu/asfamc/subjects/02" / name, subject / name)
-    out = root / "cmu.h5"
-    run_preprocess(PreprocessConfig(source="cmu", inputs=(str(root / "subjects"),), out=str(out), workers=1))
-    return out
 
 
 def _config(data: Path, run_dir: Path, **changes: object) -> TrainPriorConfig:

@@ -52,12 +52,11 @@ from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
 from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_terms
 from egogrpo.train.run_dir import (
     append_metrics,
-    latest_checkpoint,
-    load_training_state,
     log_scalars,
     point_to,
     prepare_run_dir,
     read_metrics,
+    restore_latest,
     save_training_state,
     tensorboard_writer,
     truncate_metrics,
@@ -80,17 +79,13 @@ class GRPOSummary:
 
 def validate_config(config: TrainGRPOConfig) -> None:
     """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
-    positive = {
-        "iterations": config.iterations, "group_size": config.group_size - 1, "batch_groups": config.batch_groups,
-        "crop_length": config.crop_length, "inner_epochs": config.inner_epochs,
-        "updates_per_epoch": config.updates_per_epoch, "micro_batch": config.micro_batch,
-        "val_seeds": config.val_seeds, "checkpoint_every": config.checkpoint_every,
+    minimum = {
+        "iterations": 1, "group_size": 2, "batch_groups": 1, "crop_length": 1, "inner_epochs": 1,
+        "updates_per_epoch": 1, "micro_batch": 1, "val_seeds": 1, "checkpoint_every": 1, "val_every": 0,
     }  # fmt: skip
-    for name, value in positive.items():
-        if value < 1:
-            shown = value + 1 if name == "group_size" else value
-            minimum = 2 if name == "group_size" else 1
-            raise EgogrpoError(f"--{name.replace('_', '-')} must be ≥ {minimum}, got {shown}")
+    for name, least in minimum.items():
+        if getattr(config, name) < least:
+            raise EgogrpoError(f"--{name.replace('_', '-')} must be ≥ {least}, got {getattr(config, name)}")
     for name, option in (("learning_rate", "--lr"), ("weight_decay", "--weight-decay"), ("grad_clip", "--grad-clip")):
         value = getattr(config, name)
         if not (math.isfinite(value) and (value > 0 or (name == "weight_decay" and value == 0))):
@@ -101,8 +96,6 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--clip-range must be in (0, 1), got {config.clip_range}")
     if config.train_steps_per_trajectory is not None and config.train_steps_per_trajectory < 1:
         raise EgogrpoError(f"--train-steps must be ≥ 1, got {config.train_steps_per_trajectory}")
-    if config.val_every < 0:
-        raise EgogrpoError(f"--val-every must be ≥ 0, got {config.val_every}")
     p = config.perlin
     if not (math.isfinite(p.amplitude) and p.amplitude >= 0):
         raise EgogrpoError(f"--perlin-lambda must be a finite number ≥ 0 (metres), got {p.amplitude}")
@@ -229,13 +222,10 @@ def train_grpo(
     reference = copy.deepcopy(model).requires_grad_(False).to(device) if config.kl_weight > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     start, best_val = 0, math.inf
-    checkpoint = latest_checkpoint(run_dir) if config.resume else None
-    if checkpoint is not None:
-        loaded, _, _ = load_checkpoint(checkpoint, device="cpu")
-        model.load_state_dict(loaded.state_dict())
-        state = load_training_state(checkpoint)
-        optimizer.load_state_dict(state["optimizer"])
-        start, best_val = int(state["iteration"]), float(state["best_val_mpjpe"])
+    restored = restore_latest(run_dir, model, optimizer) if config.resume else None
+    checkpoint = None if restored is None else restored[0]
+    if restored is not None:
+        start, best_val = int(restored[1]["iteration"]), float(restored[1]["best_val_mpjpe"])
         if accelerator.is_main_process:
             truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
     model.to(device).eval()  # no dropout: rollouts and updates see the same function

@@ -28,7 +28,7 @@ from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.windows import Windows, joint_errors, sample_states, split_windows
-from egogrpo.model.checkpoint import load_checkpoint, save_checkpoint
+from egogrpo.model.checkpoint import save_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.denoiser import EgoDenoiser
 from egogrpo.model.schedule import NoiseSchedule
@@ -37,10 +37,9 @@ from egogrpo.train.prior_loss import prior_loss
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
     append_metrics,
-    latest_checkpoint,
-    load_training_state,
     point_to,
     prepare_run_dir,
+    restore_latest,
     save_training_state,
     truncate_metrics,
 )
@@ -172,13 +171,10 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     model = EgoDenoiser(config.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     start_step = 0
-    checkpoint = latest_checkpoint(run_dir) if config.resume else None
-    if checkpoint is not None:
-        loaded, _, _ = load_checkpoint(checkpoint, device="cpu")
-        model.load_state_dict(loaded.state_dict())
-        state = load_training_state(checkpoint)
-        optimizer.load_state_dict(state["optimizer"])
-        start_step = int(state["step"])
+    restored = restore_latest(run_dir, model, optimizer) if config.resume else None
+    checkpoint = None if restored is None else restored[0]
+    if restored is not None:
+        start_step = int(restored[1]["step"])
         if accelerator.is_main_process:
             truncate_metrics(run_dir / "metrics.jsonl", start_step)
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -138,6 +138,22 @@ def load_training_state(folder: Path) -> dict[str, Any]:
         raise EgogrpoError(f"{path}: cannot be read ({type(e).__name__}); the checkpoint is damaged") from None
 
 
+def restore_latest(
+    run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[Path, dict[str, Any]] | None:
+    """Load the newest complete checkpoint's weights and optimizer state; returns it and its training state."""
+    from egogrpo.model.checkpoint import load_checkpoint
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return None
+    loaded, _, _ = load_checkpoint(checkpoint, device="cpu")
+    model.load_state_dict(loaded.state_dict())
+    state = load_training_state(checkpoint)
+    optimizer.load_state_dict(state["optimizer"])
+    return checkpoint, state
+
+
 def tensorboard_writer(run_dir: str | Path) -> Any | None:
     """A TensorBoard SummaryWriter on run_dir/tensorboard when the `tensorboard` package is installed, else None."""
     try:
