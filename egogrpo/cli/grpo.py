@@ -37,36 +37,36 @@ def train_grpo_command(
     body: Annotated[
         str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
     ] = "default",
-    iterations: Annotated[int | None, typer.Option(min=1, help="Override: GRPO iterations.")] = None,
-    group_size: Annotated[int | None, typer.Option(min=2, help="Override: G, rollouts per condition.")] = None,
-    batch_groups: Annotated[int | None, typer.Option(min=1, help="Override: conditions per iteration.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Override: GRPO iterations.")] = None,
+    group_size: Annotated[int | None, typer.Option(help="Override: G, rollouts per condition.")] = None,
+    batch_groups: Annotated[int | None, typer.Option(help="Override: conditions per iteration.")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Override: AdamW learning rate.")] = None,
     perlin_lambda: Annotated[
         float | None, typer.Option(help="Override: Perlin amplitude λ in metres (peak, per axis; 0: off).")
     ] = None,
     perlin_scope: Annotated[str, typer.Option(help="'group' (Algorithm 1) or 'member'.")] = "group",
-    train_steps: Annotated[
-        int | None, typer.Option(min=1, help="Override: MDP transitions trained per trajectory.")
-    ] = None,
+    train_steps: Annotated[int | None, typer.Option(help="Override: MDP transitions trained per trajectory.")] = None,
     sde_window: Annotated[
         str | None, typer.Option(help="Only transitions FIRST:STOP are stochastic and trained (e.g. 0:4).")
     ] = None,
     clip_range: Annotated[float | None, typer.Option(help="PPO clip range of the ratio (default: none).")] = None,
-    kl_weight: Annotated[float, typer.Option(min=0.0, help="β of the KL to the frozen prior.")] = 0.0,
-    inner_epochs: Annotated[int, typer.Option(min=1, help="Passes over each iteration's transitions.")] = 1,
-    updates_per_epoch: Annotated[int, typer.Option(min=1, help="Optimizer steps per pass.")] = 1,
-    micro_batch: Annotated[int | None, typer.Option(min=1, help="Override: transitions per forward/backward.")] = None,
+    kl_weight: Annotated[float, typer.Option(help="β of the KL to the frozen prior.")] = 0.0,
+    inner_epochs: Annotated[int, typer.Option(help="Passes over each iteration's transitions.")] = 1,
+    updates_per_epoch: Annotated[int, typer.Option(help="Optimizer steps per pass.")] = 1,
+    micro_batch: Annotated[int | None, typer.Option(help="Override: transitions per forward/backward.")] = None,
     log_prob_fields: Annotated[
         str | None, typer.Option(help="Comma-separated state fields in the log-prob (default: all, exact).")
     ] = None,
+    share_initial_noise: Annotated[
+        bool, typer.Option(help="One x_T per condition (Algorithm 1); --no-share-initial-noise: one per member.")
+    ] = True,
+    recompute_old_log_probs: Annotated[
+        bool, typer.Option(help="Recompute π_old's log-probs in the training layout (bit-exact ratio 1).")
+    ] = False,
     std_floor: Annotated[float | None, typer.Option(help="Override: spread floor of the group normalisation.")] = None,
-    val_every: Annotated[
-        int | None, typer.Option(min=0, help="Override: val MPJPE every N iterations (0: never).")
-    ] = None,
-    checkpoint_every: Annotated[
-        int | None, typer.Option(min=1, help="Override: checkpoint every N iterations.")
-    ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the data, noise and Perlin streams.")] = 0,
+    val_every: Annotated[int | None, typer.Option(help="Override: val MPJPE every N iterations (0: never).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N iterations.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the data, noise and Perlin streams.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Post-train a prior with MotionGRPO (one process, torchrun or accelerate launch; CPU or CUDA)."""
@@ -91,6 +91,7 @@ def train_grpo_command(
         prior=prior, data=str(data), run_dir=str(run_dir), body=body, perlin=perlin, reward=reward,
         sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window)), kl_weight=kl_weight,
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
+        share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
         seed=seed, resume=resume, **values,
     )  # fmt: skip
     interactive = sys.stderr.isatty()

@@ -94,6 +94,8 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--kl-weight must be a finite number ≥ 0, got {config.kl_weight}")
     if config.clip_range is not None and not 0 < config.clip_range < 1:
         raise EgogrpoError(f"--clip-range must be in (0, 1), got {config.clip_range}")
+    if config.seed < 0:
+        raise EgogrpoError(f"--seed must be ≥ 0, got {config.seed}")
     if config.train_steps_per_trajectory is not None and config.train_steps_per_trajectory < 1:
         raise EgogrpoError(f"--train-steps must be ≥ 1, got {config.train_steps_per_trajectory}")
     p = config.perlin
@@ -101,6 +103,8 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--perlin-lambda must be a finite number ≥ 0 (metres), got {p.amplitude}")
     if p.scope not in ("group", "member"):
         raise EgogrpoError(f"--perlin-scope must be 'group' or 'member', got {p.scope!r}")
+    if not (math.isfinite(config.reward.std_floor) and config.reward.std_floor > 0):
+        raise EgogrpoError(f"--std-floor must be a finite positive number, got {config.reward.std_floor}")
     if config.reward.combine not in ("mean", "sum"):
         raise EgogrpoError(f"reward combine must be 'mean' or 'sum', got {config.reward.combine!r}")
 
