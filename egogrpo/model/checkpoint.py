@@ -184,18 +184,30 @@ def load_denoiser_weights(
     model.load_state_dict(tensors, strict=True)
 
 
-#: The shipped default prior (the `cpu` preset trained on the CMU sample clips with the default body).
+#: The shipped default model: the post-trained prior when one ships (assets/default_grpo), else the plain prior.
 DEFAULT_PRIOR = "default"
+#: The shipped plain prior (the `cpu` preset trained on the CMU sample clips with the default body), always loadable.
+DEFAULT_PRIOR_NAME = "default-prior"
 
 
 def default_prior_dir() -> Path:
-    """Where the shipped default prior lives inside the installed package (see its report.json)."""
+    """Where the shipped plain prior lives inside the installed package (see its report.json)."""
     return Path(__file__).resolve().parent / "assets" / "default_prior"
 
 
+def grpo_default_dir() -> Path:
+    """Where a shipped MotionGRPO post-trained default lives (absent until one beats the prior)."""
+    return Path(__file__).resolve().parent / "assets" / "default_grpo"
+
+
 def resolve_checkpoint(spec: str | Path) -> Path:
-    """`"default"` for the shipped prior, else the given checkpoint folder."""
-    return default_prior_dir() if str(spec) == DEFAULT_PRIOR else Path(spec)
+    """`"default"` for the shipped default model, `"default-prior"` for the plain prior, else the given folder."""
+    if str(spec) == DEFAULT_PRIOR_NAME:
+        return default_prior_dir()
+    if str(spec) == DEFAULT_PRIOR:
+        grpo = grpo_default_dir()
+        return grpo if (grpo / WEIGHTS_FILE).is_file() else default_prior_dir()
+    return Path(spec)
 
 
 def body_model_matches(checkpoint_body_id: str, body_model_id: str) -> bool:
