@@ -40,3 +40,12 @@ def test_shipped_prior_beats_the_mean_pose_baseline(sample_data: Path, tmp_path:
     baseline = joint_errors(body, mean_pose_state(str(data), ("train",), body.num_betas), windows.crops)
     assert float(model_errors["mpjpe"].mean()) < 0.8 * float(baseline["mpjpe"].mean())
     assert float(model_errors["pa_mpjpe"].mean()) < float(baseline["pa_mpjpe"].mean())
+
+
+def test_default_names() -> None:
+    from egogrpo.model.checkpoint import grpo_default_dir, resolve_checkpoint
+
+    assert resolve_checkpoint("default-prior") == default_prior_dir()
+    shipped = grpo_default_dir() if (grpo_default_dir() / "model.safetensors").is_file() else default_prior_dir()
+    assert resolve_checkpoint("default") == shipped
+    assert resolve_checkpoint("runs/x") == Path("runs/x")
