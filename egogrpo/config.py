@@ -411,7 +411,7 @@ class EvalConfig:
     """
 
     data: str
-    checkpoints: tuple[str, ...]  # checkpoint folders, or "default" for the shipped prior
+    checkpoints: tuple[str, ...]  # checkpoint folders, "default" (the shipped default) or "default-prior"
     protocol: str = "motiongrpo"
     body: str = "default"  # the body model the data was made with: "default" or the SMPL-H/SMPL-X .npz
     split: str | None = None
