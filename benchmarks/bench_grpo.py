@@ -55,10 +55,8 @@ def _run(config: TrainGRPOConfig) -> dict[str, float]:
 def measure(data: str, folder: Path, iterations: int, paper_group: int, paper_train_steps: int) -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     print(f"machine: {platform.machine()}, {device}, torch {torch.__version__}")
-    cpu = TrainGRPOConfig(
-        prior="default", data=data, run_dir=str(folder / "cpu"), **{**GRPO_PRESETS["cpu"], "iterations": iterations},
-        val_every=0, checkpoint_every=10_000,
-    )  # fmt: skip
+    preset = {**GRPO_PRESETS["cpu"], "iterations": iterations, "val_every": 0, "checkpoint_every": 10_000}
+    cpu = TrainGRPOConfig(prior="default-prior", data=data, run_dir=str(folder / "cpu"), **preset)
     rows = [("cpu preset, shipped prior", cpu.batch_groups * cpu.group_size, _run(cpu))]
 
     paper_model = dataclasses.replace(DENOISER_PRESETS["egoallo"], num_betas=10, include_hands=False)
