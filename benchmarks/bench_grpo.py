@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cmu_subjects  # noqa: E402
+from common import cmu_subjects
 
-from egogrpo.body import load_body_model  # noqa: E402
-from egogrpo.config import DENOISER_PRESETS, GRPO_PRESETS, PreprocessConfig, TrainGRPOConfig  # noqa: E402
-from egogrpo.data.preprocess import run_preprocess  # noqa: E402
-from egogrpo.model.checkpoint import save_checkpoint  # noqa: E402
-from egogrpo.model.denoiser import EgoDenoiser  # noqa: E402
-from egogrpo.train.grpo import train_grpo  # noqa: E402
+from egogrpo.body import load_body_model
+from egogrpo.config import DENOISER_PRESETS, GRPO_PRESETS, PreprocessConfig, TrainGRPOConfig
+from egogrpo.data.preprocess import run_preprocess
+from egogrpo.model.checkpoint import save_checkpoint
+from egogrpo.model.denoiser import EgoDenoiser
+from egogrpo.train.grpo import train_grpo
 
 PAPER_ROLLOUTS, PAPER_ITERATIONS, PAPER_MDP_STEPS, PAPER_GPU_HOURS = 64 * 16, 2000, 29, 72.0
 

@@ -20,22 +20,22 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cmu_subjects  # noqa: E402
+from common import cmu_subjects
 
-from egogrpo.body import load_body_model  # noqa: E402
-from egogrpo.config import PerlinConfig, PreprocessConfig, RewardConfig, SamplerConfig, TrainGRPOConfig  # noqa: E402
-from egogrpo.data.crops import MotionCropDataset  # noqa: E402
-from egogrpo.data.preprocess import run_preprocess  # noqa: E402
-from egogrpo.eval.metrics import intra_group_diversity  # noqa: E402
-from egogrpo.eval.windows import placed_joints, truth_joints  # noqa: E402
-from egogrpo.model.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
-from egogrpo.model.policy import DiffusionPolicy, RolloutIds  # noqa: E402
-from egogrpo.model.sampler import body_rotation_projection  # noqa: E402
-from egogrpo.model.schedule import NoiseSchedule  # noqa: E402
-from egogrpo.model.state import MotionState, packed_dim  # noqa: E402
-from egogrpo.train.grpo import iteration_crops  # noqa: E402
-from egogrpo.train.perlin import perlin_keys, perturbed_condition  # noqa: E402
-from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_terms  # noqa: E402
+from egogrpo.body import load_body_model
+from egogrpo.config import PerlinConfig, PreprocessConfig, RewardConfig, SamplerConfig, TrainGRPOConfig
+from egogrpo.data.crops import MotionCropDataset
+from egogrpo.data.preprocess import run_preprocess
+from egogrpo.eval.metrics import intra_group_diversity
+from egogrpo.eval.windows import placed_joints, truth_joints
+from egogrpo.model.checkpoint import load_checkpoint, resolve_checkpoint
+from egogrpo.model.policy import DiffusionPolicy, RolloutIds
+from egogrpo.model.sampler import body_rotation_projection
+from egogrpo.model.schedule import NoiseSchedule
+from egogrpo.model.state import MotionState, packed_dim
+from egogrpo.train.grpo import iteration_crops
+from egogrpo.train.perlin import perlin_keys, perturbed_condition
+from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_terms
 
 
 def measure(data: str, groups: int, group_size: int, seed: int = 0) -> None:
@@ -91,7 +91,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "cmu.h5")
         run_preprocess(
-            PreprocessConfig(source="cmu", inputs=(str(subjects),), out=out, skip_short=True, workers=1, splits=("train",))
+            PreprocessConfig(
+                source="cmu", inputs=(str(subjects),), out=out, skip_short=True, workers=1, splits=("train",)
+            )
         )
         measure(out, args.groups, args.group_size)
 
