@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -94,7 +93,7 @@ def train_grpo_command(
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
         seed=seed, resume=resume, **values,
     )  # fmt: skip
-    interactive = sys.stderr.isatty()
+    interactive = err_console.is_terminal
     columns = (
         TextColumn("[bold]train-grpo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TimeRemainingColumn(), TextColumn("{task.fields[info]}"),

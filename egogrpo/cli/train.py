@@ -50,7 +50,8 @@ def train_prior(
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    interactive = err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
         task = bar.add_task("train", total=max_steps, info="")
 
         def progress(step: int, total: int, record: dict) -> None:
@@ -58,6 +59,8 @@ def train_prior(
             if "val/mpjpe_mm" in record:
                 info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
             bar.update(task, completed=step, info=info)
+            if not interactive:  # logs, CI, nohup: one line per logging interval
+                err_console.print(f"step {step}/{total} {info}", soft_wrap=True)
 
         summary = run(config, progress)
     console.print(
