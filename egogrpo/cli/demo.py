@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,4 +28,5 @@ def demo_command(
     )
     for path in [*recovered.files, result.png]:
         console.print(f"  wrote {path}")
-    console.print(f"look at it: {result.png}, or in a browser: egogrpo view {out / 'recovered.npz'}")
+    command = sys.argv[0] if Path(sys.argv[0]).name == "egogrpo" else "egogrpo"  # the venv path from `make demo`
+    console.print(f"look at it: {result.png}, or in a browser: {command} view {out / 'recovered.npz'}")
