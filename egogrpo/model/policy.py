@@ -37,6 +37,7 @@ from egogrpo.model.sampler import (
     step_coefficients,
     timestep_plan,
     transition_log_prob,
+    transition_mean,
 )
 from egogrpo.model.schedule import NoiseSchedule
 
@@ -161,9 +162,8 @@ class DiffusionPolicy:
 
     @staticmethod
     def _mean(coefficients: Float[Tensor, "*batch 3"], x_t: Tensor, x0_hat: Tensor) -> Tensor:
-        """μ = A·x̂₀ + B·x_t in float32 (rollouts and recomputation both go through here)."""
-        a, b = coefficients[..., 0, None, None], coefficients[..., 1, None, None]
-        return a * x0_hat.float() + b * x_t.float()
+        """`transition_mean` of a table row [A, B, σ] (rollouts and recomputation both go through here)."""
+        return transition_mean(coefficients[..., 0], coefficients[..., 1], x_t, x0_hat)
 
     # --- rollouts -----------------------------------------------------------------------------------
 
@@ -255,9 +255,9 @@ class DiffusionPolicy:
         if len(rollout.mdp_steps) == 0:
             raise EgogrpoError("the sampler has no stochastic transition: nothing to train (check stochastic_steps)")
         steps = torch.tensor(rollout.mdp_steps, dtype=torch.long)[positions.cpu()]
-        index_of = {p: i for i, p in enumerate(rollout.latent_positions)}
-        before = torch.tensor([index_of[int(k)] for k in steps], dtype=torch.long)
-        after = torch.tensor([index_of[int(k) + 1] for k in steps], dtype=torch.long)
+        index_of = torch.full((len(rollout.timesteps),), -1, dtype=torch.long)  # chain position → stored index
+        index_of[list(rollout.latent_positions)] = torch.arange(len(rollout.latent_positions))
+        before, after = index_of[steps], index_of[steps + 1]
         flat = rollout.latents.flatten(0, 1)  # (B·G, P, L, D)
         rows_cpu = rows.cpu()
         device = rollout.latents.device

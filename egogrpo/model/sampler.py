@@ -121,15 +121,23 @@ def step_coefficients(
     return StepCoefficients(a=a, b=b, std=var.sqrt())
 
 
+def transition_mean(
+    a: Float[Tensor, "*batch"],
+    b: Float[Tensor, "*batch"],
+    x_t: Float[Tensor, "*batch L D"],
+    x0_hat: Float[Tensor, "*batch L D"],
+) -> Float[Tensor, "*batch L D"]:
+    """μ = A·x̂₀ + B·x_s in float32: the one mean formula of rollouts, single steps and log-prob recomputation."""
+    return a.float()[..., None, None] * x0_hat.float() + b.float()[..., None, None] * x_t.float()
+
+
 def _mean_and_std(
     coeffs: StepCoefficients, x_t: Float[Tensor, "*batch L D"], x0_hat: Float[Tensor, "*batch L D"]
 ) -> tuple[Float[Tensor, "*batch L D"], Float[Tensor, "*batch"]]:
-    """μ = A·x̂₀ + B·x_s in float32 (the one formula used by rollouts and by log-prob recomputation)."""
+    """`transition_mean` and σ of float64 coefficients, moved to x_t's device as float32."""
     device = x_t.device
-    a = coeffs.a.to(device=device, dtype=torch.float32)[..., None, None]
-    b = coeffs.b.to(device=device, dtype=torch.float32)[..., None, None]
-    mean = a * x0_hat.float() + b * x_t.float()
-    return mean, coeffs.std.to(device=device, dtype=torch.float32)
+    a, b, std = (v.to(device=device, dtype=torch.float32) for v in (coeffs.a, coeffs.b, coeffs.std))
+    return transition_mean(a, b, x_t, x0_hat), std
 
 
 @dataclass(frozen=True, eq=False)

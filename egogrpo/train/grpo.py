@@ -38,7 +38,7 @@ from egogrpo.config import DenoiserConfig, TrainGRPOConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import intra_group_diversity
-from egogrpo.eval.windows import joint_errors, placed_joints, sample_states, split_windows, truth_joints
+from egogrpo.eval.windows import sampled_errors, split_windows, truth_joints
 from egogrpo.model import noise
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint, save_checkpoint
 from egogrpo.model.policy import DiffusionPolicy, Rollout, RolloutIds, Transitions
@@ -49,9 +49,10 @@ from egogrpo.train.grpo_objective import gaussian_mean_kl, grpo_objective
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
 from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
-from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_terms
+from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_joints, reward_terms
 from egogrpo.train.run_dir import (
     append_metrics,
+    latest_checkpoint,
     log_scalars,
     point_to,
     prepare_run_dir,
@@ -164,12 +165,8 @@ def validation_errors(
     model: torch.nn.Module, config: TrainGRPOConfig, model_config: DenoiserConfig, body: BodyModel, crops: MotionCrop
 ) -> dict[str, float]:
     """Val-split MPJPE / PA-MPJPE (mm), the body placed on the ground-truth CPF, over `val_seeds` seeds."""
-    errors = {"mpjpe": [], "pa_mpjpe": []}
-    for seed in range(config.val_seeds):
-        states = sample_states(model, model_config, config.sampler, crops, seed=seed)
-        for name, value in joint_errors(body, states, crops).items():
-            errors[name].append(value)
-    return {f"val/{name}_mm": float(torch.cat(values).mean()) for name, values in errors.items()}
+    errors = sampled_errors(model, model_config, config.sampler, body, crops, tuple(range(config.val_seeds)))
+    return {f"val/{name}_mm": value for name, value in errors.items()}
 
 
 # --- the loop -----------------------------------------------------------------------------------------
@@ -223,7 +220,8 @@ def train_grpo(
             announce(batch_arithmetic(config, world, len(policy.mdp_steps)))
     accelerator.wait_for_everyone()
 
-    reference = copy.deepcopy(model).requires_grad_(False).to(device) if config.kl_weight > 0 else None
+    model.to(device).eval()  # no dropout: rollouts and updates see the same function
+    reference = copy.deepcopy(model).requires_grad_(False) if config.kl_weight > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     start, best_val = 0, math.inf
     restored = restore_latest(run_dir, model, optimizer) if config.resume else None
@@ -232,15 +230,13 @@ def train_grpo(
         start, best_val = int(restored[1]["iteration"]), float(restored[1]["best_val_mpjpe"])
         if accelerator.is_main_process:
             truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
-    model.to(device).eval()  # no dropout: rollouts and updates see the same function
-    _move_optimizer_state(optimizer, device)
 
     state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
     per_rank = B * G // world
     local_rows = torch.arange(rank * per_rank, (rank + 1) * per_rank)
     body_device = body.to(device)
     names = JOINT_REWARDS + (("vis",) if scorer is not None else ())
-    last_checkpoint, best_checkpoint = checkpoint, _best(run_dir)
+    last_checkpoint, best_checkpoint = checkpoint, latest_checkpoint(run_dir, "best")
 
     writer = tensorboard_writer(run_dir) if accelerator.is_main_process else None
     if val_windows is not None and start == 0 and accelerator.is_main_process:
@@ -269,8 +265,9 @@ def train_grpo(
         row_crops = _select_crops(crops, (local_rows // G).to(device))
         final = MotionState.unpack(rollout.final, model_config.num_betas, model_config.include_hands)  # (n, 1, …)
         with torch.no_grad():
-            terms = reward_terms(body_device, final, row_crops, config.reward, scorer=scorer)
-            joints = placed_joints(body_device, final, row_crops)[0][:, 0]  # (n, T, 22, 3)
+            placed = reward_joints(body_device, final, row_crops)  # forward kinematics once per iteration
+            terms = reward_terms(body_device, final, row_crops, config.reward, scorer=scorer, joints=placed)
+        joints = placed[0][:, 0]  # (n, T, 22, 3)
         local_rewards = torch.stack([terms[name][:, 0] for name in names], dim=-1)  # (n, K)
         rewards = accelerator.gather(local_rewards).reshape(B, G, len(names))
         advantages = group_advantages(rewards, config.reward)
@@ -489,21 +486,6 @@ def _sum_gradients(model: torch.nn.Module, accelerator) -> None:
     for p in model.parameters():
         grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a process may have had no transition
         p.grad = accelerator.reduce(grad, reduction="sum")
-
-
-def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    for state in optimizer.state.values():
-        for k, v in state.items():
-            if isinstance(v, Tensor) and k != "step":
-                state[k] = v.to(device)
-
-
-def _best(run_dir: Path) -> Path | None:
-    pointer = run_dir / "checkpoints" / "best"
-    if not pointer.is_file():
-        return None
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    return path if path.is_dir() else None
 
 
 def _save(

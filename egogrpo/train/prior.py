@@ -27,7 +27,7 @@ from egogrpo.config import DenoiserConfig, TrainPriorConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
-from egogrpo.eval.windows import Windows, joint_errors, sample_states, split_windows
+from egogrpo.eval.windows import Windows, sampled_errors, split_windows
 from egogrpo.model.checkpoint import save_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.denoiser import EgoDenoiser
@@ -125,8 +125,7 @@ def validation_mpjpe(
 ) -> float:
     """Sampled MPJPE (mm) over the 22 body joints, the body placed on the ground-truth CPF (EgoAllo's protocol)."""
     crops = windows.crops.to(device)
-    states = sample_states(model, config.model, config.sampler, crops, seed=config.seed)
-    return float(joint_errors(body.to(device), states, crops)["mpjpe"].mean())
+    return sampled_errors(model, config.model, config.sampler, body.to(device), crops, (config.seed,))["mpjpe"]
 
 
 # --- the loop ---------------------------------------------------------------------------------------

@@ -41,18 +41,26 @@ FPS = 30.0  # frame rate of the crops, for the velocities
 _MM_PER_M = 1000.0  # the metrics module reports millimetres
 
 
-@torch.no_grad()
-def joint_errors_for_reward(body: BodyModel, state: MotionState, crops: MotionCrop) -> dict[str, Tensor]:
-    """Errors of each group member, (B, G) each: `state` has leading (B, G), `crops` leading (B,).
-
-    rot is unitless, pos and pos_pa in metres, vel in m/s (see the module docstring). Computed in the
-    crops' dtype on their device; the rewards are constants to the policy gradient (no autograd).
-    """
+def reward_joints(body: BodyModel, state: MotionState, crops: MotionCrop) -> tuple[Tensor, Tensor]:
+    """Predicted (placed on the ground-truth CPF) and true world joints, (B, G, T, 22, 3) each."""
     lead = state.body_rotmats.shape[:-4]
     if len(lead) != 2 or lead[0] != crops.T_world_cpf.shape[0]:
         raise ValueError(f"state must have leading (B, G) with B = {crops.T_world_cpf.shape[0]}, got {tuple(lead)}")
     reference = crops.T_world_cpf
-    predicted, truth = placed_joints(body.to(device=reference.device, dtype=reference.dtype), state, crops)
+    return placed_joints(body.to(device=reference.device, dtype=reference.dtype), state, crops)
+
+
+@torch.no_grad()
+def joint_errors_for_reward(
+    body: BodyModel, state: MotionState, crops: MotionCrop, joints: tuple[Tensor, Tensor] | None = None
+) -> dict[str, Tensor]:
+    """Errors of each group member, (B, G) each: `state` has leading (B, G), `crops` leading (B,).
+
+    rot is unitless, pos and pos_pa in metres, vel in m/s (see the module docstring). Computed in the
+    crops' dtype on their device; the rewards are constants to the policy gradient (no autograd).
+    `joints`: `reward_joints(body, state, crops)` when the caller already has them.
+    """
+    predicted, truth = reward_joints(body, state, crops) if joints is None else joints
     R_gt = quat_to_matrix(crops.body_quats)[:, None]  # (B, 1, T, 21, 3, 3)
     return {
         "rot": (state.body_rotmats - R_gt).abs().sum(dim=(-1, -2)).mean(dim=(-1, -2)),
@@ -85,9 +93,13 @@ def reward_terms(
     config: RewardConfig,
     scorer: Callable[[MotionState, Any], Tensor] | None = None,
     condition: Any = None,
+    joints: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """The joint rewards (and "vis" from `scorer(state, condition)` → scores (B, G), when given), each (B, G)."""
-    terms = joint_rewards(joint_errors_for_reward(body, state, crops), config)
+    """The joint rewards (and "vis" from `scorer(state, condition)` → scores (B, G), when given), each (B, G).
+
+    `joints`: `reward_joints(body, state, crops)` when the caller already has them.
+    """
+    terms = joint_rewards(joint_errors_for_reward(body, state, crops, joints), config)
     if scorer is not None:
         with torch.no_grad():
             terms["vis"] = visual_reward(scorer(state, condition), config)

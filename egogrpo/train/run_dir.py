@@ -23,6 +23,7 @@ from egogrpo import __version__
 from egogrpo.config import config_from_dict, config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output
+from egogrpo.model.checkpoint import load_checkpoint
 
 CHECKPOINTS = "checkpoints"
 C = TypeVar("C")
@@ -83,10 +84,10 @@ def prepare_run_dir(
     )
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The folder named by checkpoints/latest, if it exists."""
+def latest_checkpoint(run_dir: str | Path, pointer_name: str = "latest") -> Path | None:
+    """The folder named by checkpoints/latest (or another pointer written by `point_to`), if it exists."""
     run_dir = Path(run_dir)
-    pointer = run_dir / CHECKPOINTS / "latest"
+    pointer = run_dir / CHECKPOINTS / pointer_name
     if not pointer.is_file():
         return None
     path = run_dir / CHECKPOINTS / pointer.read_text().strip()
@@ -142,8 +143,6 @@ def restore_latest(
     run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[Path, dict[str, Any]] | None:
     """Load the newest complete checkpoint's weights and optimizer state; returns it and its training state."""
-    from egogrpo.model.checkpoint import load_checkpoint
-
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         return None
