@@ -167,6 +167,21 @@ def test_the_output_is_a_normal_prior_checkpoint(cmu_small: Path, tiny_prior: Pa
     records = _records(tmp_path / "run")
     assert records[0]["iteration"] == 0 and "val/mpjpe_mm" in records[0]  # the prior's own val error first
     assert "val/mpjpe_mm" in records[1] and (tmp_path / "run/reward_curves.png").stat().st_size > 1000
+    diagnostics = {
+        "reward/rot", "reward/pos", "reward/pos_pa", "reward/vel", "reward/total", "group_std/pos",
+        "degenerate_fraction", "diversity_m", "ratio/mean", "ratio/min", "ratio/max", "clip_fraction", "approx_kl",
+        "grad_norm", "seconds/rollout", "seconds/reward", "seconds/update", "val/pa_mpjpe_mm",
+    }  # fmt: skip
+    assert diagnostics <= set(records[1])
+
+
+def test_a_ratio_far_from_one_before_the_first_update_is_an_error() -> None:
+    from egogrpo.train.grpo import _check_first_ratio
+
+    _check_first_ratio({"count": 4, "min": -1e-6, "max": 2e-6})  # float32 rounding of another layout: fine
+    _check_first_ratio({"count": 0, "min": 1.0, "max": 1.0})  # nothing trained: nothing to check
+    with pytest.raises(EgogrpoError, match="not 1 before the first update"):
+        _check_first_ratio({"count": 4, "min": -0.05, "max": 0.0})  # e.g. a bf16 rollout
     assert (tmp_path / "run/checkpoints/latest").read_text().strip() == "iter_000001"
 
 
