@@ -218,6 +218,40 @@ def test_rotary_embedding() -> None:
     np.testing.assert_allclose(rope.rotate(q)[0].numpy(), np_rope(q[0].numpy()), atol=ATOL)
 
 
+def _uncached_rotate(freqs: torch.Tensor, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """The rotation as written before the tables were cached (angles in float32 or wider, then cast to x)."""
+    dtype = torch.promote_types(freqs.dtype, torch.float32)
+    positions = torch.arange(x.shape[-2], device=x.device, dtype=dtype) + offset
+    angles = (positions[:, None] * freqs.to(dtype)).repeat_interleave(2, dim=-1)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    first, second = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return x * cos + torch.stack((-second, first), dim=-1).flatten(-2) * sin
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cached_rotary_tables_are_bit_identical_to_uncached(dtype: torch.dtype) -> None:
+    rope = RotaryEmbedding(16)
+    g = torch.Generator().manual_seed(8)
+    for frames, offset in ((129, 0), (7, 0), (129, 0), (7, 3)):  # repeated lengths hit the cache
+        x = torch.randn(2, 4, frames, 16, generator=g).to(dtype)
+        assert torch.equal(rope.rotate(x, offset), _uncached_rotate(rope.freqs, x, offset))
+    assert len(rope._tables) == 3
+    # New frequencies (a loaded state dict) invalidate the tables.
+    rope.load_state_dict({"freqs": 2.0 * rope.freqs.detach()})
+    x = torch.randn(1, 5, 16, generator=g).to(dtype)
+    assert torch.equal(rope.rotate(x), _uncached_rotate(rope.freqs, x))
+
+
+def test_rotary_tables_made_in_inference_mode_serve_training() -> None:
+    model = _tiny_model().float()
+    x, t, cond = (v.float() if v.is_floating_point() else v for v in _inputs(model))
+    with torch.inference_mode():
+        expected = model(x, t, cond)
+    out = model(x, t, cond)  # the cached tables are ordinary tensors: backward works
+    out.square().sum().backward()
+    assert torch.equal(out.detach(), expected)
+
+
 def test_gradients_reach_every_trainable_parameter() -> None:
     model = _tiny_model().float()
     x, t, cond = _inputs(model)

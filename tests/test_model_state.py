@@ -7,9 +7,9 @@ import torch
 
 from egogrpo.body import load_body_model
 from egogrpo.data.crops import MotionCrop
-from egogrpo.geometry import quat_from_axis_angle, quat_to_matrix, se3_identity
+from egogrpo.geometry import nearest_rotation, quat_from_axis_angle, quat_to_matrix, se3_identity
 from egogrpo.model.placement import place_on_cpf, root_from_cpf
-from egogrpo.model.state import MotionState, packed_dim
+from egogrpo.model.state import MotionState, orthonormal_to_rounding, packed_dim, state_slices
 
 
 def _random_rotmats(generator: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
@@ -66,6 +66,52 @@ def test_unpack_projects_body_and_hand_rotations() -> None:
         assert torch.allclose(R @ R.transpose(-1, -2), eye, atol=1e-10)
         assert torch.allclose(torch.linalg.det(R), torch.ones(()).double(), atol=1e-10)
         assert not torch.allclose(R, R_raw)
+
+
+def test_state_slices_follow_the_packing_order() -> None:
+    g = torch.Generator().manual_seed(4)
+    state = _random_state(g, batch=2, frames=3, num_betas=10, hands=True)
+    x = state.pack()
+    where = state_slices(10, include_hands=True)
+    assert where["body_rotmats"] == slice(10, 199) and where["hand_rotmats"].stop == x.shape[-1]
+    assert torch.equal(x[..., where["betas"]], state.betas)
+    assert torch.equal(x[..., where["body_rotmats"]], state.body_rotmats.flatten(-3))
+    assert torch.equal(x[..., where["contacts"]], state.contacts)
+    assert torch.equal(x[..., where["hand_rotmats"]], state.hand_rotmats.flatten(-3))
+
+
+def test_orthonormal_to_rounding() -> None:
+    R = _random_rotmats(torch.Generator().manual_seed(5), 200).float()
+    assert orthonormal_to_rounding(R, proper=True)
+    assert not orthonormal_to_rounding(R * 1.0001, proper=False)  # |RᵀR − I| = 2e-4
+    reflection = R * torch.tensor([1.0, 1.0, -1.0])
+    assert orthonormal_to_rounding(reflection, proper=False) and not orthonormal_to_rounding(reflection, proper=True)
+    assert not orthonormal_to_rounding(torch.full((1, 3, 3), float("nan")), proper=False)
+
+
+def test_unpack_keeps_already_projected_rotations_within_rounding_of_reprojection() -> None:
+    """A float32 state whose body was SVD-projected (as the sampler does): unpack keeps those matrices and the
+    result is within 3e-6 of today's re-projection; unprojected hands are still projected; under autograd the
+    projection always runs (its Jacobian is not the identity)."""
+    g = torch.Generator().manual_seed(6)
+    state = _random_state(g, batch=4, frames=32, num_betas=16, hands=True)
+    noisy = (state.pack() + 0.05 * torch.randn(4, 32, 496, generator=g, dtype=torch.float64)).float()
+    body = slice(16, 205)
+    projected_body = nearest_rotation(noisy[..., body].unflatten(-1, (21, 3, 3)), fix_reflection=False)
+    x = torch.cat((noisy[..., :16], projected_body.flatten(-3), noisy[..., 205:]), dim=-1)
+    unpacked = MotionState.unpack(x, 16, include_hands=True)
+    assert torch.equal(unpacked.body_rotmats, projected_body)  # kept
+    reprojected = nearest_rotation(projected_body, fix_reflection=False)
+    assert (unpacked.body_rotmats - reprojected).abs().max() <= 3e-6
+    hands = noisy[..., 226:].unflatten(-1, (30, 3, 3))
+    torch.testing.assert_close(unpacked.hand_rotmats, nearest_rotation(hands, fix_reflection=False), atol=0, rtol=0)
+
+    leaf = x.clone().requires_grad_()
+    with_grad = MotionState.unpack(leaf, 16, include_hands=True)
+    symmetric = torch.randn(4, 32, 21, 3, 3, generator=g)
+    (with_grad.body_rotmats * (with_grad.body_rotmats.detach() @ (symmetric + symmetric.mT))).sum().backward()
+    # d(U·Vᵀ) at a rotation R is R·(skew part of RᵀdM): a weight R·S with S symmetric has zero gradient.
+    assert leaf.grad[..., body].abs().max() < 1e-4
 
 
 def _crop(g: torch.Generator, batch: int, frames: int, hands: bool) -> MotionCrop:

@@ -93,11 +93,112 @@ class _NearestRotation(torch.autograd.Function):
         return U @ inner @ Vh, None
 
 
-def nearest_rotation(M: Float[Tensor, "*batch 3 3"], fix_reflection: bool = True) -> Float[Tensor, "*batch 3 3"]:
+#: Scaled Newton steps of the polar iteration: with Frobenius scaling, float32 matrices with condition
+#: numbers up to 3·10⁵ reach rounding level in 6 (measured); 8 leave a margin.
+POLAR_ITERATIONS = 8
+#: Largest |XᵀX − I| entry accepted from the iteration; matrices above it (non-finite, not converged), and
+#: matrices singular to working precision, are projected by the SVD instead.
+POLAR_TOLERANCE = 1e-4
+
+
+def _cofactor_and_det(X: Float[Tensor, "*batch 3 3"]) -> tuple[Float[Tensor, "*batch 3 3"], Float[Tensor, "*batch"]]:
+    """The cofactor matrix of X (rows r1×r2, r2×r0, r0×r1; so X⁻ᵀ = cof/det) and det X, elementwise."""
+    r0, r1, r2 = X.unbind(-2)
+    c0, c1, c2 = (
+        torch.linalg.cross(r1, r2, dim=-1),
+        torch.linalg.cross(r2, r0, dim=-1),
+        torch.linalg.cross(r0, r1, dim=-1),
+    )
+    return torch.stack((c0, c1, c2), dim=-2), (r0 * c0).sum(-1)
+
+
+def _polar_newton(M: Float[Tensor, "*batch 3 3"], iterations: int) -> Float[Tensor, "*batch 3 3"]:
+    """Orthogonal polar factor by the Frobenius-scaled Newton iteration X ← ½(ζX + X⁻ᵀ/ζ), ζ = (‖X⁻¹‖/‖X‖)^½
+    (Higham 1986): matmul-free, 3×3 inverses from cofactors. det of the result = sign det M."""
+    X = M
+    for _ in range(iterations):
+        cof, det = _cofactor_and_det(X)
+        X_inv_t = cof / det[..., None, None]
+        zeta = (X_inv_t.square().sum((-2, -1)) / X.square().sum((-2, -1))).sqrt().sqrt()[..., None, None]
+        X = 0.5 * (zeta * X + X_inv_t / zeta)
+    return X
+
+
+def _svd_projection(M: Tensor, fix_reflection: bool) -> Tensor:
+    """U·Vᵀ (with the smallest singular direction flipped when `fix_reflection` and det < 0), no autograd."""
+    U, _, Vh = torch.linalg.svd(M)
+    if fix_reflection:
+        det = torch.linalg.det(U @ Vh)
+        flip = torch.ones_like(M[..., 0])
+        flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
+        U = U * flip[..., None, :]
+    return U @ Vh
+
+
+class _PolarRotation(torch.autograd.Function):
+    """The nearest rotation by the scaled Newton polar iteration, SVD where it fails; a closed-form backward.
+
+    Backward: M = R·H with H = RᵀM symmetric, dR = R·[ω]ₓ where (tr H·I − H)·ω = vee(RᵀdM − dMᵀR);
+    its adjoint is ∂L/∂M = R·[c]ₓ with c = (tr H·I − H)⁻¹·vee(RᵀG − GᵀR), G = ∂L/∂R (the same
+    derivative as `_NearestRotation`'s, σ signed when the reflection is fixed, without the SVD).
+    """
+
+    @staticmethod
+    def forward(ctx, M: Tensor, fix_reflection: bool, iterations: int) -> Tensor:
+        work = M.to(torch.promote_types(M.dtype, torch.float32))
+        R = _polar_newton(work, iterations)
+        eye = torch.eye(3, dtype=R.dtype, device=R.device)
+        failed = ~((R.mT @ R - eye).abs().amax((-2, -1)) <= POLAR_TOLERANCE)  # NaN counts as failed
+        # Singular to working precision (|det| ≤ ε‖M‖³): the polar factor is not unique; take the SVD's choice.
+        failed |= _cofactor_and_det(work)[1].abs() <= torch.finfo(work.dtype).eps * work.square().sum((-2, -1)) ** 1.5
+        if fix_reflection:
+            failed |= _cofactor_and_det(R)[1] < 0  # the reflection fix needs the smallest singular direction
+        if bool(failed.any()):
+            R = R.clone()
+            R[failed] = _svd_projection(work[failed], fix_reflection)
+        R = R.to(M.dtype)
+        ctx.save_for_backward(M, R)
+        return R
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        M, R = ctx.saved_tensors
+        H = R.mT @ M
+        H = 0.5 * (H + H.mT)
+        eye = torch.eye(3, dtype=H.dtype, device=H.device)
+        A = H.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] * eye - H
+        B = R.mT @ grad
+        B = B - B.mT
+        b = torch.stack((B[..., 2, 1], B[..., 0, 2], B[..., 1, 0]), dim=-1)
+        cof, det = _cofactor_and_det(A)  # A is symmetric: A⁻¹ = cof(A)/det A (inf where σᵢ + σⱼ = 0, as the SVD's)
+        c = (cof @ b.unsqueeze(-1)).squeeze(-1) / det[..., None]
+        return R @ _hat(c), None, None
+
+
+def _hat(w: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
+    """[w]ₓ: the skew matrix with [w]ₓ·v = w × v."""
+    zero = torch.zeros_like(w[..., 0])
+    x, y, z = w.unbind(-1)
+    return torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), dim=-1).unflatten(-1, (3, 3))
+
+
+def nearest_rotation(
+    M: Float[Tensor, "*batch 3 3"], fix_reflection: bool = True, method: str = "svd"
+) -> Float[Tensor, "*batch 3 3"]:
     """Nearest rotation in Frobenius norm, U Vᵀ from the SVD M = U Σ Vᵀ, with finite gradients near rotations.
 
     With `fix_reflection` the result is forced to det = +1 by flipping the smallest singular direction;
     without it (EgoAllo's projection) a reflection is returned when det(M) < 0. The one SO(3) projection
     of egogrpo: the sampler, state unpacking and evaluation all use it.
+
+    method: "svd" (EgoAllo's computation, exact to the SVD's rounding) or "polar" (the scaled Newton
+    iteration, `POLAR_ITERATIONS` steps of elementwise 3×3 algebra, 2–3× faster on CPU and free of
+    the batched-SVD kernel on CUDA; matrices it cannot handle — singular, unconverged, or reflections
+    to fix — go through the SVD, so the semantics are identical and results agree to float rounding:
+    see tests/test_geometry.py for the bound).
     """
-    return _NearestRotation.apply(M, fix_reflection)
+    if method == "svd":
+        return _NearestRotation.apply(M, fix_reflection)
+    if method == "polar":
+        return _PolarRotation.apply(M, fix_reflection, POLAR_ITERATIONS)
+    raise ValueError(f"unknown projection method {method!r} (expected 'svd' or 'polar')")

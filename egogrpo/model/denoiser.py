@@ -71,23 +71,43 @@ def _activation(name: str) -> nn.Module:
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding on interleaved pairs (x_{2i}, x_{2i+1}), frequencies 1/θ^(2i/d).
 
-    `freqs` is a (frozen) parameter because EgoAllo's checkpoints store it.
+    `freqs` is a (frozen) parameter because EgoAllo's checkpoints store it. The cos/sin tables are cached per
+    (length, offset, device, dtype) and rebuilt when `freqs` changes (e.g. a loaded state dict); a cached
+    rotation is bit for bit the uncached one.
     """
+
+    MAX_CACHED = 16  # tables kept (one per length/offset/device/dtype in use)
 
     def __init__(self, dim: int, theta: float = ROPE_THETA) -> None:
         super().__init__()
         freqs = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
         self.freqs = nn.Parameter(freqs, requires_grad=False)
+        self._tables: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def tables(
+        self, length: int, offset: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Float[Tensor, "N d"], Float[Tensor, "N d"]]:
+        """cos(n·f) and the signed sin (−sin, +sin per pair) of positions n = offset … offset+length−1, in `dtype`."""
+        key = (length, offset, device, dtype, self.freqs.device, self.freqs._version, self.freqs.data_ptr())
+        cached = self._tables.get(key)
+        if cached is None:
+            with torch.no_grad(), torch.inference_mode(False):
+                angle_dtype = torch.promote_types(self.freqs.dtype, torch.float32)  # angles never in half precision
+                positions = torch.arange(length, device=device, dtype=angle_dtype) + offset
+                angles = positions[:, None] * self.freqs.to(device=device, dtype=angle_dtype)  # (N, d/2)
+                cos = angles.cos().to(dtype).repeat_interleave(2, dim=-1)  # f0 f0 f1 f1 …
+                sin = angles.sin().to(dtype)
+                signed_sin = torch.stack((-sin, sin), dim=-1).flatten(-2)  # −s0 s0 −s1 s1 …
+            if len(self._tables) >= self.MAX_CACHED:
+                self._tables.clear()
+            cached = self._tables[key] = (cos, signed_sin)
+        return cached
 
     def rotate(self, x: Float[Tensor, "*batch N d"], offset: int = 0) -> Float[Tensor, "*batch N d"]:
         """Rotate the pair i of position n (= offset + index along N) by the angle n · freqs[i]."""
-        dtype = torch.promote_types(self.freqs.dtype, torch.float32)  # angles never in half precision
-        positions = torch.arange(x.shape[-2], device=x.device, dtype=dtype) + offset
-        angles = (positions[:, None] * self.freqs.to(dtype)).repeat_interleave(2, dim=-1)  # (N, d): f0 f0 f1 f1 …
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        first, second = x.unflatten(-1, (-1, 2)).unbind(-1)
-        rotated_by_90 = torch.stack((-second, first), dim=-1).flatten(-2)
-        return x * cos + rotated_by_90 * sin
+        cos, signed_sin = self.tables(x.shape[-2], offset, x.device, x.dtype)
+        swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # x1 x0 x3 x2 …
+        return x * cos + swapped * signed_sin
 
 
 class TransformerBlock(nn.Module):

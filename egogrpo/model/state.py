@@ -9,7 +9,6 @@ numbers. The root (pelvis) pose is not part of the state: it is placed from the 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from torch import Tensor
 
 from egogrpo.data.crops import MotionCrop
 from egogrpo.geometry import nearest_rotation, quat_to_matrix
+from egogrpo.tensor_dataclass import map_fields
 
 NUM_BODY_ROTATIONS = 21  # non-root body joints
 NUM_HAND_ROTATIONS = 30  # 15 left-hand then 15 right-hand joints
@@ -36,6 +36,32 @@ def state_layout(num_betas: int, include_hands: bool) -> tuple[tuple[str, int], 
 def packed_dim(num_betas: int, include_hands: bool) -> int:
     """Per-frame width of the packed state: 16 betas give 226 without hands and 496 with them."""
     return sum(width for _, width in state_layout(num_betas, include_hands))
+
+
+def state_slices(num_betas: int, include_hands: bool) -> dict[str, slice]:
+    """Where each field lies in the packed vector, e.g. body_rotmats = slice(num_betas, num_betas + 189)."""
+    slices, start = {}, 0
+    for name, width in state_layout(num_betas, include_hands):
+        slices[name] = slice(start, start + width)
+        start += width
+    return slices
+
+
+def orthonormal_to_rounding(R: Float[Tensor, "*batch 3 3"], proper: bool) -> bool:
+    """True when every matrix already is a rotation (or, unless `proper`, a reflection) to `R.dtype`'s rounding.
+
+    Test: max |RᵀR − I| ≤ τ = 32·ε (3.8e-6 in float32). Then each singular value has |σ − 1| ≤ ‖RᵀR − I‖₂ ≤ 3τ,
+    so the SVD projection would move R by at most 3τ (float32: 1.1e-5, in practice the float32 SVD's own
+    rounding, ~1e-6): skipping it is safe. One reduction and, on a GPU, one synchronisation.
+    """
+    if R.numel() == 0:
+        return True
+    tolerance = 32 * torch.finfo(R.dtype).eps
+    eye = torch.eye(3, dtype=R.dtype, device=R.device)
+    ok = (R.mT @ R - eye).abs().amax() <= tolerance  # NaN fails
+    if proper:
+        ok = ok & (torch.linalg.det(R) > 0).all()
+    return bool(ok)
 
 
 @dataclass(frozen=True)
@@ -86,7 +112,9 @@ class MotionState:
 
         The projection is EgoAllo's R ← U Vᵀ (no determinant fix unless `fix_reflection`). EgoAllo
         projects only the body rotations here; egogrpo projects the hand rotations too, so that every
-        unpacked state holds proper rotation matrices.
+        unpacked state holds proper rotation matrices. Outside autograd, a block whose matrices are all
+        orthonormal to rounding already (the sampler's projected body rotations) is kept as it is
+        (`orthonormal_to_rounding`: it differs from its re-projection by float rounding only).
         """
         expected = packed_dim(num_betas, include_hands)
         if x.shape[-1] != expected:
@@ -94,15 +122,19 @@ class MotionState:
                 f"packed state has width {x.shape[-1]}, expected {expected} "
                 f"(num_betas={num_betas}, include_hands={include_hands})"
             )
-        layout = state_layout(num_betas, include_hands)
-        chunks = torch.split(x, [width for _, width in layout], dim=-1)
-        parts = {name: chunk for (name, _), chunk in zip(layout, chunks, strict=True)}
+        parts = {name: x[..., where] for name, where in state_slices(num_betas, include_hands).items()}
         batch = x.shape[:-1]
         body = parts["body_rotmats"].reshape(*batch, NUM_BODY_ROTATIONS, 3, 3)
         hands = parts["hand_rotmats"].reshape(*batch, NUM_HAND_ROTATIONS, 3, 3) if include_hands else None
+
+        def project(R: Tensor) -> Tensor:
+            if not R.requires_grad and orthonormal_to_rounding(R, proper=fix_reflection):
+                return R  # (with autograd the projection's Jacobian differs from the identity: never skipped)
+            return nearest_rotation(R, fix_reflection=fix_reflection)
+
         if project_rotations:
-            body = nearest_rotation(body, fix_reflection=fix_reflection)
-            hands = None if hands is None else nearest_rotation(hands, fix_reflection=fix_reflection)
+            body = project(body)
+            hands = None if hands is None else project(hands)
         return cls(betas=parts["betas"], body_rotmats=body, contacts=parts["contacts"], hand_rotmats=hands)
 
     @classmethod
@@ -125,13 +157,7 @@ class MotionState:
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> MotionState:
         """Apply `fn` to every tensor field (None stays None)."""
-        return dataclasses.replace(
-            self,
-            **{
-                f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
-                for f in dataclasses.fields(self)
-            },
-        )
+        return map_fields(self, fn)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MotionState:
         """Move and/or cast every field."""
