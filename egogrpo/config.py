@@ -219,6 +219,9 @@ class SamplerConfig:
     eta:             DDIM η (1 = the strided DDPM posterior; 0 = deterministic DDIM, no density)
     egoallo_noise_scale, egoallo_eps_damping: EgoAllo's 0.8 and +0.1
     window, overlap: frames per denoiser window and blended overlap between windows
+    window_rule:     where windows start (`egogrpo.model.sampler.window_starts`): "aligned" (egogrpo: every
+                     window `window` frames, the last one aligned to the sequence end, one denoiser call) or
+                     "egoallo" (EgoAllo: starts range(0, L, window − overlap), each cut at the sequence end)
     stochastic_steps: an SDE window [first, stop) of transition indices (0 = the first, T → …) that draw
                      noise; every other transition is deterministic (σ = 0, outside the MDP), as in
                      MixGRPO / Flow-GRPO-Fast. None: every transition but the last is stochastic.
@@ -231,6 +234,7 @@ class SamplerConfig:
     egoallo_eps_damping: float = 0.1
     window: int = 128
     overlap: int = 32
+    window_rule: str = "aligned"
     stochastic_steps: tuple[int, int] | None = None
 
 

@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 from egogrpo.eval.metrics import (
     egoallo_foot_contact,
     egoallo_foot_skate,
+    floating_height,
     foot_skating,
     ground_penetration,
     head_position_error,
@@ -68,10 +69,11 @@ def np_jitter(joints: np.ndarray, fps: float) -> np.ndarray:
     return np.sqrt((jerk**2).sum(-1)).mean(axis=(-1, -2)) / 100.0
 
 
-def np_foot_skating(joints: np.ndarray, height: float = 0.02) -> np.ndarray:
+def np_foot_skating(joints: np.ndarray) -> np.ndarray:
+    """FS by loops: a foot joint slides in contact when it is below its height (ankles 8 cm, toes 4 cm) at both frames."""
     out = np.zeros(joints.shape[:-3])
     for idx in np.ndindex(*out.shape):
-        for j in FEET:
+        for j, height in zip(FEET, EGOALLO_HEIGHTS, strict=True):
             p = joints[idx][:, j]
             for t in range(len(p) - 1):
                 if p[t, 2] < height and p[t + 1, 2] < height:
@@ -203,25 +205,51 @@ def test_ground_penetration() -> None:
 
 def test_foot_skating_hand_worked() -> None:
     T = 31
-    joints = standing_body(T, batch=(3,))
-    joints[..., [10, 11], 2] = 0.01  # toes in contact (below 2 cm) in all three samples
+    joints = standing_body(T, batch=(4,))
+    joints[..., [10, 11], 2] = 0.01  # toes in contact (below 4 cm) in all samples
     # Sample 0: planted feet. Sample 1: the left toe slides at 0.5 m/s along (3, 4)/5.
     # Sample 2: the same slide with the toe 5 cm up (no contact).
+    # Sample 3: the left ANKLE (at 7 cm, under its 8 cm contact height) slides at 0.5 m/s.
     slide = 0.5 * torch.arange(T, dtype=torch.float64) / FPS
     joints[1, :, 10, 0] += 0.6 * slide
     joints[1, :, 10, 1] += 0.8 * slide
     joints[2, :, 10, :2] = joints[1, :, 10, :2]
     joints[2, :, 10, 2] = 0.05
-    np.testing.assert_allclose(foot_skating(joints, FPS).numpy(), [0.0, 0.5 * (T - 1) / FPS, 0.0], atol=1e-12)
-    # Contact is needed at both ends of a step: lifting the toe at the last frame removes one step.
-    joints[1, -1, 10, 2] = 0.03
+    joints[3, :, 7, 0] += slide
+    joints[3, :, 7, 2] = 0.07
+    expected = [0.0, 0.5 * (T - 1) / FPS, 0.0, 0.5 * (T - 1) / FPS]
+    np.testing.assert_allclose(foot_skating(joints, FPS).numpy(), expected, atol=1e-12)
+    # Contact is needed at both ends of a step: lifting the toe above 4 cm at the last frame removes one step.
+    joints[1, -1, 10, 2] = 0.045
     np.testing.assert_allclose(float(foot_skating(joints, FPS)[1]), 0.5 * (T - 2) / FPS, rtol=1e-12)
+
+
+def test_floating_body_is_caught_by_floating_height_not_fs() -> None:
+    T = 31
+    joints = standing_body(T, batch=(2,))
+    joints[..., [10, 11], 2] = 0.01  # toes 1 cm above the floor
+    joints[..., 11, 0] += 0.5 * torch.arange(T, dtype=torch.float64) / FPS  # the right toe skates
+    joints[1, ..., 2] += 0.06  # sample 1: the same motion floating 6 cm higher
+    fs = foot_skating(joints, FPS)
+    assert float(fs[0]) > 0.4 and float(fs[1]) == 0.0  # floating removes every contact …
+    assert float(ground_penetration(joints)[1]) == 0.0
+    np.testing.assert_allclose(floating_height(joints).numpy(), [0.01, 0.07], rtol=1e-12)  # … Float shows it
+    joints[0, :10, 10, 2] = -0.02  # a toe below the floor for 10 frames: Float counts 0 there
+    np.testing.assert_allclose(float(floating_height(joints)[0]), 21 * 0.01 / T, rtol=1e-12)
+
+
+def test_floating_height_matches_numpy_reference() -> None:
+    rng = np.random.default_rng(3)
+    motion = random_motion(rng, (2, 3, 20, 22, 3))
+    motion[..., FEET, 2] = torch.from_numpy(rng.uniform(-0.02, 0.1, size=(2, 3, 20, 4)))
+    lowest = motion.numpy()[..., FEET, 2].min(axis=-1)
+    np.testing.assert_allclose(floating_height(motion).numpy(), np.maximum(lowest, 0.0).mean(-1), rtol=1e-12)
 
 
 def test_foot_skating_matches_numpy_reference() -> None:
     rng = np.random.default_rng(7)
     motion = random_motion(rng, (2, 3, 20, 22, 3))
-    motion[..., FEET, 2] = torch.from_numpy(rng.uniform(-0.01, 0.05, size=(2, 3, 20, 4)))
+    motion[..., FEET, 2] = torch.from_numpy(rng.uniform(-0.01, 0.1, size=(2, 3, 20, 4)))
     value = foot_skating(motion, FPS)
     assert value.shape == (2, 3) and float(value.min()) > 0.0
     np.testing.assert_allclose(value.numpy(), np_foot_skating(motion.numpy()), rtol=1e-12)

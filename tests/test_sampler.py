@@ -254,46 +254,93 @@ def test_log_prob_dim_weights() -> None:
 # --- windows ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length", [1, 50, 127, 128, 129, 200, 224, 225, 300, 321, 1000])
-def test_window_layout_and_weights(length: int) -> None:
+@pytest.mark.parametrize("rule", ["aligned", "egoallo"])
+@pytest.mark.parametrize("length", [1, 50, 96, 97, 127, 128, 129, 200, 224, 225, 300, 321, 1000])
+def test_window_layout_and_weights(length: int, rule: str) -> None:
     window, overlap = 128, 32
-    starts = window_starts(length, window, overlap)
+    starts = window_starts(length, window, overlap, rule)
     w = min(window, length)
-    assert starts[0] == 0 and starts[-1] + w == length
-    assert all(s % (window - overlap) == 0 for s in starts[:-1])  # EgoAllo's starts, the last aligned to the end
+    assert starts[0] == 0 and max(min(s + w, length) for s in starts) == length
     assert all(b - a <= window - overlap for a, b in itertools.pairwise(starts))  # every overlap ≥ 32 frames
-    weights = stitch_weights(length, window, overlap)
-    assert weights.shape == (len(starts), w) and bool((weights > 0).all())
-    total = torch.zeros(length)
+    if rule == "aligned":
+        assert starts[-1] + w == length  # every window is whole; the last one is aligned to the end
+        assert all(s % (window - overlap) == 0 for s in starts[:-1])
+    else:
+        assert starts == list(range(0, length, 96))
+    weights = stitch_weights(length, window, overlap, rule)
+    assert weights.shape == (len(starts), w) and bool((weights >= 0).all())
+    total = torch.zeros(length + w)
     for k, s in enumerate(starts):
         total[s : s + w] += weights[k]
-    torch.testing.assert_close(total, torch.ones(length), rtol=0, atol=1e-6)
+        assert bool((weights[k, : min(w, length - s)] > 0).all()) and bool((weights[k, length - s :] == 0).all())
+    torch.testing.assert_close(total[:length], torch.ones(length), rtol=0, atol=1e-6)
 
 
-def _egoallo_blend_reference(preds: list[np.ndarray], starts: list[int], length: int, overlap: int) -> np.ndarray:
-    """Blend per-window predictions with EgoAllo's weights: each window takes the prefix of the trapezoid."""
-    i = np.arange(length)
-    trapezoid = np.minimum(overlap, np.minimum(i + 1, length - i)) / overlap
-    out = np.zeros((preds[0].shape[0], length, preds[0].shape[-1]))
-    total = np.zeros(length)
-    for pred, s in zip(preds, starts, strict=True):
-        w = trapezoid[: pred.shape[1]]
-        out[:, s : s + pred.shape[1]] += pred * w[None, :, None]
-        total[s : s + pred.shape[1]] += w
-    return out / total[None, :, None]
+def test_egoallo_window_rule_by_hand() -> None:
+    # EgoAllo's loop: starts range(0, L, 96), each window cut at the sequence end.
+    assert window_starts(128, 128, 32, "egoallo") == [0, 96]  # [0, 128) and a short [96, 128)
+    assert window_starts(200, 128, 32, "egoallo") == [0, 96, 192]  # [0, 128), [96, 200), [192, 200)
+    assert window_starts(96, 128, 32, "egoallo") == [0] and window_starts(97, 128, 32, "egoallo") == [0, 96]
+    assert window_starts(128, 128, 32, "aligned") == [0] and window_starts(200, 128, 32, "aligned") == [0, 72]
+    w = stitch_weights(128, 128, 32, "egoallo").double()
+    # Frame 127: the long window's trapezoid is min(32, 128, 128 − 127)/32 = 1/32, the short window's
+    # prefix at its frame 31 is min(32, 32, 128 − 31)/32 = 1: the short window takes 1/(1 + 1/32) = 32/33.
+    assert abs(float(w[1, 31]) - 32 / 33) < 1e-7 and abs(float(w[0, 127]) - 1 / 33) < 1e-7
+    # Frame 96: the long window weighs min(32, 97, 32)/32 = 1, the short one (its frame 0) 1/32: share 1/33.
+    assert abs(float(w[1, 0]) - 1 / 33) < 1e-7 and abs(float(w[0, 96]) - 32 / 33) < 1e-7
+    assert bool((w[1, 32:] == 0).all()) and bool((w[0, :96] == 1).all())
+    with pytest.raises(Exception, match="window_rule"):
+        window_starts(128, 128, 32, "nope")
 
 
-@pytest.mark.parametrize("length", [129, 200, 225, 321])
-def test_stitching_weights_match_egoallo_blend(length: int) -> None:
+def _egoallo_stitching_reference(denoiser, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> np.ndarray:
+    """EgoAllo's stitching as reference/egoallo.md §4 describes it, in float64, with its own window layout.
+
+    Windows start at range(0, L, 96) and end at min(start + 128, L); window frame i takes weight
+    g(i) = min(32, i + 1, L − i)/32 (the prefix of the whole-sequence trapezoid); weighted sums divided by
+    the summed weights.
+    """
+    L = x.shape[1]
+    g = np.minimum(32.0, np.minimum(np.arange(L) + 1.0, L - np.arange(L))) / 32.0
+    out, total = np.zeros((x.shape[0], L, x.shape[2])), np.zeros(L)
+    for start in range(0, L, 96):
+        end = min(start + 128, L)
+        pred = denoiser(x[:, start:end].double(), t, cond[:, start:end].double()).double().numpy()
+        out[:, start:end] += pred * g[: end - start, None]
+        total[start:end] += g[: end - start]
+    return out / total[:, None]
+
+
+@pytest.mark.parametrize("length", [97, 128, 129, 200, 225, 321])
+def test_egoallo_window_rule_matches_egoallo_loop(length: int) -> None:
     g = torch.Generator().manual_seed(4)
     x, cond = torch.randn(2, length, 5, generator=g), torch.randn(2, length, 3, generator=g)
     t = torch.tensor([400, 17])
-    stitched = predict_x0_stitched(window_mixing, x, t, cond, 128, 32)
-    starts = window_starts(length, 128, 32)
-    preds = [window_mixing(x[:, s : s + 128], t, cond[:, s : s + 128]).double().numpy() for s in starts]
-    np.testing.assert_allclose(
-        stitched.numpy(), _egoallo_blend_reference(preds, starts, length, 32), rtol=1e-5, atol=1e-6
-    )
+    stitched = predict_x0_stitched(window_mixing, x, t, cond, 128, 32, rule="egoallo")
+    expected = _egoallo_stitching_reference(window_mixing, x, t, cond)
+    np.testing.assert_allclose(stitched.double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    if length in (128, 200):  # the cut tail windows change the result: the aligned rule differs
+        aligned = predict_x0_stitched(window_mixing, x, t, cond, 128, 32, rule="aligned")
+        assert float((aligned.double() - torch.from_numpy(expected)).abs().max()) > 1e-3
+
+
+def test_egoallo_window_rule_calls_the_denoiser_once_per_window_length() -> None:
+    denoiser = FrameLocal()
+    g = torch.Generator().manual_seed(5)
+    x, cond = torch.randn(3, 200, D, generator=g), torch.randn(3, 200, C, generator=g)
+    stitched = predict_x0_stitched(denoiser, x, 300, cond, 128, 32, rule="egoallo")
+    assert denoiser.calls == [(3, 128, D), (3, 104, D), (3, 8, D)]  # [0, 128), [96, 200), [192, 200)
+    torch.testing.assert_close(stitched, denoiser(x, torch.full((3,), 300), cond), rtol=0, atol=1e-6)
+
+
+def test_policy_runs_the_window_rule_of_its_config() -> None:
+    from egogrpo.model.policy import DiffusionPolicy
+
+    denoiser = FrameLocal()
+    policy = DiffusionPolicy(NoiseSchedule.cosine(), SamplerConfig(rule="ddim", num_steps=2, window_rule="egoallo"))
+    cond = torch.randn(2, 128, C, generator=torch.Generator().manual_seed(1))
+    policy.sample(denoiser, cond, D, seed=0)
+    assert denoiser.calls == [(2, 128, D), (2, 32, D)] * 2
 
 
 @pytest.mark.parametrize("length", [129, 200, 300, 1000])

@@ -24,10 +24,9 @@ RIGHT_TOE = BODY_JOINT_NAMES.index("right_foot")  # 11
 
 #: Foot joints of the foot-skating metrics: both ankles and both toes (EgoEgo/kinpoly, EgoAllo, HumanML3D).
 FOOT_JOINTS = (LEFT_ANKLE, RIGHT_ANKLE, LEFT_TOE, RIGHT_TOE)
-#: EgoAllo's contact heights for `FOOT_JOINTS`, metres: ankles 0.08, toes 0.04 (from EgoEgo/kinpoly).
-EGOALLO_FOOT_HEIGHTS = (0.08, 0.08, 0.04, 0.04)
-#: MotionGRPO's foot contact height for FS, metres (Appendix E: "height < 2 cm").
-CONTACT_HEIGHT = 0.02
+#: Contact heights above the floor of `FOOT_JOINTS`, metres: ankles 0.08, toes 0.04. HuMoR's heights, which
+#: also label the contacts of AMASS data; EgoAllo's GND and foot skate use the same (from EgoEgo/kinpoly).
+FOOT_CONTACT_HEIGHTS = (0.08, 0.08, 0.04, 0.04)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,29 +97,48 @@ def ground_penetration(joints: Float[Tensor, "*batch T J 3"]) -> Float[Tensor, "
     return torch.clamp(-joints[..., 2], min=0.0).sum(dim=(-1, -2))
 
 
-def foot_skating(
-    joints: Float[Tensor, "*batch T J 3"],
-    fps: float = 30.0,
-    contact_height: float = CONTACT_HEIGHT,
-    foot_joints: tuple[int, ...] = FOOT_JOINTS,
-) -> Float[Tensor, "*batch"]:
-    """FS per sample, metres: the horizontal distance the feet slide while in ground contact.
+def foot_contacts(
+    joints: Float[Tensor, "*batch T J 3"], heights: tuple[float, ...] = FOOT_CONTACT_HEIGHTS
+) -> Float[Tensor, "*batch T F"]:
+    """Which foot joints touch the floor: joint `FOOT_JOINTS[f]` is in contact when its height above the
+    floor (z, the floor at z = 0) is below `heights[f]` (ankles 0.08 m, toes 0.04 m). Boolean."""
+    return joints[..., list(FOOT_JOINTS), 2] < joints.new_tensor(heights)
 
-    For each foot joint (ankles 7/8, toes 10/11) and each step t → t+1 in which the joint is below
-    `contact_height` (2 cm, Appendix E) at both frames, its horizontal speed ‖v_xy‖₂ (m/s, forward
-    difference) times the frame time 1/fps is summed over steps and joints; fps cancels, so this is
-    the summed horizontal displacement in contact. No floor shift: the floor is z = 0.
+
+def foot_skating(
+    joints: Float[Tensor, "*batch T J 3"], fps: float = 30.0, heights: tuple[float, ...] = FOOT_CONTACT_HEIGHTS
+) -> Float[Tensor, "*batch"]:
+    """FS per sample, metres: the horizontal distance the feet slide while in contact with the floor.
+
+    For each foot joint (ankles 7/8, toes 10/11) and each step t → t+1 in which the joint is in contact
+    (`foot_contacts`: below its contact height above the floor) at both frames, its horizontal speed
+    ‖v_xy‖₂ (m/s, forward difference) times the frame time 1/fps is summed over steps and joints; fps
+    cancels, so this is the summed horizontal displacement in contact. Contact is measured from the
+    floor (z = 0), not from the motion's own lowest point: a floating body has no contacts and so no
+    skating, which `floating_height` reports beside it (and a body below the floor, `ground_penetration`).
     """
-    feet = joints[..., list(foot_joints), :]
+    feet = joints[..., list(FOOT_JOINTS), :]
     speed = torch.linalg.vector_norm(_velocities(feet, fps)[..., :2], dim=-1)  # (*batch, T-1, F), m/s
-    below = feet[..., 2] < contact_height
-    in_contact = below[..., 1:, :] & below[..., :-1, :]
+    contact = foot_contacts(joints, heights)
+    in_contact = contact[..., 1:, :] & contact[..., :-1, :]
     return torch.where(in_contact, speed, torch.zeros_like(speed)).sum(dim=(-1, -2)) / fps
+
+
+def floating_height(joints: Float[Tensor, "*batch T J 3"]) -> Float[Tensor, "*batch"]:
+    """Float per sample, metres: the mean over frames of max(0, the lowest foot joint's height above the floor).
+
+    The lowest of the ankles and toes is the body's support; its height is its gap to the floor (0 when a
+    foot is at or below the floor: depth below it is `ground_penetration`'s). Real motion scores a few
+    centimetres (the toe joint sits above the sole; flight phases lift it), so read it against the
+    ground-truth row of the same windows.
+    """
+    lowest = joints[..., list(FOOT_JOINTS), 2].amin(dim=-1)  # (*batch, T)
+    return lowest.clamp_min(0.0).mean(dim=-1)
 
 
 def egoallo_foot_contact(joints: Float[Tensor, "*batch T J 3"]) -> Float[Tensor, "*batch"]:
     """EgoAllo's GND per sample, 0 or 1: 1 if in any frame an ankle is below 0.08 m or a toe below 0.04 m."""
-    heights = joints.new_tensor(EGOALLO_FOOT_HEIGHTS)
+    heights = joints.new_tensor(FOOT_CONTACT_HEIGHTS)
     below = joints[..., list(FOOT_JOINTS), 2] < heights  # (*batch, T, 4)
     return below.flatten(start_dim=-2).any(dim=-1).to(joints.dtype)
 
@@ -137,7 +155,7 @@ def egoallo_foot_skate(joints: Float[Tensor, "*batch T J 3"]) -> Float[Tensor, "
     feet = joints[..., list(FOOT_JOINTS), :]
     z = feet[..., 1:, :, 2] - z_min[..., None, None]  # (*batch, T-1, 4)
     step = (feet[..., 1:, :, :2] - feet[..., :-1, :, :2]).abs().sum(dim=-1)
-    heights = joints.new_tensor(EGOALLO_FOOT_HEIGHTS)
+    heights = joints.new_tensor(FOOT_CONTACT_HEIGHTS)
     # torch.where, not a product with the mask: 2^(z/H) overflows to inf for high joints.
     weight = torch.where(z < heights, 2.0 - torch.pow(2.0, z / heights), torch.zeros_like(z))
     return (step * weight).sum(dim=(-1, -2))

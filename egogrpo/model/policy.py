@@ -158,7 +158,7 @@ class DiffusionPolicy:
 
     def _x0_hat(self, denoise_fn: DenoiseFn, x_t: Tensor, t: int | Tensor, cond: Tensor) -> Tensor:
         c = self.config
-        return predict_x0_stitched(denoise_fn, x_t, t, cond, c.window, c.overlap, self.project)
+        return predict_x0_stitched(denoise_fn, x_t, t, cond, c.window, c.overlap, self.project, c.window_rule)
 
     @staticmethod
     def _mean(coefficients: Float[Tensor, "*batch 3"], x_t: Tensor, x0_hat: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ state dimensions (frames × features), not summed**, as DDPO and Flow-GRPO do, i
 `log_prob_given_x0` recomputes them for stored transitions under a new x̂₀ with exactly the same
 mean formula, so at θ_old the importance ratio is exactly 1.
 
-Sequences of any length are denoised in windows (EgoAllo's stitching, reference/egoallo.md §4);
+Sequences of any length are denoised in windows (EgoAllo's stitching, reference/egoallo.md §4; the
+window rule is `SamplerConfig.window_rule`);
 `egogrpo.model.policy` runs whole rollouts on top of these pieces.
 """
 
@@ -238,41 +239,51 @@ def log_prob_given_x0(
 # --- windows ----------------------------------------------------------------------------------------
 
 
-def window_starts(length: int, window: int, overlap: int) -> list[int]:
-    """First frames of the windows covering `length` frames.
+WINDOW_RULES = ("aligned", "egoallo")
 
-    EgoAllo's starts 0, stride, 2·stride, … (stride = window − overlap) for windows that end
-    before the sequence does, then one last window aligned to the sequence end, so every window has
-    exactly `window` frames and all of them go through the denoiser in one batch. (EgoAllo instead
-    runs a shorter last window; the last window here overlaps its neighbour by ≥ `overlap` frames.)
-    A sequence of at most `window` frames is one window of its own length.
+
+def window_starts(length: int, window: int, overlap: int, rule: str = "aligned") -> list[int]:
+    """First frames of the windows covering `length` frames; window k spans [s_k, min(s_k + window, length)).
+
+    "egoallo" (EgoAllo's `run_sampling_with_stitching`, reference/egoallo.md §4): starts
+    range(0, length, window − overlap), each window cut at the sequence end, so the tail windows are
+    short and may lie wholly inside the previous one (length 128 gives [0, 128) and [96, 128)).
+    "aligned" (egogrpo): the same starts for windows that end before the sequence does, then one last
+    window aligned to the sequence end, so every window has min(window, length) frames and all of them
+    go through the denoiser in one batch; a sequence of at most `window` frames is one window.
     """
     if not 0 <= overlap < window:
         raise EgogrpoError(f"sampler overlap must be in 0..window−1, got window={window}, overlap={overlap}")
+    if rule == "egoallo":
+        return list(range(0, length, window - overlap))
+    if rule != "aligned":
+        raise EgogrpoError(f"unknown sampler window_rule {rule!r} (expected one of {', '.join(WINDOW_RULES)})")
     if length <= window:
         return [0]
     return [*range(0, length - window, window - overlap), length - window]
 
 
-def stitch_weights(length: int, window: int, overlap: int) -> Float[Tensor, "K W"]:
+def stitch_weights(length: int, window: int, overlap: int, rule: str = "aligned") -> Float[Tensor, "K W"]:
     """Normalised blending weights of each window's frames (float32; per frame they sum to 1).
 
-    EgoAllo's weighting: every window takes the PREFIX (its first W values) of the trapezoid
-    g(i) = min(overlap, i+1, length−i)/overlap over the whole sequence, so a window ramps up over its
-    first `overlap` frames and ramps down only where the sequence itself ends. Each frame's weights
-    are then divided by their sum over the windows covering it.
+    Row k holds the weights of frames s_k … s_k + W − 1 (W = min(window, length)); frames past the
+    sequence end (the cut tail windows of "egoallo") have weight 0. EgoAllo's weighting: every window
+    takes the PREFIX (its first frames) of the trapezoid g(i) = min(overlap, i+1, length−i)/overlap over
+    the whole sequence, so a window ramps up over its first `overlap` frames and ramps down only where
+    the sequence itself ends. Each frame's weights are then divided by their sum over the windows covering it.
     """
-    starts = window_starts(length, window, overlap)
+    starts = window_starts(length, window, overlap, rule)
     w = min(window, length)
     if overlap == 0:
         prefix = torch.ones(w, dtype=torch.float64)
     else:
         i = torch.arange(w, dtype=torch.float64)
         prefix = torch.minimum(torch.minimum(i + 1.0, length - i), torch.tensor(float(overlap))) / overlap
-    total = torch.zeros(length, dtype=torch.float64)
-    for start in starts:
-        total[start : start + w] += prefix
-    weights = torch.stack([prefix / total[start : start + w] for start in starts])
+    raw = torch.stack([torch.where(s + torch.arange(w) < length, prefix, 0.0) for s in starts])  # (K, W)
+    total = torch.zeros(length + w, dtype=torch.float64)
+    for k, s in enumerate(starts):
+        total[s : s + w] += raw[k]
+    weights = torch.stack([raw[k] / total[s : s + w].clamp_min(1e-300) for k, s in enumerate(starts)])
     return weights.to(torch.float32)
 
 
@@ -284,31 +295,37 @@ def predict_x0_stitched(
     window: int,
     overlap: int,
     project: ProjectFn | None = None,
+    rule: str = "aligned",
 ) -> Float[Tensor, "N L D"]:
     """x̂₀ of whole sequences from windowed denoiser calls, blended, then projected (float32).
 
-    All windows of all sequences go through ONE `denoise_fn` call of N·K windows (sequence-major).
-    With a single window (L ≤ window) the denoiser output is returned unblended, bit for bit.
+    Windows of one length go through one `denoise_fn` call (sequence-major), so "aligned" makes one
+    call and "egoallo" one per distinct window length (at most three). With a single window the
+    denoiser output is returned unblended, bit for bit.
     """
     N, L, D = x_t.shape
-    starts = window_starts(L, window, overlap)
-    W, K = min(window, L), len(starts)
+    starts = window_starts(L, window, overlap, rule)
+    W = min(window, L)
     t_rows = torch.as_tensor(t, dtype=torch.long, device=x_t.device).expand(N)
-    if K == 1:
+    if len(starts) == 1:
         x0_hat = denoise_fn(x_t, t_rows, cond).float()
-    else:
-        x_windows = torch.stack([x_t[:, s : s + W] for s in starts], dim=1).reshape(N * K, W, D)
-        c_windows = torch.stack([cond[:, s : s + W] for s in starts], dim=1).reshape(N * K, W, cond.shape[-1])
+        if x0_hat.shape != (N, L, D):
+            raise ValueError(f"denoise_fn returned shape {tuple(x0_hat.shape)}, expected {(N, L, D)}")
+        return x0_hat if project is None else project(x0_hat)
+    weights = stitch_weights(L, window, overlap, rule).to(x_t.device)
+    x0_hat = torch.zeros(N, L, D, dtype=torch.float32, device=x_t.device)
+    sizes = [min(W, L - s) for s in starts]
+    for size in sorted(set(sizes), reverse=True):
+        group = [(k, s) for k, s in enumerate(starts) if sizes[k] == size]
+        K = len(group)
+        x_windows = torch.stack([x_t[:, s : s + size] for _, s in group], dim=1).reshape(N * K, size, D)
+        c_windows = torch.stack([cond[:, s : s + size] for _, s in group], dim=1).reshape(N * K, size, -1)
         pred = denoise_fn(x_windows, t_rows.repeat_interleave(K), c_windows).float()
-        if pred.shape != (N * K, W, D):
-            raise ValueError(f"denoise_fn returned shape {tuple(pred.shape)}, expected {(N * K, W, D)}")
-        pred = pred.reshape(N, K, W, D)
-        weights = stitch_weights(L, window, overlap).to(x_t.device)
-        x0_hat = torch.zeros(N, L, D, dtype=torch.float32, device=x_t.device)
-        for k, s in enumerate(starts):
-            x0_hat[:, s : s + W] += weights[k, :, None] * pred[:, k]
-    if x0_hat.shape != (N, L, D):
-        raise ValueError(f"denoise_fn returned shape {tuple(x0_hat.shape)}, expected {(N, L, D)}")
+        if pred.shape != (N * K, size, D):
+            raise ValueError(f"denoise_fn returned shape {tuple(pred.shape)}, expected {(N * K, size, D)}")
+        pred = pred.reshape(N, K, size, D)
+        for j, (k, s) in enumerate(group):
+            x0_hat[:, s : s + size] += weights[k, :size, None] * pred[:, j]
     return x0_hat if project is None else project(x0_hat)
 
 
