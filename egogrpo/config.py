@@ -155,6 +155,7 @@ class PreprocessConfig:
     source_fps: float = 120.0  # CMU AMC files do not state their rate (CMU captured at 120 fps)
     bvh_units: str = "auto"  # BVH length unit: auto, m, cm, mm, inch, cmu, or metres per unit
     bvh_split: str = "train"  # the split BVH files are recorded under
+    split_manifest: str = "cmu"  # CMU: the data_manifests/ split list ("cmu", or "cmu_subject02" to hold out a subject)
     male_model: str | None = None  # AMASS/RICH: the male model file, for the male → neutral shape map
     female_model: str | None = None  # AMASS/RICH: the female model file
 
@@ -225,6 +226,12 @@ class SamplerConfig:
     stochastic_steps: an SDE window [first, stop) of transition indices (0 = the first, T → …) that draw
                      noise; every other transition is deterministic (σ = 0, outside the MDP), as in
                      MixGRPO / Flow-GRPO-Fast. None: every transition but the last is stochastic.
+    projection:      the SO(3) projection of x̂₀ (`geometry.nearest_rotation`): "svd" (EgoAllo's, the default)
+                     or "polar" (scaled Newton iteration; within float32 rounding of the SVD, faster)
+    autocast:        run the denoiser under bf16 autocast while sampling (`model.denoiser.sampling_denoiser`);
+                     never in log-probability recomputation, which stays float32 (GRPO must recompute the
+                     old log-probabilities in float32 when rollouts use it)
+    compile:         `torch.compile` the denoiser for sampling (static shapes; first call compiles)
     """
 
     rule: str = "egoallo"
@@ -236,14 +243,52 @@ class SamplerConfig:
     overlap: int = 32
     window_rule: str = "aligned"
     stochastic_steps: tuple[int, int] | None = None
+    projection: str = "svd"
+    autocast: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation of training crops (`train-prior`); all off by default.
+
+    Each crop's draws come from a generator keyed by (seed, epoch, crop index), so a run resumes
+    exactly and the crops do not depend on the number of workers or processes. An augmented crop is
+    rebuilt from its pose through `data.process.process_clip` (FK, CPF, contacts), so its condition,
+    state and labels stay consistent; the floor stays at z = 0.
+
+    mirror:      probability of a left/right mirror image (the `preprocess --mirror` reflection)
+    shape_prob:  probability of replaying the motion on another body: betas ~ N(0, shape_std² I) over
+                 the body model's shape space; the root translation is scaled by the ratio of rest
+                 pelvis heights above the soles, so that steps and the pelvis height fit the new legs
+    shape_std:   standard deviation of the sampled betas (shape-space units)
+    speed_min, speed_max: playback-speed factor drawn uniformly in [min, max] (1.2 = 20 % faster);
+                 the motion is resampled in time (slerp/lerp) before the crop is cut
+    """
+
+    mirror: float = 0.0
+    shape_prob: float = 0.0
+    shape_std: float = 1.0
+    speed_min: float = 1.0
+    speed_max: float = 1.0
+
+    @property
+    def active(self) -> bool:
+        return self.mirror > 0 or self.shape_prob > 0 or self.speed_min != 1.0 or self.speed_max != 1.0
+
+
+AUGMENT_PRESETS: dict[str, AugmentConfig] = {
+    "none": AugmentConfig(),
+    "standard": AugmentConfig(mirror=0.5, shape_prob=0.5, shape_std=1.0, speed_min=0.8, speed_max=1.2),
+}
 
 
 @dataclass(frozen=True)
 class TrainPriorConfig:
     """`egogrpo train-prior`: EgoAllo's training recipe (AdamW 1e-4, weight decay 1e-4, linear warm-up over
     1000 steps then constant, gradient clipping at 1.0, 128-frame crops, global batch 256) with sizes to
-    suit the hardware. Every batch and every noise draw is a function of (seed, step, rank), so a
-    resumed run continues exactly as if it had not stopped.
+    suit the hardware. Every batch and every noise draw is a function of (seed, step, global batch row),
+    drawn on the training device, so a resumed run continues exactly as if it had not stopped.
     """
 
     data: str  # HDF5 motion file from `egogrpo preprocess`
@@ -253,6 +298,7 @@ class TrainPriorConfig:
     train_splits: tuple[str, ...] = ("train",)
     val_split: str = "val"
     crop_length: int = 128
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # on-the-fly crop augmentation (off)
     batch_size: int = 32  # global batch, split over processes
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
@@ -261,13 +307,16 @@ class TrainPriorConfig:
     max_steps: int = 10_000
     log_every: int = 50
     val_every: int = 1000  # sampled MPJPE on the validation split (0: never)
-    val_windows: int = 16  # validation windows: the first 128 frames of each val sequence, at most this many
+    val_windows: int = 16  # validation windows: non-overlapping 128-frame windows of the val split, at most this many
     checkpoint_every: int = 1000
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # for validation sampling
     num_workers: int = 0  # DataLoader worker processes per training process
     preload: bool = True  # read the whole motion file into memory (small datasets)
     seed: int = 0
     resume: bool = False
+    autocast: bool = False  # bf16 autocast of the denoiser's forward/backward (the loss in float32)
+    compile: bool = False  # torch.compile the training forward (static shapes; first step compiles)
+    tf32: bool = False  # CUDA only: TensorFloat-32 float32 matmuls (torch.set_float32_matmul_precision("high"))
 
 
 # --- post-training (MotionGRPO) ------------------------------------------------------------------------
@@ -309,6 +358,9 @@ class RewardConfig:
                      of the sample, so small spreads are real differences; the floor only bounds the division
     combine:         "mean" (Algorithm 1, line 11: average the K normalised sub-rewards) or "sum" (Eq. 8)
     advantage_clip:  advantages are clipped to ±this (DDPO/Flow-GRPO: 5)
+    advantage:       "normalized" ((r − mean)/max(std, floor), the paper) or "rank" (Pref-GRPO, arXiv 2508.20751:
+                     each sub-reward replaced by the member's within-group win rate before normalising, so
+                     near-equal rewards give bounded, rank-only advantages instead of amplified noise)
     A group whose every sub-reward spread is below `std_floor` is degenerate: its advantages are 0.
     """
 
@@ -320,6 +372,7 @@ class RewardConfig:
     std_floor: float = 1e-4
     combine: str = "mean"
     advantage_clip: float = 5.0
+    advantage: str = "normalized"
 
 
 @dataclass(frozen=True)
@@ -353,6 +406,26 @@ class TrainGRPOConfig:
     sampler:          the rollout sampler (also the policy); `stochastic_steps` sets an SDE window
     val_every:        iterations between val-split MPJPE / PA-MPJPE (and checkpoints; 0: never)
     val_windows, val_seeds: validation windows (non-overlapping 128-frame windows of the val split) and seeds
+
+    algo: the update rule; every one shares the data, Perlin noise, rollouts, rewards, advantages, processes,
+    diagnostics, checkpoints and resume (reference/grpo-for-diffusion.md §6, §8):
+      "grpo"   the faithful MotionGRPO objective above (Eq. 8; clip_range, kl_weight, log_prob_fields and
+               recompute_old_log_probs apply to it alone)
+      "awm"    Advantage Weighted Matching (Xue et al., arXiv 2509.25050): the prior's own denoising loss
+               (`train.prior_loss`, EgoAllo's weights w(t)) on each member's FINAL sample, re-noised at
+               `train_steps_per_trajectory` of the sampler's timesteps, weighted by the member's advantage Â.
+               No log-probabilities, so no σ → 0 or bf16 ratio problems; any sampler may do the rollouts
+      "nft"    DiffusionNFT (Zheng et al., arXiv 2509.16117): the same re-noised final samples, trained with
+               r·L(x̂⁺) + (1−r)·L(x̂⁻), x̂⁺ = (1−β)x̂_old + βx̂_θ, x̂⁻ = (1+β)x̂_old − βx̂_θ, r = ½ + ½·Â/c
+               (c = reward.advantage_clip), scaled by c/β. At θ = θ_old its gradient equals AWM's; it differs
+               (an implicit trust region around π_old) when inner_epochs × updates_per_epoch > 1
+      "draft"  DRaFT-K (Clark et al., arXiv 2309.17400): back-propagate the differentiable joint reward
+               R_rot + R_pos + R'_pos + R_vel of each final sample through the last `draft_k` sampler
+               transitions (the same keyed noise as the rollout; earlier transitions are constants)
+    For awm and nft, kl_weight β adds β·w(t)·‖x̂₀_θ − x̂₀_prior‖² (the prior's loss towards the frozen prior's
+    prediction at the same x_t) — the x̂₀-space form of the Gaussian KL.
+    draft_k:          DRaFT's K, transitions back-propagated through (1: only the last, deterministic one)
+    nft_beta:         DiffusionNFT's β (the official configs use 1)
     """
 
     prior: str
@@ -386,6 +459,9 @@ class TrainGRPOConfig:
     checkpoint_every: int = 50
     seed: int = 0
     resume: bool = False
+    algo: str = "grpo"
+    draft_k: int = 3
+    nft_beta: float = 1.0
 
 
 #: Named post-training recipes: the paper's, and one sized for a laptop CPU (one iteration of the shipped
@@ -418,12 +494,16 @@ class EvalConfig:
     checkpoints: tuple[str, ...]  # checkpoint folders, "default" (the shipped default) or "default-prior"
     protocol: str = "motiongrpo"
     body: str = "default"  # the body model the data was made with: "default" or the SMPL-H/SMPL-X .npz
-    split: str | None = None
+    split: str | None = None  # a split, several comma-separated ("test,val"), or "all"
     samples: int | None = None
     seeds: int | None = None  # use seeds 0 … N−1
     guidance: str | None = None  # "none" or "post" (test-time refinement after sampling, EgoAllo's post guidance)
-    baseline: bool = False  # add a row: the mean training pose (train split of the same file) at the head
+    baseline: bool = False  # add a row: the mean training pose at the head (see `baseline_from`)
+    baseline_from: str | None = None  # the baseline's training data: a motion file's train split (else the
+    # checkpoint's extra.mean_training_pose, else the evaluated file's train split when it is not evaluated)
     out: str | None = None  # write OUT.json, OUT.md and OUT.csv
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    chunk_size: int = 64  # windows sampled at once (results do not depend on it)
 
 
 # --- recovery --------------------------------------------------------------------------------------------

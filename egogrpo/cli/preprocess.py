@@ -83,6 +83,10 @@ def cmu(
     smplh: FitSmplh = None,
     splits: Splits = "train,val,test",
     fps: Annotated[float, typer.Option(help="Frame rate of the AMC files (CMU: 120).")] = 120.0,
+    split_manifest: Annotated[
+        str,
+        typer.Option(help="Split list in data_manifests/: cmu (clip split) or cmu_subject02 (subject 02 held out)."),
+    ] = "cmu",
     mirror: Mirror = False,
     skip_short: SkipShort = False,
     min_frames: MinFrames = 128,
@@ -103,6 +107,7 @@ def cmu(
             overwrite=overwrite,
             workers=workers,
             source_fps=fps,
+            split_manifest=split_manifest,
         )
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from egogrpo.cli.common import console, err_console
-from egogrpo.config import DENOISER_PRESETS, TrainPriorConfig
+from egogrpo.config import AUGMENT_PRESETS, DENOISER_PRESETS, AugmentConfig, TrainPriorConfig
 from egogrpo.errors import EgogrpoError
 
 
@@ -29,6 +30,15 @@ def train_prior(
     log_every: Annotated[int, typer.Option(help="Log metrics every N steps.")] = 50,
     num_workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed for batches, noise and validation sampling.")] = 0,
+    augment: Annotated[
+        str, typer.Option(help=f"Crop augmentation: {', '.join(AUGMENT_PRESETS)} (standard: mirror, shape, speed).")
+    ] = "none",
+    mirror_prob: Annotated[float | None, typer.Option(help="Probability of a left/right mirrored crop.")] = None,
+    shape_prob: Annotated[float | None, typer.Option(help="Probability of replaying a crop on another body.")] = None,
+    shape_std: Annotated[float | None, typer.Option(help="Std of the sampled betas (shape-space units).")] = None,
+    speed_range: Annotated[
+        str | None, typer.Option(help="Playback-speed factor range MIN:MAX, e.g. 0.8:1.2 (1:1 = off).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Train the EgoAllo-style diffusion prior (one process, torchrun or accelerate launch; CPU or CUDA)."""
@@ -37,10 +47,11 @@ def train_prior(
     if preset not in DENOISER_PRESETS:
         raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(DENOISER_PRESETS)}")
     model = DENOISER_PRESETS[preset]
+    augmentation = _augmentation(augment, mirror_prob, shape_prob, shape_std, speed_range)
     config = TrainPriorConfig(
         data=str(data), run_dir=str(run_dir), body=body, model=model, batch_size=batch_size, max_steps=max_steps,
         learning_rate=learning_rate, warmup_steps=warmup_steps, val_every=val_every, checkpoint_every=checkpoint_every,
-        log_every=log_every, num_workers=num_workers, seed=seed, resume=resume,
+        log_every=log_every, num_workers=num_workers, seed=seed, resume=resume, augment=augmentation,
     )  # fmt: skip
     columns = (
         TextColumn("[bold]train-prior"),
@@ -66,3 +77,22 @@ def train_prior(
     console.print(
         f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"
     )
+
+
+def _augmentation(
+    preset: str, mirror: float | None, shape_prob: float | None, shape_std: float | None, speed_range: str | None
+) -> AugmentConfig:
+    """The augmentation preset with the options given on the command line replacing its fields."""
+    if preset not in AUGMENT_PRESETS:
+        raise EgogrpoError(f"unknown --augment {preset!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
+    fields: dict[str, float] = {}
+    for name, value in (("mirror", mirror), ("shape_prob", shape_prob), ("shape_std", shape_std)):
+        if value is not None:
+            fields[name] = value
+    if speed_range is not None:
+        try:
+            low, high = (float(part) for part in speed_range.split(":"))
+        except ValueError:
+            raise EgogrpoError(f"--speed-range must be MIN:MAX (e.g. 0.8:1.2), got {speed_range!r}") from None
+        fields["speed_min"], fields["speed_max"] = low, high
+    return dataclasses.replace(AUGMENT_PRESETS[preset], **fields)

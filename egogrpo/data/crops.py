@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from egogrpo.body.model import BodyModel
+from egogrpo.config import AugmentConfig
+from egogrpo.data.augment import AugmentDraw, augment_window, draw_augmentation, source_frames
 from egogrpo.data.hdf5_schema import SPLITS, MotionFile, MotionFileInfo
 from egogrpo.data.sequence import SequenceArrays
 from egogrpo.errors import EgogrpoError
@@ -100,7 +103,8 @@ class MotionCropDataset(torch.utils.data.Dataset[MotionCrop]):
     epoch they were started with). The HDF5 file is opened lazily in each process that reads,
     so DataLoader workers each get their own handle. `preload=True` reads every selected
     sequence into memory once (for small files such as CMU). `hand_quats` is returned only when
-    every selected sequence has it.
+    every selected sequence has it. With an active `augment` (and the file's `body`), each crop is
+    augmented (`data.augment`) by draws from a generator keyed by (seed, epoch, index, 1).
     """
 
     def __init__(
@@ -110,9 +114,15 @@ class MotionCropDataset(torch.utils.data.Dataset[MotionCrop]):
         crop_length: int = 128,
         seed: int = 0,
         preload: bool = False,
+        augment: AugmentConfig | None = None,
+        body: BodyModel | None = None,
     ) -> None:
         if crop_length < 1:
             raise ValueError(f"crop_length must be ≥ 1, got {crop_length}")
+        self.augment = augment if augment is not None and augment.active else None
+        if self.augment is not None and body is None:
+            raise ValueError("augmentation needs the motion file's body model")
+        self.body = None if body is None else body.to(dtype=torch.float64)
         self.path = Path(path)
         self.splits = (splits,) if isinstance(splits, str) else tuple(splits)
         self.crop_length = crop_length
@@ -169,22 +179,45 @@ class MotionCropDataset(torch.utils.data.Dataset[MotionCrop]):
         start = int(rng.integers(0, self.num_frames[sequence] - self.crop_length + 1))
         return sequence, start
 
+    def augmentation(self, index: int) -> tuple[AugmentDraw, int, int] | None:
+        """(draws, first stored frame, frame count) of item `index`'s augmented window, or None.
+
+        The window holds the crop's span at the drawn speed plus the frame before it; a speed whose
+        span does not fit the sequence is lowered to the longest that does.
+        """
+        if self.augment is None or self.body is None:
+            return None
+        sequence = index % len(self.names)
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch, index, 1)))
+        draw = draw_augmentation(self.augment, self.body.num_betas, rng)
+        frames = self.num_frames[sequence]
+        if frames <= self.crop_length:  # no frame before the crop: nothing to rebuild it from
+            return None
+        speed = min(draw.speed, (frames - 1) / self.crop_length)
+        draw = dataclasses.replace(draw, speed=speed)
+        count = source_frames(self.crop_length, speed)
+        start = int(rng.integers(0, frames - count + 1))
+        return draw, start, count
+
     def __getitem__(self, index: int) -> MotionCrop:
-        sequence, start = self._window(index)
-        stop = start + self.crop_length
-        if self._preloaded is None:
-            arrays = self._motion_file().read_frames(self.names[sequence], start, stop)
+        augmentation = self.augmentation(index)
+        if augmentation is None:
+            sequence, start = self._window(index)
+            return MotionCrop.from_arrays(self._read(sequence, start, start + self.crop_length), self.has_hand_quats)
+        draw, start, count = augmentation
+        window = self._read(index % len(self.names), start, start + count)
+        if draw.identity and count == self.crop_length + 1:
+            window = window.slice(1, count)
         else:
-            whole = self._preloaded[sequence]
-            arrays = dataclasses.replace(
-                whole,
-                **{
-                    f.name: getattr(whole, f.name)[start:stop]
-                    for f in dataclasses.fields(whole)
-                    if f.name != "betas" and getattr(whole, f.name) is not None
-                },
-            )
-        return MotionCrop.from_arrays(arrays, with_hand_quats=self.has_hand_quats)
+            assert self.body is not None
+            window = augment_window(window, draw, self.body, self.crop_length)
+        return MotionCrop.from_arrays(window, with_hand_quats=self.has_hand_quats)
+
+    def _read(self, sequence: int, start: int, stop: int) -> SequenceArrays:
+        """Frames [start, stop) of a selected sequence (from memory when preloaded)."""
+        if self._preloaded is None:
+            return self._motion_file().read_frames(self.names[sequence], start, stop)
+        return self._preloaded[sequence].slice(start, stop)
 
     def _motion_file(self) -> MotionFile:
         """This process's read handle (h5py handles must not cross a fork)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -24,12 +25,13 @@ import torch
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import PreprocessConfig, config_to_dict
 from egogrpo.data.hdf5_schema import MotionFileInfo, MotionFileWriter
-from egogrpo.data.manifests import load_manifest
+from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.data.motion import MotionClip, mirror_clip
 from egogrpo.data.process import ShortClipError, process_clip
 from egogrpo.data.sequence import SequenceArrays
 from egogrpo.data.skeleton_motion import drop_leading_bind_frame
 from egogrpo.errors import EgogrpoError
+from egogrpo.fileio import check_writable
 
 SOURCES = ("amass", "cmu", "bvh", "rich", "adt")
 
@@ -59,11 +61,14 @@ class PreprocessSummary:
 # --- tasks per source ------------------------------------------------------------------------------
 
 
-def cmu_tasks(root: Path, splits: tuple[str, ...]) -> tuple[list[ClipTask], dict[str, str]]:
-    """ASF/AMC clips under `root` (each subject folder holds one .asf and its .amc files), split by data_manifests/cmu.json."""
+def cmu_tasks(
+    root: Path, splits: tuple[str, ...], manifest_name: str = "cmu"
+) -> tuple[list[ClipTask], dict[str, str]]:
+    """ASF/AMC clips under `root` (each subject folder holds one .asf and its .amc files), split by a CMU
+    manifest in data_manifests/ (`cmu`: egogrpo's clip split; `cmu_subject02`: subject 02 held out)."""
     if not root.is_dir():
         raise EgogrpoError(f"{root}: no such folder (expected CMU subject folders with .asf and .amc files)")
-    manifest = load_manifest("cmu")
+    manifest = cmu_manifest(manifest_name)
     split_of = {clip: split for split, clips in manifest["splits"].items() for clip in clips}
     tasks, excluded = [], {}
     for amc in sorted(root.rglob("*.amc")):
@@ -81,6 +86,19 @@ def cmu_tasks(root: Path, splits: tuple[str, ...]) -> tuple[list[ClipTask], dict
     if not tasks and not excluded:
         raise EgogrpoError(f"{root}: no .amc clips found")
     return tasks, excluded
+
+
+def cmu_manifest(name: str) -> dict:
+    """A CMU split manifest: {"splits": {split: [clip, …]}, "excluded": {clip: reason}}, checked."""
+    manifest = load_manifest(name)
+    splits, excluded = manifest.get("splits"), manifest.get("excluded", {})
+    valid = isinstance(splits, dict) and isinstance(excluded, dict)
+    valid = valid and all(s in ("train", "val", "test") and isinstance(c, list) for s, c in splits.items())
+    if not valid:
+        raise EgogrpoError(
+            f"{manifest_path(name)}: not a CMU split manifest (expected 'splits' with train/val/test clip lists)"
+        )
+    return {"splits": splits, "excluded": excluded}
 
 
 def _cmu_subject_split(subject: str) -> str:
@@ -151,7 +169,7 @@ def adt_tasks(folders: tuple[str, ...]) -> list[ClipTask]:
 def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]]:
     """The clips a run will process (and those the manifest excludes, with reasons)."""
     if config.source == "cmu":
-        return cmu_tasks(Path(config.inputs[0]), config.splits)
+        return cmu_tasks(Path(config.inputs[0]), config.splits, config.split_manifest)
     if config.source == "bvh":
         return bvh_tasks(config.inputs, config.bvh_split), {}
     if config.source == "amass":
@@ -301,6 +319,34 @@ def _results(tasks: list[ClipTask], config: PreprocessConfig, workers: int) -> I
                 future.cancel()
 
 
+def validate_config(config: PreprocessConfig) -> None:
+    """EgogrpoError naming the option for a value the run cannot use, or an output it cannot write (before any work)."""
+    if config.source not in SOURCES:
+        raise EgogrpoError(f"unknown preprocessing source {config.source!r}; expected one of {', '.join(SOURCES)}")
+    if type(config.workers) is not int or config.workers < 0:
+        raise EgogrpoError(f"--workers must be a whole number ≥ 0 (0: one per CPU core), got {config.workers}")
+    process = config.process
+    if type(process.min_frames) is not int or process.min_frames < 1:
+        raise EgogrpoError(f"--min-frames must be a whole number ≥ 1, got {process.min_frames}")
+    if not (math.isfinite(process.trim_fraction) and 0 <= process.trim_fraction < 0.5):
+        raise EgogrpoError(f"--trim must be a fraction in [0, 0.5), got {process.trim_fraction}")
+    for value, option in ((process.fps, "output fps"), (config.source_fps, "--fps")):
+        if not (math.isfinite(value) and value > 0):
+            raise EgogrpoError(f"{option} must be a finite number > 0, got {value}")
+    if config.source == "bvh":
+        from egogrpo.data.bvh import UNITS
+
+        units = _bvh_units(config.bvh_units)
+        known = isinstance(units, str) and units.lower() in (*UNITS, "auto")
+        if not known and not (isinstance(units, float) and math.isfinite(units) and units > 0):
+            raise EgogrpoError(
+                f"--units must be auto, {', '.join(UNITS)} or a finite number of metres per unit > 0, got {units!r}"
+            )
+    if not config.inputs:
+        raise EgogrpoError("no input given")
+    check_writable(config.out, "--out")
+
+
 def run_preprocess(
     config: PreprocessConfig, progress: Callable[[int, int, str], None] | None = None
 ) -> PreprocessSummary:
@@ -310,8 +356,7 @@ def run_preprocess(
     input; sequences finished before the error stay in `<out>.partial` for a resume.
     """
     start = time.perf_counter()
-    if config.source not in SOURCES:
-        raise EgogrpoError(f"unknown preprocessing source {config.source!r}; expected one of {', '.join(SOURCES)}")
+    validate_config(config)
     body = load_body_model(config.body)
     tasks, excluded = make_tasks(config)
     summary = PreprocessSummary(out=Path(config.out), excluded=excluded)

@@ -134,11 +134,14 @@ def contact_labels(joints: np.ndarray, speeds: np.ndarray, config: FloorContactC
     return contacts[:, 1:]
 
 
-def process_clip(clip: MotionClip, body: BodyModel, config: ProcessConfig) -> SequenceArrays:
+def process_clip(
+    clip: MotionClip, body: BodyModel, config: ProcessConfig, floor: float | None = None
+) -> SequenceArrays:
     """Turn a clip into the arrays of one HDF5 group (float32), on the given body model.
 
     Kinematics run in float64: pass a float64 body (`body.to(dtype=torch.float64)`) when processing
-    many clips, so that it is not converted for each one.
+    many clips, so that it is not converted for each one. `floor` is the floor height (z, metres)
+    when it is known (e.g. 0 for a stored sequence being augmented); None estimates it.
     """
     check_clip(clip)
     clip = trim_clip(resample_clip(clip, config.fps), config.trim_fraction)
@@ -154,15 +157,19 @@ def process_clip(clip: MotionClip, body: BodyModel, config: ProcessConfig) -> Se
     hands = None
     if clip.hand_quats is not None and model.has_hands:
         hands = torch.from_numpy(clip.hand_quats.astype(np.float64))
-    posed = model.with_shape(betas).with_pose(root, torch.from_numpy(clip.body_quats.astype(np.float64)), hands)
-    joints = posed.joints[:, :22].numpy() if clip.joints_world is None else clip.joints_world.copy()
+    joints, T_world_cpf = clip.joints_world, clip.T_world_cpf
+    if joints is None or T_world_cpf is None:  # forward kinematics only for what the clip lacks
+        posed = model.with_shape(betas).with_pose(root, torch.from_numpy(clip.body_quats.astype(np.float64)), hands)
+        joints = posed.joints[:, :22].numpy() if joints is None else joints
+        T_world_cpf = posed.T_world_cpf.numpy() if T_world_cpf is None else T_world_cpf
     speeds = joint_speeds(joints, config.fps)
-    floor = estimate_floor(joints, speeds, config.floor)
+    if floor is None:
+        floor = estimate_floor(joints, speeds, config.floor)
     lift = np.array([0.0, 0.0, -floor])
     joints = joints + lift
     T_world_root = clip.T_world_root.copy()
     T_world_root[:, 4:] += lift
-    T_world_cpf = posed.T_world_cpf.numpy().copy() if clip.T_world_cpf is None else clip.T_world_cpf.copy()
+    T_world_cpf = T_world_cpf.copy()
     T_world_cpf[:, 4:] += lift
     contacts = contact_labels(joints, speeds, config.floor)
 

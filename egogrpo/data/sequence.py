@@ -79,6 +79,17 @@ class SequenceArrays:
                 found.append(f"{name} holds non-unit quaternions")
         return found
 
+    def slice(self, start: int, stop: int) -> SequenceArrays:
+        """Frames [start, stop) of every per-frame field (betas are per sequence and kept)."""
+        return dataclasses.replace(
+            self,
+            **{
+                f.name: getattr(self, f.name)[start:stop]
+                for f in dataclasses.fields(self)
+                if f.name != "betas" and getattr(self, f.name) is not None
+            },
+        )
+
     def astype(self, dtype: type) -> SequenceArrays:
         return dataclasses.replace(
             self,

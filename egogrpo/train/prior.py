@@ -1,7 +1,7 @@
 """`egogrpo train-prior`: train the diffusion motion prior on crops of a preprocessed motion file.
 
 A linear loop (nanoGPT-style) run by HF accelerate: one process, `torchrun`, or `accelerate launch`
-(DDP on GPUs, gloo on CPUs). Each step's batch and noise are pure functions of (seed, step, rank),
+(DDP on GPUs, gloo on CPUs). Each step's batch and noise are pure functions of (seed, step, batch row),
 and a checkpoint holds the model, the optimizer and the step, so a resumed run continues exactly
 as if it had never stopped. Rank 0 writes the run directory:
 
@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 
 from egogrpo.body import BodyModel, load_body_model
-from egogrpo.config import DenoiserConfig, TrainPriorConfig
+from egogrpo.config import AugmentConfig, DenoiserConfig, TrainPriorConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.windows import Windows, sampled_errors, split_windows
+from egogrpo.model import noise
 from egogrpo.model.checkpoint import save_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.denoiser import EgoDenoiser
@@ -37,6 +38,8 @@ from egogrpo.train.prior_loss import prior_loss
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
     append_metrics,
+    check_resumable,
+    check_run_dir,
     point_to,
     prepare_run_dir,
     restore_latest,
@@ -45,7 +48,7 @@ from egogrpo.train.run_dir import (
 )
 
 #: TrainPriorConfig fields that may change when a run is resumed.
-RESUMABLE = {"resume", "max_steps", "log_every", "val_every", "checkpoint_every", "num_workers"}
+RESUMABLE = {"resume", "max_steps", "log_every", "val_every", "checkpoint_every", "num_workers", "compile"}
 
 
 @dataclass
@@ -107,9 +110,18 @@ class StepBatches(torch.utils.data.Sampler[list[int]]):
         return max(self.stop - self.start, 0)
 
 
-def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    """The generator for one step's noise levels and noise on one rank."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+def step_noise(
+    seed: int, step: int, rows: torch.Tensor, max_t: int, shape: tuple[int, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise levels t ∈ 1..max_t (rows,) and standard normal noise (rows, *shape) of one step, drawn on `device`.
+
+    Counter-based (`model.noise`), keyed by (seed, step, global batch row): a row's draws do not depend on the
+    number of processes, and a resumed run draws exactly what an uninterrupted one does.
+    """
+    rows = rows.to(device)
+    levels = noise.uniform(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 0, device=device), ())
+    t = (1 + (levels * max_t).long()).clamp_max(max_t)
+    return t, noise.normal(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 1, device=device), shape)
 
 
 def learning_rate(config: TrainPriorConfig, step: int) -> float:
@@ -143,11 +155,56 @@ def check_training_data(data: str, dataset: MotionCropDataset, body: BodyModel, 
         raise EgogrpoError(f"{data}: the model predicts hands but the data has no hand rotations")
 
 
+def validate_config(config: TrainPriorConfig) -> None:
+    """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
+    minimum = {
+        "batch_size": 1, "max_steps": 1, "warmup_steps": 0, "val_every": 0, "checkpoint_every": 1,
+        "log_every": 1, "num_workers": 0, "seed": 0, "crop_length": 1, "val_windows": 1,
+    }  # fmt: skip
+    options = {"num_workers": "--num-workers", "crop_length": "crop_length", "val_windows": "val_windows"}
+    for name, least in minimum.items():
+        value = getattr(config, name)
+        if type(value) is not int or value < least:
+            option = options.get(name, f"--{name.replace('_', '-')}")
+            raise EgogrpoError(f"{option} must be a whole number ≥ {least}, got {value}")
+    for name, option, zero_ok in (
+        ("learning_rate", "--lr", False),
+        ("weight_decay", "weight_decay", True),
+        ("grad_clip", "grad_clip", False),
+    ):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+            bound = "≥ 0" if zero_ok else "> 0"
+            raise EgogrpoError(f"{option} must be a finite number {bound}, got {value}")
+    validate_augment(config.augment)
+
+
+def validate_augment(augment: AugmentConfig) -> None:
+    """EgogrpoError naming the option for an augmentation setting out of range."""
+    for name, option in (("mirror", "--mirror-prob"), ("shape_prob", "--shape-prob")):
+        value = getattr(augment, name)
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise EgogrpoError(f"{option} must be a probability in [0, 1], got {value}")
+    if not (math.isfinite(augment.shape_std) and augment.shape_std >= 0):
+        raise EgogrpoError(f"--shape-std must be a finite number ≥ 0, got {augment.shape_std}")
+    low, high = augment.speed_min, augment.speed_max
+    if not (math.isfinite(low) and math.isfinite(high) and 0.25 <= low <= high <= 4):
+        raise EgogrpoError(f"--speed-range must be MIN:MAX with 0.25 ≤ MIN ≤ MAX ≤ 4, got {low}:{high}")
+
+
 def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], None] | None = None) -> TrainSummary:
-    """Train (or resume) a prior as configured; returns where the last checkpoint is."""
+    """Train (or resume) a prior as configured; returns where the last checkpoint is.
+
+    Every option, the data (schema, body model, finite values, the val split) and the run folder
+    (new and writable, or resumable with a readable checkpoint) are checked before the run folder
+    is written, so a refused run leaves nothing behind.
+    """
     from accelerate import Accelerator  # imported here: it is slow to import and only training needs it
 
     start_time = time.perf_counter()
+    validate_config(config)
+    run_dir = Path(config.run_dir)
+    check_run_dir(run_dir, config.resume)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     if config.batch_size % world:
@@ -159,9 +216,15 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
         crop_length=config.crop_length,
         seed=config.seed,
         preload=config.preload,
+        augment=config.augment,
+        body=body,
     )
     check_training_data(config.data, dataset, body, config.model)
-    run_dir = Path(config.run_dir)
+    val_windows = None
+    if config.val_every:
+        val_windows = split_windows(config.data, config.val_split, config.crop_length, config.val_windows)
+    if config.resume:
+        check_resumable(run_dir)
     if accelerator.is_main_process:
         prepare_run_dir(config, run_dir, config.resume, RESUMABLE, world, str(device))
     accelerator.wait_for_everyone()
@@ -178,27 +241,26 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
             truncate_metrics(run_dir / "metrics.jsonl", start_step)
     model, optimizer = accelerator.prepare(model, optimizer)
     schedule = NoiseSchedule.cosine()
-    val_windows = None
-    if config.val_every:
-        val_windows = split_windows(
-            config.data, config.val_split, config.crop_length, config.val_windows, first_only=True
-        )
 
     batches = StepBatches(len(dataset), config.batch_size, rank, world, config.seed, start_step, config.max_steps)
     loader = torch.utils.data.DataLoader(
-        _EpochIndexed(dataset), batch_sampler=batches, collate_fn=collate_crops, num_workers=config.num_workers
-    )
+        _EpochIndexed(dataset), batch_sampler=batches, collate_fn=collate_crops, num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    rows = torch.arange(rank * batches.local, (rank + 1) * batches.local)  # this rank's global batch rows
+    forward = torch.compile(model) if config.compile else model
+    if config.tf32 and device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
     last_checkpoint = checkpoint
     tick, tick_step = time.perf_counter(), start_step
     step = start_step
     for step, crop in zip(range(start_step, config.max_steps), loader, strict=False):
-        crop = crop.to(device)
+        crop = crop.to(device, non_blocking=True)
         x0 = MotionState.from_crop(crop, include_hands=config.model.include_hands).pack()
         cond = cpf_conditioning(crop.T_cpf_tm1_cpf_t, crop.T_world_cpf, config=config.model)
-        generator = step_generator(config.seed, step, rank)
-        t = torch.randint(1, config.model.max_t + 1, (x0.shape[0],), generator=generator).to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        x0_hat = model(schedule.q_sample(x0, t, noise), t, cond)
+        t, z = step_noise(config.seed, step, rows, config.model.max_t, tuple(x0.shape[1:]), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast):
+            x0_hat = forward(schedule.q_sample(x0, t, z), t, cond).float()
         losses = prior_loss(
             x0_hat, x0, schedule.loss_weight(t).to(x0.dtype), config.model.num_betas, config.model.include_hands
         )
