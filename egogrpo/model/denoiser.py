@@ -20,12 +20,14 @@ use it. With full-length crops or mask=None, as EgoAllo trains and samples, this
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from egogrpo.config import DenoiserConfig
+from egogrpo.config import DenoiserConfig, SamplerConfig
 from egogrpo.errors import EgogrpoError
 from egogrpo.model.conditioning import check_conditioning_config, d_cond
 from egogrpo.model.state import packed_dim, state_layout
@@ -88,20 +90,25 @@ class RotaryEmbedding(nn.Module):
         self, length: int, offset: int, device: torch.device, dtype: torch.dtype
     ) -> tuple[Float[Tensor, "N d"], Float[Tensor, "N d"]]:
         """cos(n·f) and the signed sin (−sin, +sin per pair) of positions n = offset … offset+length−1, in `dtype`."""
+        if torch.compiler.is_compiling():  # traced: the compiler folds the tables into the graph
+            return self._make_tables(length, offset, device, dtype)
         key = (length, offset, device, dtype, self.freqs.device, self.freqs._version, self.freqs.data_ptr())
         cached = self._tables.get(key)
         if cached is None:
-            with torch.no_grad(), torch.inference_mode(False):
-                angle_dtype = torch.promote_types(self.freqs.dtype, torch.float32)  # angles never in half precision
-                positions = torch.arange(length, device=device, dtype=angle_dtype) + offset
-                angles = positions[:, None] * self.freqs.to(device=device, dtype=angle_dtype)  # (N, d/2)
-                cos = angles.cos().to(dtype).repeat_interleave(2, dim=-1)  # f0 f0 f1 f1 …
-                sin = angles.sin().to(dtype)
-                signed_sin = torch.stack((-sin, sin), dim=-1).flatten(-2)  # −s0 s0 −s1 s1 …
+            with torch.no_grad(), torch.inference_mode(False):  # plain tensors, usable under autograd later
+                cached = self._make_tables(length, offset, device, dtype)
             if len(self._tables) >= self.MAX_CACHED:
                 self._tables.clear()
-            cached = self._tables[key] = (cos, signed_sin)
+            self._tables[key] = cached
         return cached
+
+    def _make_tables(self, length: int, offset: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        angle_dtype = torch.promote_types(self.freqs.dtype, torch.float32)  # angles never in half precision
+        positions = torch.arange(length, device=device, dtype=angle_dtype) + offset
+        angles = positions[:, None] * self.freqs.detach().to(device=device, dtype=angle_dtype)  # (N, d/2)
+        cos = angles.cos().to(dtype).repeat_interleave(2, dim=-1)  # f0 f0 f1 f1 …
+        sin = angles.sin().to(dtype)
+        return cos, torch.stack((-sin, sin), dim=-1).flatten(-2)  # signed sin: −s0 s0 −s1 s1 …
 
     def rotate(self, x: Float[Tensor, "*batch N d"], offset: int = 0) -> Float[Tensor, "*batch N d"]:
         """Rotate the pair i of position n (= offset + index along N) by the angle n · freqs[i]."""
@@ -246,3 +253,21 @@ class EgoDenoiser(nn.Module):
             x = layer(x, memory=memory, key_mask=key_mask)
         x = x[:, 1:, :]  # drop the noise token
         return torch.cat([self.decoders[name](x) for name, _ in self.layout], dim=-1)
+
+
+def sampling_denoiser(
+    model: nn.Module, config: SamplerConfig
+) -> Callable[[Float[Tensor, "N W D"], Int[Tensor, "N"], Float[Tensor, "N W C"]], Float[Tensor, "N W D"]]:  # noqa: F821
+    """The sampler's `denoise_fn` for `model`: compiled (`config.compile`) and under bf16 autocast on the input's
+    device (`config.autocast`), returning float32.
+
+    For rollouts, evaluation and recovery only: log-probabilities (`DiffusionPolicy.log_prob_and_mean`) must be
+    computed with the plain model, float32 with autocast off.
+    """
+    forward = torch.compile(model) if config.compile else model
+
+    def denoise(x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=config.autocast):
+            return forward(x_t, t, cond).float()
+
+    return denoise

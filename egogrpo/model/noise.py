@@ -29,6 +29,8 @@ PURPOSE_STEP = 2  # the noise of one sampler transition
 PURPOSE_PERLIN = 3  # Perlin gradients and phases of a condition perturbation
 PURPOSE_SUBSET = 4  # which MDP steps of a trajectory are trained
 PURPOSE_SHUFFLE = 5  # order of training transitions
+PURPOSE_RENOISE = 6  # forward-process noise that re-noises final samples (AWM, DiffusionNFT)
+PURPOSE_PRIOR = 7  # noise levels and noise of a train-prior step (per global batch row)
 
 _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9

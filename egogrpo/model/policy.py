@@ -21,6 +21,7 @@ rollout is therefore the same whatever the batch layout, chunking or number of p
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,7 @@ from egogrpo.config import SamplerConfig
 from egogrpo.errors import EgogrpoError
 from egogrpo.model import noise
 from egogrpo.model.sampler import (
+    BodyRotationProjection,
     DenoiseFn,
     ProjectFn,
     predict_x0_stitched,
@@ -133,6 +135,8 @@ class DiffusionPolicy:
         dim_weights: Float[Tensor, "D"] | None = None,  # noqa: F821
         device: torch.device | str = "cpu",
     ) -> None:
+        if isinstance(project, BodyRotationProjection) and project.method is None:
+            project = dataclasses.replace(project, method=config.projection)  # the sampler config's SO(3) method
         self.config, self.project, self.device = config, project, torch.device(device)
         self.plan = tuple(timestep_plan(config, schedule.num_timesteps))
         K = len(self.plan) - 1

@@ -40,6 +40,7 @@ from egogrpo.config import SamplerConfig
 from egogrpo.errors import EgogrpoError
 from egogrpo.geometry import nearest_rotation
 from egogrpo.model.schedule import NoiseSchedule
+from egogrpo.model.state import state_slices
 
 #: denoise_fn(x_t (N, W, D), t (N,) int64, cond (N, W, C)) -> x̂₀ (N, W, D)
 DenoiseFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -329,18 +330,27 @@ def predict_x0_stitched(
     return x0_hat if project is None else project(x0_hat)
 
 
-def body_rotation_projection(num_betas: int, fix_reflection: bool = False) -> ProjectFn:
-    """SVD-project the 21 body rotation matrices, state slice [num_betas, num_betas + 189), onto SO(3).
+@dataclass(frozen=True)
+class BodyRotationProjection:
+    """Project the 21 body rotation matrices of a packed state onto SO(3) (`state.state_slices`' body_rotmats).
 
-    State layout: [betas | body 21·9 (row-major) | contacts 21 | hands 30·9]. Hands are not projected
-    (as in EgoAllo). `fix_reflection=False` is EgoAllo's projection (U Vᵀ without a determinant fix).
-    Differentiable (see `nearest_rotation`), so GRPO can back-propagate through it.
+    Hands are not projected (as in EgoAllo). `fix_reflection=False` is EgoAllo's projection (U Vᵀ without a
+    determinant fix). `method`: "svd" or "polar" (`nearest_rotation`); None takes the sampler config's
+    `projection` when given to a `DiffusionPolicy` ("svd" otherwise). Differentiable, so GRPO can
+    back-propagate through it.
     """
-    start, stop = num_betas, num_betas + NUM_BODY_JOINTS * 9
 
-    def project(x: Float[Tensor, "*batch L D"]) -> Float[Tensor, "*batch L D"]:
-        body = x[..., start:stop].unflatten(-1, (NUM_BODY_JOINTS, 3, 3))
-        body = nearest_rotation(body, fix_reflection=fix_reflection).flatten(-3)
-        return torch.cat([x[..., :start], body, x[..., stop:]], dim=-1)
+    num_betas: int
+    fix_reflection: bool = False
+    method: str | None = None
 
-    return project
+    def __call__(self, x: Float[Tensor, "*batch L D"]) -> Float[Tensor, "*batch L D"]:
+        where = state_slices(self.num_betas, include_hands=False)["body_rotmats"]
+        body = x[..., where].unflatten(-1, (NUM_BODY_JOINTS, 3, 3))
+        body = nearest_rotation(body, self.fix_reflection, self.method or "svd").flatten(-3)
+        return torch.cat([x[..., : where.start], body, x[..., where.stop :]], dim=-1)
+
+
+def body_rotation_projection(num_betas: int, fix_reflection: bool = False, method: str | None = None) -> ProjectFn:
+    """`BodyRotationProjection`: the x̂₀ projection of EgoAllo's sampler (state slice [num_betas, num_betas + 189))."""
+    return BodyRotationProjection(num_betas, fix_reflection, method)
