@@ -79,6 +79,7 @@ class RotaryEmbedding(nn.Module):
     """
 
     MAX_CACHED = 16  # tables kept (one per length/offset/device/dtype in use)
+    cache_tables = True  # False recomputes them every call (benchmarks measure what the cache buys)
 
     def __init__(self, dim: int, theta: float = ROPE_THETA) -> None:
         super().__init__()
@@ -90,7 +91,7 @@ class RotaryEmbedding(nn.Module):
         self, length: int, offset: int, device: torch.device, dtype: torch.dtype
     ) -> tuple[Float[Tensor, "N d"], Float[Tensor, "N d"]]:
         """cos(n·f) and the signed sin (−sin, +sin per pair) of positions n = offset … offset+length−1, in `dtype`."""
-        if torch.compiler.is_compiling():  # traced: the compiler folds the tables into the graph
+        if torch.compiler.is_compiling() or not self.cache_tables:  # traced: the compiler folds them into the graph
             return self._make_tables(length, offset, device, dtype)
         key = (length, offset, device, dtype, self.freqs.device, self.freqs._version, self.freqs.data_ptr())
         cached = self._tables.get(key)
