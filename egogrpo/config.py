@@ -156,6 +156,8 @@ class PreprocessConfig:
     bvh_units: str = "auto"  # BVH length unit: auto, m, cm, mm, inch, cmu, or metres per unit
     bvh_split: str = "train"  # the split BVH files are recorded under
     split_manifest: str = "cmu"  # CMU: the data_manifests/ split list ("cmu", or "cmu_subject02" to hold out a subject)
+    corpus: str = ""  # cmu/bvh: a corpus of data_manifests/corpora.json (names, splits, licence); "" = cmu for cmu
+    licence: str = ""  # cmu/bvh: the data's licence, recorded per sequence ("" = the corpus's, from corpora.json)
     male_model: str | None = None  # AMASS/RICH: the male model file, for the male → neutral shape map
     female_model: str | None = None  # AMASS/RICH: the female model file
 

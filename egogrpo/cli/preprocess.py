@@ -23,6 +23,9 @@ Workers = Annotated[int, typer.Option(help="Worker processes (0: one per CPU cor
 MinFrames = Annotated[int, typer.Option(help="Shortest sequence kept, in 30 fps frames (one training crop).")]
 Splits = Annotated[str, typer.Option(help="Comma-separated splits to write (from data_manifests/).")]
 FitSmplh = Annotated[Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")]
+Licence = Annotated[
+    str, typer.Option(help="The data's licence, recorded in every sequence (default: the corpus's, from corpora.json).")
+]
 
 
 def _splits(text: str) -> tuple[str, ...]:
@@ -87,13 +90,17 @@ def cmu(
         str,
         typer.Option(help="Split list in data_manifests/: cmu (clip split) or cmu_subject02 (subject 02 held out)."),
     ] = "cmu",
+    corpus: Annotated[
+        str, typer.Option(help="cmu, or hdm05 (HDM_<actor>_….amc; named HDM05/<actor>/…, all in train).")
+    ] = "cmu",
+    licence: Licence = "",
     mirror: Mirror = False,
     skip_short: SkipShort = False,
     min_frames: MinFrames = 128,
     overwrite: Overwrite = False,
     workers: Workers = 0,
 ) -> None:
-    """CMU ASF/AMC mocap, retargeted onto the body model (default body, or SMPL-H with --smplh)."""
+    """ASF/AMC mocap (CMU, HDM05), retargeted onto the body model (default body, or SMPL-H with --smplh)."""
     _run(
         PreprocessConfig(
             source="cmu",
@@ -108,6 +115,8 @@ def cmu(
             workers=workers,
             source_fps=fps,
             split_manifest=split_manifest,
+            corpus=corpus,
+            licence=licence,
         )
     )
 
@@ -115,12 +124,21 @@ def cmu(
 @app.command("bvh")
 def bvh(
     files: Annotated[
-        list[Path], typer.Argument(help="BVH files (MotionBuilder/Mixamo, 3ds Max, Biped, CMU, … naming).")
+        list[Path],
+        typer.Argument(
+            help="BVH files or folders of them (MotionBuilder/Mixamo, 3ds Max, Biped, CMU, Xsens, … naming)."
+        ),
     ],
     out: Out,
     smplh: FitSmplh = None,
     units: Annotated[str, typer.Option(help="Length unit: auto, m, cm, mm, inch, cmu, or metres per unit.")] = "auto",
-    split: Annotated[str, typer.Option(help="The split to record the clips under.")] = "train",
+    split: Annotated[
+        str, typer.Option(help="The split to record the clips under (cmu-bvh: by the CMU split).")
+    ] = "train",
+    corpus: Annotated[
+        str, typer.Option(help="cmu-bvh, 100style or accad (data_manifests/corpora.json): names, split, licence.")
+    ] = "",
+    licence: Licence = "",
     mirror: Mirror = False,
     skip_short: SkipShort = False,
     min_frames: MinFrames = 128,
@@ -142,6 +160,8 @@ def bvh(
             workers=workers,
             bvh_units=units,
             bvh_split=_splits(split)[0],
+            corpus=corpus,
+            licence=licence,
         )
     )
 

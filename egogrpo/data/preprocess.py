@@ -58,31 +58,90 @@ class PreprocessSummary:
     seconds: float = 0.0
 
 
+# --- corpora (data_manifests/corpora.json) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A named corpus: its licence (None: not verified), reading command, sequence-name prefix and split rule."""
+
+    name: str
+    licence: str | None
+    source: str  # "cmu" (ASF/AMC) or "bvh"
+    prefix: str
+    split: str  # "cmu-manifest", "train" or "option" (preprocess bvh --split)
+
+
+def corpus_info(name: str) -> Corpus:
+    """The corpus `name` of data_manifests/corpora.json; EgogrpoError naming --corpus for an unknown one."""
+    corpora = load_manifest("corpora").get("corpora")
+    if not isinstance(corpora, dict):
+        raise EgogrpoError(f"{manifest_path('corpora')}: expected a 'corpora' object")
+    if name not in corpora:
+        raise EgogrpoError(f"--corpus {name!r} is not a known corpus; use one of {', '.join(corpora)}")
+    entry = corpora[name]
+    try:
+        corpus = Corpus(name, entry["licence"], entry["source"], entry["prefix"], entry["split"])
+    except (KeyError, TypeError):
+        raise EgogrpoError(
+            f"{manifest_path('corpora')}: corpus {name!r} lacks licence, source, prefix or split"
+        ) from None
+    if corpus.source not in ("cmu", "bvh") or corpus.split not in ("cmu-manifest", "train", "option"):
+        raise EgogrpoError(f"{manifest_path('corpora')}: corpus {name!r} has an unknown source or split rule")
+    return corpus
+
+
+def config_corpus(config: PreprocessConfig) -> Corpus | None:
+    """The run's corpus: --corpus, else "cmu" for `preprocess cmu`; None for other sources."""
+    name = config.corpus or ("cmu" if config.source == "cmu" else "")
+    return corpus_info(name) if name else None
+
+
+def recorded_licence(config: PreprocessConfig) -> str:
+    """The licence recorded for the run's sequences: --licence, else the corpus's, else "" (not known)."""
+    corpus = config_corpus(config)
+    return config.licence.strip() or (corpus.licence if corpus is not None and corpus.licence else "")
+
+
 # --- tasks per source ------------------------------------------------------------------------------
 
 
 def cmu_tasks(
-    root: Path, splits: tuple[str, ...], manifest_name: str = "cmu"
+    root: Path, splits: tuple[str, ...], manifest_name: str = "cmu", corpus: Corpus | None = None
 ) -> tuple[list[ClipTask], dict[str, str]]:
-    """ASF/AMC clips under `root` (each subject folder holds one .asf and its .amc files), split by a CMU
-    manifest in data_manifests/ (`cmu`: egogrpo's clip split; `cmu_subject02`: subject 02 held out)."""
+    """ASF/AMC clips under `root` (each subject folder holds its .asf and .amc files).
+
+    CMU (the default corpus): named "CMU/<subject>/<clip>", split by a CMU manifest in data_manifests/
+    (`cmu`: egogrpo's clip split; `cmu_subject02`: subject 02 held out). Another corpus (hdm05):
+    named "<prefix>/<subject>/<clip>", the subject being the ASF's name after its last "_" (HDM_bd.asf:
+    bd), all in the corpus's split. Where a folder holds several .asf files (HDM05 puts every actor's
+    beside the clips), a clip takes the one whose name starts the clip's (HDM_bd_… → HDM_bd.asf).
+    """
+    corpus = corpus or corpus_info("cmu")
     if not root.is_dir():
-        raise EgogrpoError(f"{root}: no such folder (expected CMU subject folders with .asf and .amc files)")
+        raise EgogrpoError(f"{root}: no such folder (expected subject folders with .asf and .amc files)")
     manifest = cmu_manifest(manifest_name)
-    split_of = {clip: split for split, clips in manifest["splits"].items() for clip in clips}
     tasks, excluded = [], {}
     for amc in sorted(root.rglob("*.amc")):
         asfs = sorted(amc.parent.glob("*.asf"))
+        if len(asfs) > 1:
+            asfs = [asf for asf in asfs if amc.stem.startswith(asf.stem + "_")]
         if len(asfs) != 1:
-            raise EgogrpoError(f"{amc.parent}: expected exactly one .asf skeleton beside {amc.name}, found {len(asfs)}")
+            raise EgogrpoError(
+                f"{amc.parent}: expected one .asf skeleton beside {amc.name} (or one whose name starts the "
+                f"clip's name, as HDM_bd.asf for HDM_bd_…), found {len(asfs)}"
+            )
         clip = amc.stem
-        if clip in manifest["excluded"]:
-            excluded[clip] = manifest["excluded"][clip]
-            continue
-        subject = clip.split("_")[0]
-        split = split_of.get(clip) or _cmu_subject_split(subject)
+        if corpus.split == "cmu-manifest":
+            split = _cmu_clip_split(clip, manifest)
+            if split is None:
+                excluded[clip] = manifest["excluded"][clip]
+                continue
+            name = f"{corpus.prefix}/{clip.split('_')[0]}/{clip}"
+        else:
+            split, name = corpus.split, f"{corpus.prefix}/{asfs[0].stem.split('_')[-1]}/{clip}"
         if split in splits:
-            tasks.append(ClipTask(name=f"CMU/{subject}/{clip}", split=split, paths=(str(asfs[0]), str(amc))))
+            tasks.append(ClipTask(name=name, split=split, paths=(str(asfs[0]), str(amc))))
     if not tasks and not excluded:
         raise EgogrpoError(f"{root}: no .amc clips found")
     return tasks, excluded
@@ -107,17 +166,47 @@ def _cmu_subject_split(subject: str) -> str:
     return {0: "test", 1: "val"}.get(number % 10, "train")
 
 
-def bvh_tasks(files: tuple[str, ...], split: str) -> list[ClipTask]:
-    """One task per BVH file, named "BVH/<stem>"; all in `split`."""
-    tasks = []
-    for file in files:
-        path = Path(file)
-        if not path.is_file():
-            raise EgogrpoError(f"{path}: no such BVH file")
-        tasks.append(ClipTask(name=f"BVH/{path.stem}", split=split, paths=(str(path),)))
+def _cmu_clip_split(clip: str, manifest: dict) -> str | None:
+    """A CMU clip's split ("01_01" → as listed, else by its subject), or None when the manifest excludes it."""
+    if clip in manifest["excluded"]:
+        return None
+    for split, clips in manifest["splits"].items():
+        if clip in clips:
+            return split
+    return _cmu_subject_split(clip.split("_")[0])
+
+
+def bvh_tasks(
+    inputs: tuple[str, ...], split: str, corpus: Corpus | None = None, manifest_name: str = "cmu"
+) -> tuple[list[ClipTask], dict[str, str]]:
+    """One task per BVH file (a folder stands for the .bvh files below it), and the clips the manifest excludes.
+
+    Names: "<prefix>/<stem>" for a file, "<prefix>/<path below the folder>" for a folder's files,
+    the prefix being the corpus's ("BVH" without one). All in `split`, except for a corpus split by
+    the CMU manifest (cmu-bvh: clips "01_01" split as `preprocess cmu` splits them).
+    """
+    prefix = corpus.prefix if corpus is not None else "BVH"
+    manifest = cmu_manifest(manifest_name) if corpus is not None and corpus.split == "cmu-manifest" else None
+    tasks, excluded = [], {}
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            files = [(file, file.relative_to(path).with_suffix("").as_posix()) for file in sorted(path.rglob("*.bvh"))]
+            if not files:
+                raise EgogrpoError(f"{path}: no .bvh files in this folder")
+        elif path.is_file():
+            files = [(path, path.stem)]
+        else:
+            raise EgogrpoError(f"{path}: no such BVH file or folder")
+        for file, relative in files:
+            clip_split = split if manifest is None else _cmu_clip_split(file.stem, manifest)
+            if clip_split is None:
+                excluded[file.stem] = manifest["excluded"][file.stem]  # type: ignore[index]
+                continue
+            tasks.append(ClipTask(name=f"{prefix}/{relative}", split=clip_split, paths=(str(file),)))
     if len({t.name for t in tasks}) != len(tasks):
         raise EgogrpoError("two BVH files share a name; their sequences would collide in the output")
-    return tasks
+    return tasks, excluded
 
 
 def amass_tasks(root: Path, splits: tuple[str, ...]) -> list[ClipTask]:
@@ -169,9 +258,9 @@ def adt_tasks(folders: tuple[str, ...]) -> list[ClipTask]:
 def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]]:
     """The clips a run will process (and those the manifest excludes, with reasons)."""
     if config.source == "cmu":
-        return cmu_tasks(Path(config.inputs[0]), config.splits, config.split_manifest)
+        return cmu_tasks(Path(config.inputs[0]), config.splits, config.split_manifest, config_corpus(config))
     if config.source == "bvh":
-        return bvh_tasks(config.inputs, config.bvh_split), {}
+        return bvh_tasks(config.inputs, config.bvh_split, config_corpus(config), config.split_manifest)
     if config.source == "amass":
         return amass_tasks(Path(config.inputs[0]), config.splits), {}
     if config.source == "rich":
@@ -296,7 +385,17 @@ def recorded_options(config: PreprocessConfig) -> dict:
     options = config_to_dict(config)
     for transient in ("out", "overwrite", "workers"):
         options.pop(transient)
+    corpus = config_corpus(config)
+    options.update(corpus=corpus.name if corpus is not None else "", licence=recorded_licence(config))
     return options
+
+
+def corpus_attrs(config: PreprocessConfig) -> dict[str, str]:
+    """The attributes every sequence of a cmu/bvh run gets: its corpus and licence (when known)."""
+    corpus = config_corpus(config)
+    attrs = {"corpus": corpus.name} if corpus is not None else {}
+    licence = recorded_licence(config)
+    return {**attrs, "licence": licence} if licence else attrs
 
 
 def _results(tasks: list[ClipTask], config: PreprocessConfig, workers: int) -> Iterator[_Result]:
@@ -342,9 +441,30 @@ def validate_config(config: PreprocessConfig) -> None:
             raise EgogrpoError(
                 f"--units must be auto, {', '.join(UNITS)} or a finite number of metres per unit > 0, got {units!r}"
             )
+    _validate_corpus(config)
     if not config.inputs:
         raise EgogrpoError("no input given")
     check_writable(config.out, "--out")
+
+
+def _validate_corpus(config: PreprocessConfig) -> None:
+    """--corpus must be read by this command, and a corpus whose licence egogrpo has not verified needs --licence."""
+    if (config.corpus or config.licence) and config.source not in ("cmu", "bvh"):
+        raise EgogrpoError(
+            f"--corpus and --licence apply to `preprocess cmu` and `preprocess bvh`, not {config.source}"
+        )
+    corpus = config_corpus(config)
+    if corpus is None:
+        return
+    if corpus.source != config.source:
+        raise EgogrpoError(
+            f"--corpus {corpus.name} is read by `egogrpo preprocess {corpus.source}`, not {config.source}"
+        )
+    if corpus.licence is None and not config.licence.strip():
+        raise EgogrpoError(
+            f"--corpus {corpus.name}: egogrpo has not verified this corpus's licence; pass --licence with the "
+            "terms you obtained the data under (it is recorded in every sequence)"
+        )
 
 
 def run_preprocess(
@@ -369,6 +489,7 @@ def run_preprocess(
         options_json=json.dumps(recorded_options(config), sort_keys=True),
         fps=config.process.fps,
     )
+    licence_attrs = corpus_attrs(config)
     writer = MotionFileWriter(config.out, info, overwrite=config.overwrite, resume=True)
     try:
         finished = writer.finished_names()
@@ -390,7 +511,7 @@ def run_preprocess(
                 summary.skipped_short.append(result.task.name)
             for name, arrays, attrs in result.sequences:
                 if name not in finished:
-                    writer.write(name, arrays, attrs)
+                    writer.write(name, arrays, {**attrs, **licence_attrs})
                     summary.written.append(name)
                     summary.frames += arrays.num_frames
             done += 1

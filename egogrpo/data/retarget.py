@@ -3,7 +3,7 @@
 1. **Mapping.** Each of our 22 joints takes a source node: its position (optionally a fraction of
    the way toward another node, e.g. our collar half-way along the clavicle) and its rotation.
    Known conventions: CMU ASF bone names, CMU's BVH conversion, and a resolver for the common
-   BVH namings (MotionBuilder/Mixamo/LAFAN, 3ds Max, Biped, Poser/DAZ). Intermediate source
+   BVH namings (MotionBuilder/Mixamo/LAFAN, 3ds Max and Xsens/100STYLE, Biped, Poser/DAZ). Intermediate source
    joints are folded into their parents: only the mapped nodes' rotations are used.
 2. **Shape.** Betas are fitted (Gauss–Newton with a ridge prior) so that the body model's long
    limb bones (thighs, shins, upper arms, forearms) match the source's: every convention puts
@@ -119,7 +119,9 @@ ADT_OPTITRACK = SkeletonMapping(
     ),
 )  # fmt: skip
 
-# Generic BVH naming: candidate (normalised) names per role; "{s}" is "left"/"l", and so on.
+# Generic BVH naming: candidate (normalised) names per role; "{s}" is "left"/"l", and so on. Xsens MVN
+# exports (100STYLE: Chest…Chest4, {Side}Collar/Shoulder/Elbow/Wrist, {Side}Hip/Knee/Ankle/Toe) take
+# the 3ds Max branch below.
 _ROLE_CANDIDATES: dict[str, tuple[str, ...]] = {
     "pelvis": ("hips", "hip", "pelvis", "root"),
     "hip": ("{side}upleg", "{side}thigh", "{side}upperleg", "{side}hip"),
@@ -212,7 +214,7 @@ def _resolve_generic(motion: SkeletonMotion) -> SkeletonMapping:
         raise EgogrpoError(
             f"{motion.source}: unknown skeleton: no joint found for {', '.join(missing)} among "
             f"{', '.join(n for n in motion.names if not n.endswith('_end'))}; supported namings: CMU ASF/BVH, "
-            "MotionBuilder/Mixamo/LAFAN, 3ds Max, Biped, Poser/DAZ"
+            "MotionBuilder/Mixamo/LAFAN, 3ds Max/Xsens (100STYLE), Biped, Poser/DAZ"
         )
     spine = _spine_sources(motion, pelvis, sided["left"]["collar"], sided["left"]["shoulder"].node, head)
     for side in ("left", "right"):  # no collar joint: half-way from spine3 toward the shoulder
