@@ -400,3 +400,78 @@ def test_corpus_options_are_checked(command, args, message, tmp_path: Path, run_
     result = run_cli("preprocess", command, str(given), "--out", str(out), *args, *PREPROCESS)
     assert result.exit_code == 1 and message in result.stderr and result.stderr.strip().count("\n") == 0
     assert not out.exists() and not partial_path_for(out).exists()
+
+
+# --- merging corpora ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 100STYLE file and an HDM05 file (default body), and a 100STYLE file made on a synthetic SMPL-H body."""
+    from synthetic_body import write_synthetic_model
+    from typer.testing import CliRunner
+
+    from egogrpo.cli.main import app
+
+    root = tmp_path_factory.mktemp("corpora")
+    write_bvh(root / "100STYLE" / "Zombie_ID.bvh", STYLE100, STYLE100_ROLES, 60.0, 100.0, "yxz")
+    write_asf_amc(root / "HDM05" / "HDM_bd.asf", root / "HDM05" / "HDM_bd_walk_001_120.amc")
+    write_synthetic_model(root / "smplh.npz")
+    runs = {
+        "100style": ["bvh", str(root / "100STYLE"), "--corpus", "100style"],
+        "hdm05": ["cmu", str(root / "HDM05"), "--corpus", "hdm05"],
+        "smplh": ["bvh", str(root / "100STYLE"), "--corpus", "100style", "--smplh", str(root / "smplh.npz")],
+    }
+    files = {}
+    for key, args in runs.items():
+        files[key] = root / f"{key}.h5"
+        result = CliRunner().invoke(app, ["preprocess", *args, "--out", str(files[key]), *PREPROCESS])
+        assert result.exit_code == 0, result.output
+    return files
+
+
+def test_merge_keeps_every_sequence_and_its_licence(corpus_files: dict[str, Path], tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "merged.h5"
+    result = run_cli(
+        "preprocess", "merge", str(corpus_files["100style"]), str(corpus_files["hdm05"]), "--out", str(out)
+    )
+    assert result.exit_code == 0, result.stderr
+    with MotionFile(out) as merged:
+        assert merged.info.source_dataset == "merged"
+        sources = json.loads(merged.info.options_json)["merged_from"]
+        assert [(s["file"], s["source_dataset"], s["options"]["corpus"]) for s in sources] == [
+            ("100style.h5", "bvh", "100style"),
+            ("hdm05.h5", "cmu", "hdm05"),
+        ]
+        assert merged.names() == ["100STYLE/Zombie_ID", "HDM05/bd/HDM_bd_walk_001_120"]
+        for key, licence in (("100style", "CC BY 4.0"), ("hdm05", "CC BY-SA 3.0")):
+            with MotionFile(corpus_files[key]) as single:
+                (name,) = single.names()
+                assert merged.sequence_attrs(name) == single.sequence_attrs(name)
+                assert licence in merged.sequence_attrs(name)["licence"]
+                a, b = merged.read(name), single.read(name)
+                for field in ("T_world_root", "body_quats", "betas", "contacts", "joints_wrt_cpf"):
+                    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        (("100style", "smplh"), "body_model_sha256"),  # another body model
+        (("100style", "100style"), "different files"),
+    ],
+)
+def test_merge_refuses_files_that_do_not_fit(pair, message, corpus_files, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "merged.h5"
+    result = run_cli("preprocess", "merge", *(str(corpus_files[k]) for k in pair), "--out", str(out))
+    assert result.exit_code == 1 and message in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not out.exists() and not partial_path_for(out).exists()
+
+
+def test_merge_refuses_a_sequence_name_twice(corpus_files, tmp_path: Path, run_cli) -> None:
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(corpus_files["100style"].read_bytes())
+    out = tmp_path / "merged.h5"
+    result = run_cli("preprocess", "merge", str(corpus_files["100style"]), str(copy), "--out", str(out))
+    assert result.exit_code == 1 and "'100STYLE/Zombie_ID' is also in" in result.stderr
+    assert not out.exists() and not partial_path_for(out).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from egogrpo.cli.common import console, err_console
 from egogrpo.config import PreprocessConfig, ProcessConfig
-from egogrpo.data.preprocess import PreprocessSummary, run_preprocess
+from egogrpo.data.preprocess import PreprocessSummary, merge_motion_files, run_preprocess
 
 app = typer.Typer(help="Turn mocap datasets into egogrpo's HDF5 layout (30 fps, floor at z = 0, contacts, CPF).")
 
@@ -38,23 +39,30 @@ def _splits(text: str) -> tuple[str, ...]:
     return splits
 
 
+_COLUMNS = (
+    TextColumn("[bold]{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    TimeRemainingColumn(),
+    TextColumn("{task.fields[clip]}"),
+)
+
+
 def _run(config: PreprocessConfig) -> None:
     """Run with a progress bar, then print what was written."""
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[clip]}"),
-    )
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(f"preprocess {config.source}", total=None, clip="")
+    _with_progress(f"preprocess {config.source}", lambda progress: run_preprocess(config, progress))
+
+
+def _with_progress(description: str, work: Callable[[Callable[[int, int, str], None]], PreprocessSummary]) -> None:
+    """Call `work(progress)` under a progress bar, then print what it wrote."""
+    with Progress(*_COLUMNS, console=err_console, transient=True) as bar:
+        task = bar.add_task(description, total=None, clip="")
 
         def progress(done: int, total: int, name: str) -> None:
             bar.update(task, completed=done, total=total, clip=name)
 
-        summary = run_preprocess(config, progress)
+        summary = work(progress)
     _report(summary)
 
 
@@ -257,3 +265,16 @@ def adt(
             workers=workers,
         )
     )
+
+
+@app.command("merge")
+def merge(
+    files: Annotated[
+        list[Path], typer.Argument(help="Motion files from `egogrpo preprocess` (same body model and fps).")
+    ],
+    out: Out,
+    overwrite: Overwrite = False,
+) -> None:
+    """Merge motion files into one (e.g. several corpora for one training run); sequences keep their attributes."""
+    inputs = tuple(str(f) for f in files)
+    _with_progress("merge", lambda progress: merge_motion_files(inputs, str(out), overwrite, progress))

@@ -5,10 +5,15 @@ processes read a clip (`read_clip`), process it on the output body model (`proce
 the arrays back; the main process is the only writer. Output goes to `<out>.partial` and is renamed
 onto `<out>` when every clip is done, so an interrupted run never leaves a file that looks complete,
 and running the same command again resumes, skipping finished sequences.
+
+Named corpora (data_manifests/corpora.json: CMU, its BVH release, 100STYLE, HDM05, ACCAD) set the
+sequence names, the split and the licence recorded with every sequence; `merge_motion_files`
+(`preprocess merge`) puts several outputs in one file for training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,7 +29,7 @@ import torch
 
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import PreprocessConfig, config_to_dict
-from egogrpo.data.hdf5_schema import MotionFileInfo, MotionFileWriter
+from egogrpo.data.hdf5_schema import MotionFile, MotionFileInfo, MotionFileWriter
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.data.motion import MotionClip, mirror_clip
 from egogrpo.data.process import ShortClipError, process_clip
@@ -491,7 +496,7 @@ def run_preprocess(
     )
     licence_attrs = corpus_attrs(config)
     writer = MotionFileWriter(config.out, info, overwrite=config.overwrite, resume=True)
-    try:
+    with kept_for_resume(writer):
         finished = writer.finished_names()
         suffixes = ("", "_mirror") if config.mirror else ("",)
         todo = []
@@ -520,6 +525,15 @@ def run_preprocess(
         if not summary.written and not summary.resumed:
             raise EgogrpoError(f"{config.out}: no sequence to write (every clip was excluded or too short)")
         writer.commit()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+@contextlib.contextmanager
+def kept_for_resume(writer: MotionFileWriter) -> Iterator[None]:
+    """Around a run's writes: on an error, delete a `.partial` that holds nothing, else keep it and say so."""
+    try:
+        yield
     except BaseException as error:
         if writer.is_open and not writer.finished_names():
             writer.discard()  # nothing worth resuming: leave nothing behind
@@ -530,5 +544,66 @@ def run_preprocess(
             kept = f"finished sequences are kept in {writer.partial_path}; run the same command again to resume"
             raise EgogrpoError(f"{error} — {kept}") from None
         raise
+
+
+def merge_motion_files(
+    inputs: tuple[str, ...], out: str, overwrite: bool = False, progress: Callable[[int, int, str], None] | None = None
+) -> PreprocessSummary:
+    """Copy every sequence of several motion files into one (`egogrpo preprocess merge`).
+
+    The inputs must share the body model (SHA-256), number of betas and frame rate, and no sequence
+    name may appear in two of them. Sequences keep their datasets and attributes (split, corpus,
+    licence, …). The output's source_dataset is "merged"; its options_json lists every input's file
+    name, source dataset and options. Written like every preprocess output (`.partial`, resumable).
+    """
+    start = time.perf_counter()
+    if len(inputs) < 2:
+        raise EgogrpoError("give at least two motion files to merge")
+    check_writable(out, "--out")
+    resolved = [Path(p).resolve() for p in inputs]
+    if Path(out).resolve() in resolved or len(set(resolved)) != len(resolved):
+        raise EgogrpoError(f"{out}: the output and every input must be different files")
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(MotionFile(p)) for p in inputs]
+        first = files[0]
+        owner: dict[str, MotionFile] = {}
+        for motion in files:
+            for key in ("body_model_sha256", "num_betas", "fps"):
+                if getattr(motion.info, key) != getattr(first.info, key):
+                    raise EgogrpoError(
+                        f"{motion.path}: {key} is {getattr(motion.info, key)}, but {first.path} has "
+                        f"{getattr(first.info, key)}; only files made with the same body model and frame rate merge"
+                    )
+            for name in motion.names():
+                if name in owner:
+                    raise EgogrpoError(f"{motion.path}: sequence {name!r} is also in {owner[name].path}")
+                owner[name] = motion
+        merged_from = [
+            {"file": m.path.name, "source_dataset": m.info.source_dataset, "options": m.info.options} for m in files
+        ]
+        info = MotionFileInfo(
+            body_model_kind=first.info.body_model_kind,
+            body_model_id=first.info.body_model_id,
+            body_model_sha256=first.info.body_model_sha256,
+            num_betas=first.info.num_betas,
+            source_dataset="merged",
+            options_json=json.dumps({"merged_from": merged_from}, sort_keys=True),
+            fps=first.info.fps,
+        )
+        summary = PreprocessSummary(out=Path(out))
+        writer = MotionFileWriter(out, info, overwrite=overwrite, resume=True)
+        with kept_for_resume(writer):
+            finished = writer.finished_names()
+            for done, (name, motion) in enumerate(owner.items(), start=1):
+                if name in finished:
+                    summary.resumed.append(name)
+                else:
+                    arrays = motion.read(name)
+                    writer.write(name, arrays, motion.sequence_attrs(name))
+                    summary.written.append(name)
+                    summary.frames += arrays.num_frames
+                if progress is not None:
+                    progress(done, len(owner), name)
+            writer.commit()
     summary.seconds = time.perf_counter() - start
     return summary
