@@ -37,6 +37,32 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def check_writable(path: str | os.PathLike[str], what: str, folder: bool = False) -> None:
+    """EgogrpoError (naming `what`, e.g. "--out") unless `path` can be written, checked before any work.
+
+    `path` is an output file, or with `folder=True` an output folder. The nearest existing folder on
+    the way to it must be a folder in which a file can be created (a real probe, so a read-only
+    mount or missing permissions are found whoever runs it); an output file must not be a folder and
+    an output folder must not be a file. Whether existing outputs may be replaced is the caller's rule.
+    """
+    target = Path(path)
+    if folder and target.exists() and not target.is_dir():
+        raise EgogrpoError(f"{what} {target}: exists and is not a folder")
+    if not folder and target.is_dir():
+        raise EgogrpoError(f"{what} {target}: is a folder; give a file name")
+    probe = target if folder else target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise EgogrpoError(f"{what} {target}: {probe} is not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".egogrpo-write-check-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise EgogrpoError(f"{what} {target}: cannot write in {probe} ({e.strerror or e})") from None
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

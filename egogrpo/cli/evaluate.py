@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from egogrpo.cli.common import console, err_console
@@ -18,9 +19,11 @@ def eval_command(
     protocol: Annotated[
         str, typer.Option(help="A protocol of data_manifests/protocols.json (egoallo, motiongrpo, cmu-test).")
     ] = "motiongrpo",
-    split: Annotated[str | None, typer.Option(help="Override the protocol's split.")] = None,
-    samples: Annotated[int | None, typer.Option(help="Override: samples per window.")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Override: use seeds 0 … N−1.")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Override the protocol's split: a split, several comma-separated, or 'all'.")
+    ] = None,
+    samples: Annotated[int | None, typer.Option(help="Override: samples per window (≥ 1).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Override: use seeds 0 … N−1 (N ≥ 1).")] = None,
     guidance: Annotated[
         str | None, typer.Option(help="Override: 'none', or 'post' (refinement after sampling).")
     ] = None,
@@ -28,27 +31,55 @@ def eval_command(
         str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
     ] = "default",
     baseline: Annotated[bool, typer.Option(help="Add a row: the mean training pose placed at the head.")] = False,
+    baseline_from: Annotated[
+        Path | None,
+        typer.Option(help="The baseline's training data: a motion file whose train split gives the mean pose."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="Where to sample: cpu, cuda or cuda:N.")] = "cpu",
+    chunk_size: Annotated[
+        int, typer.Option(help="Windows sampled at once (bounds memory; results do not depend on it).")
+    ] = 64,
     out: Annotated[Path | None, typer.Option(help="Write OUT.json (full protocol record), OUT.md and OUT.csv.")] = None,
 ) -> None:
     """Evaluate checkpoints: one row per checkpoint, mean ± standard error, every number with its protocol."""
-    from egogrpo.eval.evaluate import evaluate, format_value, table_columns
+    from egogrpo.eval.evaluate import evaluate, markdown_table, row_cells, summary_line, table_columns
 
     config = EvalConfig(
         data=str(data), checkpoints=tuple(checkpoints), protocol=protocol, body=body, split=split,
-        samples=samples, seeds=seeds, guidance=guidance, baseline=baseline, out=None if out is None else str(out),
+        samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
+        baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out),
+        device=device, chunk_size=chunk_size,
     )  # fmt: skip
-    with err_console.status("evaluating…") as status:
-        result = evaluate(config, progress=lambda text: status.update(f"evaluating {text}"))
+    interactive = err_console.is_terminal
+    columns = (
+        TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )  # fmt: skip
+    with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
+        task = bar.add_task("eval", total=None, info="")
+
+        def progress(done: int, total: int, text: str) -> None:
+            bar.update(task, completed=done, total=total, info=text)
+            if not interactive:  # logs, CI, nohup: one line per chunk
+                err_console.print(f"eval {done}/{total}: {text}", soft_wrap=True)
+
+        result = evaluate(config, progress=progress)
     p = result.protocol
-    table = Table(title=f"protocol {p.name}: {p.split} split, {len(result.record['data']['windows'])} windows × {p.length} frames, "
-                  f"{p.samples} sample(s), {len(p.seeds)} seed(s)")  # fmt: skip
-    table.add_column("method")
-    for column in table_columns(p):
-        table.add_column(column, justify="right")
-    for row in result.rows:
-        table.add_row(row.name, *(format_value(*row.values[k]) for k in p.metrics))
-    console.print(table)
+    if console.is_terminal:
+        table = Table(title=f"protocol {p.name}: {','.join(p.splits)} split, {len(result.record['data']['windows'])} "
+                      f"windows × {p.length} frames, {p.samples} sample(s), {len(p.seeds)} seed(s)")  # fmt: skip
+        table.add_column("method")
+        for column in table_columns(p):
+            table.add_column(column, justify="right")
+        for row in result.rows:
+            table.add_row(row.name, *row_cells(p, row))
+        console.print(table)
+    else:  # logs and CI: the full Markdown table, never cut to a terminal width
+        typer.echo(f"Protocol {p.name}")
+        for line in [*markdown_table(p, result.rows), "", summary_line(p, result.record)]:
+            typer.echo(line)
     if out is not None:
         console.print(
-            f"record: {out.with_suffix('.json')}, tables: {out.with_suffix('.md')}, {out.with_suffix('.csv')}"
+            f"record: {out.with_suffix('.json')}, tables: {out.with_suffix('.md')}, {out.with_suffix('.csv')}",
+            soft_wrap=True,
         )

@@ -1,12 +1,16 @@
 """`egogrpo eval`: run checkpoints on a motion file's split under a pinned protocol; every number carries its protocol.
 
 A protocol (data_manifests/protocols.json) fixes the split, how sequences are cut into windows, the
-sampler, the number of samples and seeds, and the metrics. For each checkpoint and seed the prior is
-sampled on every window (conditioned on the ground-truth CPF trajectory), the body is placed by
-head anchoring, and per-window metrics are computed. A row reports, per metric, the mean over all
-(window, sample, seed) values ± the standard error (EgoAllo's aggregation). The record written
-beside the table holds everything needed to reproduce it: file hashes, sequence list, slicing,
-sampler, samples, seeds, body model, checkpoint hashes, egogrpo version.
+sampler and its window rule, the label source, the number of samples and seeds, and the metrics. For
+each checkpoint and seed the prior is sampled on every window (conditioned on the ground-truth CPF
+trajectory), in chunks of a fixed number of windows, the body is placed by head anchoring, and
+per-window metrics are computed. A row reports, per metric, the mean over all (window, sample, seed)
+values ± the standard error (EgoAllo's aggregation). Every table also holds a ground-truth row (the
+plausibility metrics of the real motion) and an oracle row (the ground-truth state placed on the
+ground-truth CPF: the floor of the accuracy metrics under head anchoring and the label source). The
+record written beside the table holds everything needed to reproduce it: file hashes, sequence list,
+slicing, sampler, window rule, label source, metric definitions, samples, seeds, body model,
+checkpoint hashes, device, egogrpo version.
 """
 
 from __future__ import annotations
@@ -23,58 +27,142 @@ from torch import Tensor
 from egogrpo import __version__
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import EvalConfig, SamplerConfig, config_from_dict, config_to_dict
-from egogrpo.data.hdf5_schema import MotionFile, require_body_model
+from egogrpo.data.hdf5_schema import SPLITS, MotionFile, require_body_model
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval import metrics as m
-from egogrpo.eval.windows import Windows, broadcast_state, mean_pose_state, placed_joints, sample_states, split_windows
-from egogrpo.fileio import atomic_output, sha256_of_file
+from egogrpo.eval.windows import (
+    LABEL_SOURCES,
+    SLICINGS,
+    Windows,
+    broadcast_state,
+    label_joints,
+    mean_pose,
+    mean_pose_from_json,
+    placed_joints,
+    read_windows,
+    sample_states,
+)
+from egogrpo.fileio import atomic_output, check_writable, sha256_of_file
 from egogrpo.geometry import quat_to_matrix
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
+from egogrpo.model.sampler import window_starts
 from egogrpo.model.state import MotionState
+
+FPS = 30.0
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A column: its label, unit, and how it is computed from predicted/true joints and rotations."""
+    """A column: label, unit, whether it compares with the labels, how it is computed, and its definition.
+
+    compute(pred joints, label joints, pred rotations, label rotations) → (N, S) values.
+    """
 
     label: str
     unit: str
-    compute: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # (pred joints, gt joints, pred rot, gt rot) → (N, S)
+    accuracy: bool  # needs the labels (False: a plausibility metric of the motion alone)
+    compute: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+    definition: str
 
 
-FPS = 30.0
+FOOT = "ankles 7/8 and toes 10/11 (SMPL joint order)"
+CONTACT = "a foot joint is in contact when its height above the floor (z = 0) is below 0.08 m (ankles) or 0.04 m (toes)"
 METRICS: dict[str, MetricSpec] = {
-    "mpjpe": MetricSpec("MPJPE", "mm", lambda p, g, pr, gr: m.mpjpe(p, g).mean(dim=-1)),
-    "pa_mpjpe": MetricSpec("PA-MPJPE", "mm", lambda p, g, pr, gr: m.pa_mpjpe(p, g).mean(dim=-1)),
-    "mpjve": MetricSpec("MPJVE", "mm/s", lambda p, g, pr, gr: m.mpjve(p, g, FPS)),
-    "mpjre": MetricSpec("MPJRE", "deg", lambda p, g, pr, gr: m.mpjre(pr, gr)),
-    "jitter": MetricSpec("Jitter", "10² m/s³", lambda p, g, pr, gr: m.jitter(p, FPS)),
-    "gp": MetricSpec("GP", "m", lambda p, g, pr, gr: m.ground_penetration(p)),
-    "fs": MetricSpec("FS", "m", lambda p, g, pr, gr: m.foot_skating(p, FPS)),
-    "t_head": MetricSpec("T_head", "m", lambda p, g, pr, gr: m.head_position_error(p, g)),
-    "gnd": MetricSpec("GND", "", lambda p, g, pr, gr: m.egoallo_foot_contact(p)),
-    "egoallo_foot_skate": MetricSpec("foot skate", "m", lambda p, g, pr, gr: m.egoallo_foot_skate(p)),
-}
+    "mpjpe": MetricSpec(
+        "MPJPE", "mm", True, lambda p, g, pr, gr: m.mpjpe(p, g).mean(dim=-1),
+        "mean over frames and 22 joints (pelvis + 21 body joints) of ‖p̂ − p‖₂, no alignment beyond head anchoring",
+    ),
+    "pa_mpjpe": MetricSpec(
+        "PA-MPJPE", "mm", True, lambda p, g, pr, gr: m.pa_mpjpe(p, g).mean(dim=-1),
+        "MPJPE after a per-frame Umeyama similarity alignment (rotation, translation, scale) of the prediction",
+    ),
+    "mpjve": MetricSpec(
+        "MPJVE", "mm/s", True, lambda p, g, pr, gr: m.mpjve(p, g, FPS),
+        f"mean ‖v̂ − v‖₂ over 22 joints and T−1 forward differences × fps, fps {FPS:g}",
+    ),
+    "mpjre": MetricSpec(
+        "MPJRE", "deg", True, lambda p, g, pr, gr: m.mpjre(pr, gr),
+        "geodesic angle of R̂ᵀR (not an L1 of axis-angle or Euler angles), mean over frames and the 21 local "
+        "(parent-relative) body rotations; the root orientation is placed from the head, so not included",
+    ),
+    "jitter": MetricSpec(
+        "Jitter", "10² m/s³", False, lambda p, g, pr, gr: m.jitter(p, FPS),
+        f"third forward difference × fps³ (jerk), norm averaged over T−3 frames and 22 joints, ÷ 100; fps {FPS:g}",
+    ),
+    "gp": MetricSpec(
+        "GP", "m", False, lambda p, g, pr, gr: m.ground_penetration(p),
+        "Σ over frames and 22 joints of max(0, −z): depth below the floor z = 0, summed per window",
+    ),
+    "fs": MetricSpec(
+        "FS", "m", False, lambda p, g, pr, gr: m.foot_skating(p, FPS),
+        f"Σ over {FOOT} and steps t → t+1 with the joint in contact at both frames of its horizontal "
+        f"displacement ‖Δp_xy‖₂; {CONTACT}; summed per window (read with Float and GP: a floating body has "
+        "no contacts)",
+    ),
+    "float": MetricSpec(
+        "Float", "mm", False, lambda p, g, pr, gr: m.floating_height(p) * 1000.0,
+        f"mean over frames of max(0, height above the floor of the lowest of the {FOOT}); compare with the "
+        "ground-truth row",
+    ),
+    "t_head": MetricSpec(
+        "T_head", "m", True, lambda p, g, pr, gr: m.head_position_error(p, g),
+        "EgoAllo's T_head: mean over frames of the head joint (15) position error",
+    ),
+    "gnd": MetricSpec(
+        "GND", "", False, lambda p, g, pr, gr: m.egoallo_foot_contact(p),
+        "EgoAllo's foot contact: 1 if in any frame an ankle is below 0.08 m or a toe below 0.04 m, else 0",
+    ),
+    "egoallo_foot_skate": MetricSpec(
+        "foot skate", "m", False, lambda p, g, pr, gr: m.egoallo_foot_skate(p),
+        "EgoAllo's (EgoEgo/kinpoly) foot skate: z shifted by the window's minimum over the 21 non-root joints, "
+        "Σ over ankles (0.08 m) and toes (0.04 m) and steps of (|Δx| + |Δy|)·1[z < H]·(2 − 2^(z/H))",
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """One entry of data_manifests/protocols.json (after command-line overrides)."""
+    """One entry of data_manifests/protocols.json (after command-line overrides).
+
+    splits: the splits evaluated, ("all",) for every sequence; labels: "state_fk" or "stored"
+    (`egogrpo.eval.windows.label_joints`); the window rule is `sampler.window_rule`.
+    """
 
     name: str
     description: str
-    split: str
+    splits: tuple[str, ...]
     slicing: str
     length: int
     samples: int
     seeds: tuple[int, ...]
     sampler: SamplerConfig
     guidance: str
+    labels: str
     metrics: tuple[str, ...]
 
 
 GUIDANCE = ("none", "post")
+NAMED_SPLITS = tuple(s for s in SPLITS if s)
+
+
+def parse_splits(text: str) -> tuple[str, ...]:
+    """ "test", "test,val" or "all" → the split names (("all",) for every sequence); unknown names are refused."""
+    parts = tuple(dict.fromkeys(p.strip() for p in text.split(",")))
+    if parts == ("all",):
+        return parts
+    unknown = [p for p in parts if p not in NAMED_SPLITS]
+    if unknown:
+        raise EgogrpoError(
+            f"--split {text!r}: unknown split {unknown[0]!r}; give {', '.join(NAMED_SPLITS)}, "
+            "a comma-separated list of them, or all"
+        )
+    return parts
+
+
+def _at_least_one(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise EgogrpoError(f"{option} must be at least 1, got {value}")
 
 
 def load_protocol(
@@ -84,7 +172,9 @@ def load_protocol(
     seeds: int | None = None,
     guidance: str | None = None,
 ) -> Protocol:
-    """A named protocol with optional overrides; an unknown name or metric is an error naming the manifest."""
+    """A named protocol with optional overrides; an unknown name, metric or setting is an error naming the manifest."""
+    _at_least_one(samples, "--samples")
+    _at_least_one(seeds, "--seeds")
     manifest = load_manifest("protocols")
     where = manifest_path("protocols")
     entry = manifest["protocols"].get(name)
@@ -96,25 +186,53 @@ def load_protocol(
     protocol = Protocol(
         name=name,
         description=entry["description"],
-        split=split or entry["split"],
+        splits=parse_splits(split if split is not None else entry["split"]),
         slicing=entry["slicing"],
         length=int(entry["length"]),
-        samples=samples or int(entry["samples"]),
-        seeds=tuple(range(seeds)) if seeds else tuple(int(s) for s in entry["seeds"]),
+        samples=samples if samples is not None else int(entry["samples"]),
+        seeds=tuple(range(seeds)) if seeds is not None else tuple(int(s) for s in entry["seeds"]),
         sampler=config_from_dict(SamplerConfig, entry.get("sampler", {}), where=f"{where}: {name}.sampler"),
-        guidance=guidance or entry.get("guidance", "none"),
+        guidance=guidance if guidance is not None else entry.get("guidance", "none"),
+        labels=entry.get("labels", "stored"),
         metrics=tuple(entry["metrics"]),
     )
     if protocol.guidance not in GUIDANCE:
         raise EgogrpoError(f"unknown guidance {protocol.guidance!r}; choose one of {', '.join(GUIDANCE)}")
+    if protocol.slicing not in SLICINGS or protocol.labels not in LABEL_SOURCES:
+        raise EgogrpoError(
+            f"{where}: protocol {name!r}: unknown slicing {protocol.slicing!r} or labels {protocol.labels!r}"
+        )
+    try:
+        window_starts(protocol.length, protocol.sampler.window, protocol.sampler.overlap, protocol.sampler.window_rule)
+    except EgogrpoError as e:
+        raise EgogrpoError(f"{where}: protocol {name!r}: {e}") from None
     return protocol
+
+
+def resolve_device(text: str) -> torch.device:
+    """ "cpu", "cuda" or "cuda:N" as a torch device; an unknown or unavailable device is an EgogrpoError."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise EgogrpoError(f"--device {text!r}: not a device; give cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0 or (device.index or 0) >= count:
+            raise EgogrpoError(f"--device {text}: no such CUDA device on this machine ({count} available)")
+    elif device.type != "cpu":
+        raise EgogrpoError(f"--device {text!r}: only cpu and cuda devices are supported")
+    return device
 
 
 @dataclass
 class Row:
-    """One table row: a checkpoint (or the baseline) with mean and standard error per metric."""
+    """One table row with mean and standard error per metric (a metric it has no value for is absent).
+
+    kind: "ground_truth", "oracle", "checkpoint" or "baseline".
+    """
 
     name: str
+    kind: str
     checkpoint: str
     weights_sha256: str | None
     values: dict[str, tuple[float, float]]
@@ -128,64 +246,168 @@ class EvalResult:
     record: dict
 
 
-def _metric_values(protocol: Protocol, body: BodyModel, state: MotionState, windows: Windows) -> dict[str, Tensor]:
-    """Each protocol metric for every (window, sample), flattened."""
-    state = broadcast_state(state, windows.crops)
-    predicted, truth = placed_joints(body, state, windows.crops)
-    pred_rot = state.body_rotmats
-    gt_rot = quat_to_matrix(windows.crops.body_quats)[:, None].expand_as(pred_rot)
-    return {k: METRICS[k].compute(predicted, truth, pred_rot, gt_rot).reshape(-1) for k in protocol.metrics}
+#: progress(done, total, text): called after every chunk of every checkpoint and seed.
+Progress = Callable[[int, int, str], None]
 
 
-def evaluate(config: EvalConfig, progress: Callable[[str], None] | None = None) -> EvalResult:
-    """Evaluate every checkpoint (and the baseline, if asked) under the protocol; write the record if `out` is set."""
-    protocol = load_protocol(config.protocol, config.split, config.samples, config.seeds, config.guidance)
-    with MotionFile(config.data) as motion:
-        info = motion.info
-        sequences = motion.names(protocol.split)
-    if not sequences:
-        raise EgogrpoError(f"{config.data}: the {protocol.split!r} split is empty")
-    body = load_body_model(config.body)
-    require_body_model(config.data, info, body.model_id, body.sha256)
-    windows = split_windows(config.data, protocol.split, protocol.length, slicing=protocol.slicing)
-    if windows is None:
+def _metric_values(
+    protocol: Protocol, body: BodyModel, state: MotionState | None, windows: Windows
+) -> dict[str, Tensor]:
+    """Each protocol metric for every (window, sample), flattened; `state` None: the labels' own motion
+    (plausibility metrics only)."""
+    crops = windows.crops
+    truth = label_joints(body, crops, protocol.labels)
+    gt_rot = quat_to_matrix(crops.body_quats)
+    if state is None:
+        joints, rot, truth_s, gt_rot_s = truth, gt_rot, truth, gt_rot
+        keys = [k for k in protocol.metrics if not METRICS[k].accuracy]
+    else:
+        state = broadcast_state(state, crops)
+        joints, _ = placed_joints(body, state, crops)
+        rot = state.body_rotmats
+        truth_s, gt_rot_s = truth[:, None].expand_as(joints), gt_rot[:, None].expand_as(rot)
+        keys = list(protocol.metrics)
+    return {k: METRICS[k].compute(joints, truth_s, rot, gt_rot_s).reshape(-1).cpu() for k in keys}
+
+
+def _select_sequences(motion: MotionFile, splits: tuple[str, ...], data: str) -> list[str]:
+    """The names of `splits` (all sequences for ("all",)); none is an error naming the splits the file has."""
+    names = motion.names(None if splits == ("all",) else splits)
+    if not names:
+        counts = {s or "(none)": len(motion.names(s)) for s in SPLITS}
+        have = ", ".join(f"{s} ({n})" for s, n in counts.items() if n) or "no sequences"
+        raise EgogrpoError(f"{data}: the {','.join(splits)!r} split is empty; the file has: {have}")
+    return names
+
+
+def _baseline_pose(
+    config: EvalConfig, protocol: Protocol, motion: MotionFile, body: BodyModel, metas: list[dict]
+) -> tuple[MotionState, str]:
+    """The mean training pose and where it came from, refusing training data that is being evaluated.
+
+    Order: --baseline-from (a motion file: its train split); a checkpoint's `extra["mean_training_pose"]`;
+    the train split of the evaluated file when train is not evaluated.
+    """
+    how = "pass --baseline-from FILE (a motion file with a train split)"
+    if config.baseline_from is not None:
+        with MotionFile(config.baseline_from) as source:
+            names = source.names("train")
+            if not names:
+                have = ", ".join(s for s in NAMED_SPLITS if source.names(s)) or "no named split"
+                raise EgogrpoError(f"--baseline-from {config.baseline_from}: no 'train' split (the file has: {have})")
+            same_file = source.path.resolve() == motion.path.resolve()
+            if same_file and ("all" in protocol.splits or "train" in protocol.splits):
+                raise EgogrpoError(f"--baseline-from {config.baseline_from}: its train split is being evaluated")
+            pose = mean_pose(source, names, body.num_betas)
+            return pose, f"train split of {config.baseline_from} (sha256 {sha256_of_file(config.baseline_from)})"
+    for meta in metas:
+        value = meta.get("extra", {}).get("mean_training_pose")
+        if value is not None:
+            where = f"{meta['directory']}/config.json"
+            return mean_pose_from_json(value, where, body.num_betas), f"{where} (extra.mean_training_pose)"
+    names = motion.names("train")
+    if not names:
+        have = ", ".join(s for s in NAMED_SPLITS if motion.names(s)) or "no named split"
+        raise EgogrpoError(f"--baseline: {config.data} has no 'train' split (it has: {have}); {how}")
+    if "all" in protocol.splits or "train" in protocol.splits:
         raise EgogrpoError(
-            f"{config.data}: no sequence of the {protocol.split!r} split has {protocol.length + 1} frames"
+            f"--baseline: the mean training pose would come from the clips being evaluated (the train split "
+            f"of {config.data}); {how}"
         )
-    rows = []
+    return mean_pose(motion, names, body.num_betas), f"train split of {config.data}"
+
+
+def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult:
+    """Evaluate every checkpoint (and the baseline, if asked) under the protocol; write the record if `out` is set.
+
+    Every input and option is checked before sampling starts.
+    """
+    protocol = load_protocol(config.protocol, config.split, config.samples, config.seeds, config.guidance)
+    _at_least_one(config.chunk_size, "--chunk-size")
+    device = resolve_device(config.device)
+    if config.out:
+        for suffix in (".json", ".md", ".csv"):
+            check_writable(Path(config.out).with_suffix(suffix), "--out")
+    body = load_body_model(config.body)
+    models = []
     for spec in config.checkpoints:
         folder = resolve_checkpoint(spec)
-        model, model_config, meta = load_checkpoint(folder)
-        if not body_model_matches(str(meta["body_model_id"]), info.body_model_id):
+        model, model_config, meta = load_checkpoint(folder, device=device)
+        models.append((spec, folder, model, model_config, meta))
+    with MotionFile(config.data) as motion:
+        info = motion.info
+        require_body_model(config.data, info, body.model_id, body.sha256)
+        for _, folder, _, _, meta in models:
+            if not body_model_matches(str(meta["body_model_id"]), info.body_model_id):
+                raise EgogrpoError(
+                    f"{folder}: a checkpoint for body model {meta['body_model_id']}, but {config.data} was made with {info.body_model_id}"
+                )
+        names = _select_sequences(motion, protocol.splits, config.data)
+        windows = read_windows(motion, names, protocol.length, protocol.slicing)
+        if windows is None:
             raise EgogrpoError(
-                f"{folder}: a checkpoint for body model {meta['body_model_id']}, but {config.data} was made with {info.body_model_id}"
+                f"{config.data}: no sequence of the {','.join(protocol.splits)!r} split has "
+                f"{protocol.length + (protocol.slicing == 'egoallo')} frames"
             )
+        baseline = None
+        if config.baseline:
+            baseline = _baseline_pose(config, protocol, motion, body, [meta for *_, meta in models])
+    body_cpu = body.to(dtype=torch.float32)
+    rows = [
+        _reference_row("ground truth: the label motion", "ground_truth", protocol, body_cpu, windows, None),
+        _reference_row(
+            "oracle: ground-truth state on the ground-truth CPF", "oracle", protocol, body_cpu, windows, "oracle"
+        ),
+    ]
+    body_device = body.to(device=device, dtype=torch.float32)
+    chunks = [(a, min(a + config.chunk_size, len(windows))) for a in range(0, len(windows), config.chunk_size)]
+    total, done = len(models) * len(protocol.seeds) * len(chunks), 0
+    for spec, folder, model, model_config, meta in models:
         start = time.perf_counter()
         values: dict[str, list[Tensor]] = {k: [] for k in protocol.metrics}
         for seed in protocol.seeds:
-            if progress is not None:
-                progress(f"{spec}: seed {seed}")
-            states = sample_states(
-                model, model_config, protocol.sampler, windows.crops, seed=seed, num_samples=protocol.samples
-            )
-            if protocol.guidance == "post":
-                states = _post_guidance(body, states, windows)
-            for k, v in _metric_values(protocol, body, states, windows).items():
-                values[k].append(v)
+            for a, b in chunks:
+                part = windows.chunk(a, b)
+                part = Windows(part.crops.to(device), part.names, part.starts)
+                states = sample_states(
+                    model, model_config, protocol.sampler, part.crops, seed, protocol.samples, first_group=a
+                )
+                if protocol.guidance == "post":
+                    states = _post_guidance(body_device, states, part)
+                for k, v in _metric_values(protocol, body_device, states, part).items():
+                    values[k].append(v)
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"{spec}: seed {seed}, windows {b}/{len(windows)}")
         rows.append(
-            Row(str(spec), str(folder), meta.get("weights_sha256"), _aggregate(values), time.perf_counter() - start)
-        )
-    if config.baseline:
+            Row(str(spec), "checkpoint", str(folder), meta.get("weights_sha256"), _aggregate(values),
+                time.perf_counter() - start)
+        )  # fmt: skip
+    baseline_source = None
+    if baseline is not None:
         start = time.perf_counter()
-        baseline = mean_pose_state(config.data, ("train",), body.num_betas)
-        values = {k: [v] for k, v in _metric_values(protocol, body, baseline, windows).items()}
+        state, baseline_source = baseline
+        values = {k: [v] for k, v in _metric_values(protocol, body_cpu, state, windows).items()}
         rows.append(
-            Row("baseline: mean training pose at the head", "", None, _aggregate(values), time.perf_counter() - start)
-        )
-    record = _record(config, protocol, info, windows, rows, body)
+            Row("baseline: mean training pose at the head", "baseline", "", None, _aggregate(values),
+                time.perf_counter() - start)
+        )  # fmt: skip
+    record = _record(config, protocol, info, windows, rows, body, device, baseline_source)
     if config.out:
         write_reports(Path(config.out), protocol, rows, record)
     return EvalResult(protocol, rows, record)
+
+
+def _reference_row(
+    name: str, kind: str, protocol: Protocol, body: BodyModel, windows: Windows, state: str | None
+) -> Row:
+    """The ground-truth row (the labels' plausibility metrics) or the oracle row (the true state, head-anchored)."""
+    start = time.perf_counter()
+    truth_state = None
+    if state == "oracle":  # (N, 1, T, …): one "sample" per window
+        truth_state = MotionState.from_crop(windows.crops, include_hands=False).map(lambda v: v[:, None])
+    values = {k: [v] for k, v in _metric_values(protocol, body, truth_state, windows).items()}
+    return Row(name, kind, "", None, _aggregate(values), time.perf_counter() - start)
 
 
 def _post_guidance(body: BodyModel, states: MotionState, windows: Windows) -> MotionState:
@@ -202,25 +424,63 @@ def _aggregate(values: dict[str, list[Tensor]]) -> dict[str, tuple[float, float]
 
 
 def _record(
-    config: EvalConfig, protocol: Protocol, info: object, windows: Windows, rows: list[Row], body: BodyModel
+    config: EvalConfig,
+    protocol: Protocol,
+    info: object,
+    windows: Windows,
+    rows: list[Row],
+    body: BodyModel,
+    device: torch.device,
+    baseline_source: str | None,
 ) -> dict:
+    sampler = protocol.sampler
     return {
         "egogrpo_version": __version__,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "protocol": {**config_to_dict(protocol), "sampler": config_to_dict(protocol.sampler)},
-        "stitching": {"window": protocol.sampler.window, "overlap": protocol.sampler.overlap},
+        "protocol": {**config_to_dict(protocol), "sampler": config_to_dict(sampler)},
+        "stitching": {
+            "window": sampler.window,
+            "overlap": sampler.overlap,
+            "window_rule": sampler.window_rule,
+            "rule": {
+                "egoallo": "EgoAllo's: windows start at range(0, L, window − overlap), each cut at the sequence end "
+                "(a 128-frame window is denoised as [0, 128) and [96, 128)), blended with EgoAllo's weights",
+                "aligned": "egogrpo's: whole windows, the last aligned to the sequence end (a 128-frame window is "
+                "one denoiser call), blended with EgoAllo's weights",
+            }[sampler.window_rule],
+        },
+        "slicing": {
+            "egoallo": "EgoAllo's deterministic slices: floor(sum T / (length + 1)) items over the sequences of at "
+            "least length + 1 frames (sorted by name); item i reads sequence i mod N at slice i div N, start "
+            "(slice * (length + 1)) mod (T - length - 1); the window skips the slice's first frame",
+            "windows": "non-overlapping windows from frame 0 of every sequence",
+        }[protocol.slicing],
+        "labels": {
+            "state_fk": "forward kinematics of the ground-truth state (betas, body rotations, T_world_root) with "
+            "the evaluation body model (EgoAllo's labels)",
+            "stored": "the file's joints_wrt_cpf placed on its CPF, the pelvis from T_world_root",
+        }[protocol.labels],
         "placement": "head anchored to the ground-truth CPF (EgoAllo)",
+        "aggregation": "mean over every (window, sample, seed) value ± standard error std/sqrt(n), std with ddof 0",
+        "metrics": {
+            k: {"label": METRICS[k].label, "unit": METRICS[k].unit, "definition": METRICS[k].definition}
+            for k in protocol.metrics
+        },
+        "device": str(device),
+        "chunk_size": config.chunk_size,
         "data": {
             "file": str(Path(config.data).resolve()),
             "sha256": sha256_of_file(config.data),
             "body_model_id": info.body_model_id,  # type: ignore[attr-defined]
-            "split": protocol.split,
+            "splits": list(protocol.splits),
             "windows": [f"{name}@{start}" for name, start in zip(windows.names, windows.starts, strict=True)],
         },
         "body_model": {"id": body.model_id, "sha256": body.sha256},
+        "baseline_pose": baseline_source,
         "rows": [
             {
                 "name": r.name,
+                "kind": r.kind,
                 "checkpoint": r.checkpoint,
                 "weights_sha256": r.weights_sha256,
                 "seconds": round(r.seconds, 2),
@@ -243,28 +503,38 @@ def format_value(mean: float, error: float) -> str:
     return f"{mean:.3f} ± {error:.3f}"
 
 
+def row_cells(protocol: Protocol, row: Row) -> list[str]:
+    """The row's table cells, one per protocol metric ("—" where it has no value)."""
+    return [format_value(*row.values[k]) if k in row.values else "—" for k in protocol.metrics]
+
+
+def markdown_table(protocol: Protocol, rows: list[Row]) -> list[str]:
+    """The table as Markdown lines (the .md report, and the terminal output when stdout is not a terminal)."""
+    columns = table_columns(protocol)
+    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    return lines + ["| " + r.name + " | " + " | ".join(row_cells(protocol, r)) + " |" for r in rows]
+
+
+def summary_line(protocol: Protocol, record: dict) -> str:
+    return (
+        f"Data: {record['data']['file']} (sha256 {record['data']['sha256'][:12]}), split {','.join(protocol.splits)}, "
+        f"{len(record['data']['windows'])} windows of {protocol.length} frames ({protocol.slicing}), "
+        f"{protocol.samples} sample(s), seeds {list(protocol.seeds)}, window rule {protocol.sampler.window_rule}, "
+        f"labels {protocol.labels}, egogrpo {__version__}."
+    )
+
+
 def write_reports(out: Path, protocol: Protocol, rows: list[Row], record: dict) -> None:
     """OUT.json (the full record), OUT.md and OUT.csv (the table), each written atomically."""
-    columns = table_columns(protocol)
     with atomic_output(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
-    lines = [
-        f"Protocol `{protocol.name}`: {protocol.description}",
-        "",
-        "| method | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
-    ]
-    lines += [
-        "| " + r.name + " | " + " | ".join(format_value(*r.values[k]) for k in protocol.metrics) + " |" for r in rows
-    ]
-    lines += ["", f"Data: {record['data']['file']} (sha256 {record['data']['sha256'][:12]}), split {protocol.split}, "
-              f"{len(record['data']['windows'])} windows of {protocol.length} frames ({protocol.slicing}), "
-              f"{protocol.samples} sample(s), seeds {list(protocol.seeds)}, egogrpo {__version__}."]  # fmt: skip
+    lines = [f"Protocol `{protocol.name}`: {protocol.description}", "", *markdown_table(protocol, rows)]
+    lines += ["", summary_line(protocol, record)]
     with atomic_output(out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     csv = ["method," + ",".join(f"{k}_mean,{k}_standard_error" for k in protocol.metrics)]
-    csv += [
-        f'"{r.name}",' + ",".join(f"{r.values[k][0]:.6f},{r.values[k][1]:.6f}" for k in protocol.metrics) for r in rows
-    ]
+    for r in rows:
+        cells = [f"{r.values[k][0]:.6f},{r.values[k][1]:.6f}" if k in r.values else "," for k in protocol.metrics]
+        csv.append(f'"{r.name}",' + ",".join(cells))
     with atomic_output(out.with_suffix(".csv")) as tmp:
         tmp.write_text("\n".join(csv) + "\n")

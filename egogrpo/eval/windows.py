@@ -6,6 +6,8 @@ command builds its protocols on these pieces.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,14 +18,18 @@ from egogrpo.body import BodyModel
 from egogrpo.config import DenoiserConfig, SamplerConfig
 from egogrpo.data.crops import MotionCrop, collate_crops
 from egogrpo.data.hdf5_schema import MotionFile
+from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe, pa_mpjpe
-from egogrpo.geometry import nearest_rotation, quat_to_matrix, se3_apply
+from egogrpo.geometry import nearest_rotation, quat_from_matrix, quat_to_matrix, se3_apply
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.placement import place_on_cpf
-from egogrpo.model.policy import DiffusionPolicy
+from egogrpo.model.policy import DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
+from egogrpo.tensor_dataclass import map_fields
+
+SLICINGS = ("windows", "egoallo")
 
 
 @dataclass(frozen=True)
@@ -34,56 +40,120 @@ class Windows:
     names: tuple[str, ...]
     starts: tuple[int, ...]
 
+    def __len__(self) -> int:
+        return len(self.names)
 
-def window_starts(frames: int, length: int, slicing: str = "windows") -> list[int]:
-    """Start frames of the evaluation windows of a `frames`-long sequence.
+    def chunk(self, first: int, stop: int) -> Windows:
+        """Windows first … stop − 1 (views of the same tensors)."""
+        crops = map_fields(self.crops, lambda v: v[first:stop])
+        return Windows(crops, self.names[first:stop], self.starts[first:stop])
 
-    "windows": non-overlapping windows from frame 0. "egoallo": EgoAllo's evaluation slices of
-    length + 1 frames (one previous frame), floor(T / (length + 1)) of them, slice k starting at
-    (k · (length + 1)) mod (T − length − 1); the window is the slice without its first frame.
+
+def evaluation_windows(lengths: Sequence[int], length: int = 128, slicing: str = "windows") -> list[tuple[int, int]]:
+    """(sequence index, first frame) of the `length`-frame evaluation windows of sequences of `lengths` frames.
+
+    "windows": non-overlapping windows from frame 0 of every sequence, in sequence order.
+    "egoallo": EgoAllo's deterministic evaluation dataset (reference/egoallo.md §9), slices of S = length + 1
+    frames (the extra first frame gives the first relative CPF pose). Of the N sequences with T_g ≥ S, taken
+    in the given order, there are ⌊Σ_g T_g / S⌋ items; item i reads sequence i mod N at slice k = i div N,
+    starting at (k·S) mod (T_g − S) (0 when T_g = S). Every sequence gets the same number of slices (±1),
+    dealt round-robin: short ones wrap around and overlap, long ones are not covered. The window is the
+    slice without its first frame, so it starts one frame later. Items are returned in EgoAllo's order.
     """
     if slicing == "windows":
-        return list(range(0, frames - length + 1, length))
-    if slicing == "egoallo":
-        span = length + 1
-        if frames <= span:
-            return []
-        return [(k * span) % (frames - span) + 1 for k in range(frames // span)]
-    raise ValueError(f"unknown slicing {slicing!r}")
+        return [(g, s) for g, frames in enumerate(lengths) for s in range(0, frames - length + 1, length)]
+    if slicing != "egoallo":
+        raise EgogrpoError(f"unknown slicing {slicing!r}; known: {', '.join(SLICINGS)}")
+    span = length + 1
+    kept = [g for g, frames in enumerate(lengths) if frames >= span]
+    if not kept:
+        return []
+    items = []
+    for i in range(sum(lengths[g] for g in kept) // span):
+        g, k = kept[i % len(kept)], i // len(kept)
+        valid = lengths[g] - span
+        items.append((g, (k * span) % valid + 1 if valid > 0 else 1))
+    return items
+
+
+def read_windows(
+    motion: MotionFile,
+    names: Sequence[str],
+    length: int = 128,
+    slicing: str = "windows",
+    max_windows: int | None = None,
+    first_only: bool = False,
+) -> Windows | None:
+    """The windows of `names` (see `evaluation_windows`; or the first of each), each sequence read once.
+
+    A sequence whose arrays are not finite, or whose quaternions are not unit, is refused (EgogrpoError
+    naming the file, the sequence and the field). None when no sequence has a window.
+    """
+    picks = evaluation_windows([motion.num_frames(name) for name in names], length, slicing)
+    if first_only:
+        picks = [p for n, p in enumerate(picks) if all(q[0] != p[0] for q in picks[:n])]
+    if max_windows is not None:
+        picks = picks[:max_windows]
+    if not picks:
+        return None
+    crops: dict[int, MotionCrop] = {}
+    for g in sorted({g for g, _ in picks}):
+        arrays = motion.read(names[g])
+        problems = arrays.problems()
+        if problems:
+            raise EgogrpoError(f"{motion.path}: sequence {names[g]!r}: {'; '.join(problems)}")
+        whole = MotionCrop.from_arrays(arrays, with_hand_quats=False)
+        for n, (h, start) in enumerate(picks):
+            if h == g:
+                crops[n] = _crop(whole, start, length)
+    return Windows(
+        collate_crops([crops[n] for n in range(len(picks))]),
+        tuple(names[g] for g, _ in picks),
+        tuple(start for _, start in picks),
+    )
+
+
+def _crop(whole: MotionCrop, start: int, length: int) -> MotionCrop:
+    """Frames [start, start + length) of a one-sequence crop, copied (betas are per sequence)."""
+    return dataclasses.replace(map_fields(whole, lambda v: v[start : start + length].clone()), betas=whole.betas)
 
 
 def split_windows(
     data: str,
-    split: str,
+    split: str | Sequence[str],
     length: int = 128,
     max_windows: int | None = None,
     first_only: bool = False,
     slicing: str = "windows",
 ) -> Windows | None:
-    """Windows of `length` frames of every sequence of `split` (see `window_starts`; or the first of each)."""
-    crops, names, starts = [], [], []
+    """Windows of `length` frames of every sequence of `split` (one or several; see `read_windows`)."""
     with MotionFile(data) as motion:
-        for name in motion.names(split):
-            frames = motion.num_frames(name)
-            for start in window_starts(frames, length, slicing):
-                crops.append(
-                    MotionCrop.from_arrays(motion.read_frames(name, start, start + length), with_hand_quats=False)
-                )
-                names.append(name)
-                starts.append(start)
-                if first_only:
-                    break
-    if not crops:
-        return None
-    if max_windows is not None:
-        crops, names, starts = crops[:max_windows], names[:max_windows], starts[:max_windows]
-    return Windows(collate_crops(crops), tuple(names), tuple(starts))
+        return read_windows(motion, motion.names(split), length, slicing, max_windows, first_only)
 
 
 def truth_joints(crops: MotionCrop) -> Float[Tensor, "*batch T 22 3"]:
     """Ground-truth world joints: the pelvis from T_world_root, the other 21 from the CPF frame."""
     rest = se3_apply(crops.T_world_cpf[..., None, :], crops.joints_wrt_cpf)
     return torch.cat((crops.T_world_root[..., None, 4:], rest), dim=-2)
+
+
+LABEL_SOURCES = ("stored", "state_fk")
+
+
+def label_joints(body: BodyModel, crops: MotionCrop, source: str = "stored") -> Float[Tensor, "*batch T 22 3"]:
+    """Ground-truth world joints (pelvis first) from the labels `source`.
+
+    "stored": the file's `joints_wrt_cpf` placed on its CPF, the pelvis from `T_world_root` (`truth_joints`);
+    for gendered AMASS clips these come from the gendered model. "state_fk" (EgoAllo's labels): forward
+    kinematics of the ground-truth state (betas, body rotations, T_world_root) with `body`, the model the
+    prediction is posed with.
+    """
+    if source == "stored":
+        return truth_joints(crops)
+    if source != "state_fk":
+        raise EgogrpoError(f"unknown label source {source!r}; known: {', '.join(LABEL_SOURCES)}")
+    shaped = body.to(dtype=crops.T_world_root.dtype).with_shape(crops.betas)  # betas (*batch, 1, B): over frames
+    return shaped.with_pose(crops.T_world_root, crops.body_quats).joints[..., :22, :]
 
 
 @torch.no_grad()
@@ -94,32 +164,83 @@ def sample_states(
     crops: MotionCrop,
     seed: int,
     num_samples: int = 1,
+    first_group: int = 0,
 ) -> MotionState:
     """Sample the prior conditioned on each crop's CPF trajectory; a state with leading (N, S).
 
-    Window n is group n of the seed's streams; samples do not share x_T (`DiffusionPolicy.sample`).
+    Window n is group `first_group` + n of the seed's streams (pass a chunk's offset, so a window's samples
+    do not depend on the chunking); samples do not share x_T.
     """
     cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=model_config)
     policy = DiffusionPolicy(
         NoiseSchedule.cosine(), sampler, project=body_rotation_projection(model_config.num_betas), device=cond.device
     )
     state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
-    x0 = policy.sample(lambda x, t, c: model(x, t, c), cond, state_dim, seed=seed, num_samples=num_samples)
+    N = cond.shape[0]
+    ids = RolloutIds(
+        seed,
+        0,
+        torch.arange(first_group, first_group + N),
+        torch.arange(num_samples).expand(N, num_samples),
+        share_initial=False,
+    )
+    cond = cond[:, None].expand(N, num_samples, *cond.shape[1:])
+    x0 = policy.rollout(lambda x, t, c: model(x, t, c), cond, ids, state_dim, record=False).final
     return MotionState.unpack(x0, model_config.num_betas, model_config.include_hands)
 
 
-def mean_pose_state(data: str, splits: tuple[str, ...], num_betas: int) -> MotionState:
-    """The baseline: the mean training pose and shape (rotations averaged, then projected), one frame."""
+def mean_pose(motion: MotionFile, names: Sequence[str], num_betas: int) -> MotionState:
+    """The baseline: the mean pose and shape of sequences `names` (rotations averaged, then projected), one frame."""
+    if motion.info.num_betas != num_betas:
+        raise EgogrpoError(f"{motion.path}: {motion.info.num_betas} betas, but the body model has {num_betas}")
     rotations, betas, count = torch.zeros(21, 3, 3, dtype=torch.float64), torch.zeros(num_betas, dtype=torch.float64), 0
-    with MotionFile(data) as motion:
-        for name in motion.names(splits):
-            arrays = motion.read(name)
-            rotations += quat_to_matrix(torch.from_numpy(arrays.body_quats).double()).sum(dim=0)
-            betas += torch.from_numpy(arrays.betas[0]).double() * arrays.num_frames
-            count += arrays.num_frames
+    for name in names:
+        arrays = motion.read(name)
+        problems = arrays.problems()
+        if problems:
+            raise EgogrpoError(f"{motion.path}: sequence {name!r}: {'; '.join(problems)}")
+        rotations += quat_to_matrix(torch.from_numpy(arrays.body_quats).double()).sum(dim=0)
+        betas += torch.from_numpy(arrays.betas[0]).double() * arrays.num_frames
+        count += arrays.num_frames
+    if count == 0:
+        raise EgogrpoError(f"{motion.path}: no sequence to average a mean pose over")
     return MotionState(
         betas=(betas / count).float()[None],
         body_rotmats=nearest_rotation(rotations / count).float()[None],
+        contacts=torch.zeros(1, 21),
+    )
+
+
+def mean_pose_state(data: str, splits: tuple[str, ...], num_betas: int) -> MotionState:
+    """`mean_pose` of the sequences of `splits` of a motion file."""
+    with MotionFile(data) as motion:
+        return mean_pose(motion, motion.names(splits), num_betas)
+
+
+def mean_pose_to_json(state: MotionState, source: str) -> dict:
+    """A mean pose as JSON (a checkpoint's `extra["mean_training_pose"]`): betas, 21 wxyz quaternions, source."""
+    return {
+        "betas": state.betas[0].tolist(),
+        "body_quats": quat_from_matrix(state.body_rotmats[0].double()).tolist(),
+        "source": source,
+    }
+
+
+def mean_pose_from_json(value: object, where: str, num_betas: int) -> MotionState:
+    """The inverse of `mean_pose_to_json`; a malformed value is an EgogrpoError naming `where`."""
+    try:
+        betas = torch.tensor(value["betas"], dtype=torch.float64)  # type: ignore[index]
+        quats = torch.tensor(value["body_quats"], dtype=torch.float64)  # type: ignore[index]
+    except (TypeError, KeyError, ValueError) as e:
+        raise EgogrpoError(f"{where}: mean_training_pose is malformed ({e})") from None
+    if betas.shape != (num_betas,) or quats.shape != (21, 4) or not bool(torch.isfinite(quats).all()):
+        raise EgogrpoError(
+            f"{where}: mean_training_pose has betas {tuple(betas.shape)} and body_quats {tuple(quats.shape)}, "
+            f"expected ({num_betas},) and (21, 4), finite"
+        )
+    return MotionState(
+        betas=betas.float()[None],
+        body_rotmats=quat_to_matrix(quats / quats.norm(dim=-1, keepdim=True)).float()[None],
         contacts=torch.zeros(1, 21),
     )
 
