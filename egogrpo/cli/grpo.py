@@ -63,12 +63,25 @@ def train_grpo_command(
         bool, typer.Option(help="Recompute π_old's log-probs in the training layout (bit-exact ratio 1).")
     ] = False,
     std_floor: Annotated[float | None, typer.Option(help="Override: spread floor of the group normalisation.")] = None,
+    advantage: Annotated[
+        str,
+        typer.Option(help="'normalized' ((r − mean)/std, the paper) or 'rank' (within-group win rates, Pref-GRPO)."),
+    ] = "normalized",
+    algo: Annotated[
+        str,
+        typer.Option(
+            help="Update rule on the same rollouts: 'grpo' (the paper, Eq. 8), 'awm' (advantage-weighted matching), "
+            "'nft' (DiffusionNFT) or 'draft' (DRaFT-K reward back-propagation)."
+        ),
+    ] = "grpo",
+    draft_k: Annotated[int, typer.Option(help="--algo draft: transitions the reward is back-propagated through.")] = 3,
+    nft_beta: Annotated[float, typer.Option(help="--algo nft: DiffusionNFT's β.")] = 1.0,
     val_every: Annotated[int | None, typer.Option(help="Override: val MPJPE every N iterations (0: never).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N iterations.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data, noise and Perlin streams.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
-    """Post-train a prior with MotionGRPO (one process, torchrun or accelerate launch; CPU or CUDA)."""
+    """Post-train a prior with MotionGRPO or a cheaper rule (--algo; one process, torchrun or accelerate launch)."""
     from egogrpo.train.grpo import train_grpo
 
     if preset not in GRPO_PRESETS:
@@ -85,13 +98,15 @@ def train_grpo_command(
     perlin = PerlinConfig(scope=perlin_scope)
     if perlin_lambda is not None:
         perlin = dataclasses.replace(perlin, amplitude=perlin_lambda)
-    reward = RewardConfig() if std_floor is None else RewardConfig(std_floor=std_floor)
+    reward = RewardConfig(advantage=advantage)
+    if std_floor is not None:
+        reward = dataclasses.replace(reward, std_floor=std_floor)
     config = TrainGRPOConfig(
         prior=prior, data=str(data), run_dir=str(run_dir), body=body, perlin=perlin, reward=reward,
         sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window)), kl_weight=kl_weight,
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
-        seed=seed, resume=resume, **values,
+        seed=seed, resume=resume, algo=algo, draft_k=draft_k, nft_beta=nft_beta, **values,
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (

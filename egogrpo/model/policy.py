@@ -138,6 +138,7 @@ class DiffusionPolicy:
         if isinstance(project, BodyRotationProjection) and project.method is None:
             project = dataclasses.replace(project, method=config.projection)  # the sampler config's SO(3) method
         self.config, self.project, self.device = config, project, torch.device(device)
+        self.schedule = schedule
         self.plan = tuple(timestep_plan(config, schedule.num_timesteps))
         K = len(self.plan) - 1
         scales = torch.ones(K, dtype=torch.float64)
@@ -169,6 +170,26 @@ class DiffusionPolicy:
         """`transition_mean` of a table row [A, B, σ] (rollouts and recomputation both go through here)."""
         return transition_mean(coefficients[..., 0], coefficients[..., 1], x_t, x0_hat)
 
+    def _advance(
+        self,
+        denoise_fn: DenoiseFn,
+        k: int,
+        x: Float[Tensor, "B G L D"],
+        cond_rows: Float[Tensor, "BG L C"],
+        ids: RolloutIds,
+    ) -> tuple[Float[Tensor, "B G L D"], Float[Tensor, "B G L D"], Float[Tensor, "B G L D"]]:
+        """Transition k from x: (x_next, μ, x̂₀), x_next = μ + σ_k·z with z keyed by (…, group, member, k)."""
+        B, G, L, D = x.shape
+        device = x.device
+        x0_hat = self._x0_hat(denoise_fn, x.reshape(B * G, L, D), int(self.plan[k]), cond_rows).reshape(B, G, L, D)
+        coefficients = self.table[k].to(device)
+        mean = self._mean(coefficients, x, x0_hat)
+        if k not in self.mdp_steps:
+            return mean, mean, x0_hat
+        groups, members = ids.group_ids.to(device)[:, None], ids.member_ids.to(device)
+        keys = noise.stream_key(ids.seed, noise.PURPOSE_STEP, ids.iteration, groups, members, k, device=device)
+        return mean + coefficients[2] * noise.normal(keys, (L, D)), mean, x0_hat
+
     # --- rollouts -----------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -179,15 +200,19 @@ class DiffusionPolicy:
         ids: RolloutIds,
         state_dim: int,
         record: bool = True,
+        keep: tuple[int, ...] = (),
     ) -> Rollout:
         """Sample every member of every group; with `record`, keep what recomputing log-probs needs.
 
-        Without `record` only the final samples are kept (evaluation, recovery).
+        Without `record` only the final samples are kept (evaluation, recovery). `keep`: further chain
+        positions (0 = x_T … K) to store, e.g. DRaFT's starting point K − k (`denoise_from`).
         """
         B, G, L, C = cond.shape
         device, K = cond.device, self.num_transitions
         if ids.member_ids.shape != (B, G) or ids.group_ids.shape != (B,):
             raise ValueError(f"ids must be (B,) groups and (B, G) members for cond of shape {tuple(cond.shape)}")
+        if not all(0 <= p <= K for p in keep):
+            raise ValueError(f"keep positions must be in 0..{K}, got {keep}")
         groups, members = ids.group_ids.to(device)[:, None], ids.member_ids.to(device)
         if ids.share_initial:
             keys = noise.stream_key(ids.seed, noise.PURPOSE_INITIAL, ids.iteration, groups, 0, device=device)
@@ -195,29 +220,20 @@ class DiffusionPolicy:
         else:
             keys = noise.stream_key(ids.seed, noise.PURPOSE_INITIAL, ids.iteration, groups, members + 1, device=device)
             x = noise.normal(keys, (L, state_dim))
-        keep = {K}
+        stored_positions = {K, *keep}
         if record:
-            keep |= {k for step in self.mdp_steps for k in (step, step + 1)}
-        positions = tuple(sorted(keep))
-        stored = {0: x} if 0 in keep else {}
+            stored_positions |= {k for step in self.mdp_steps for k in (step, step + 1)}
+        positions = tuple(sorted(stored_positions))
+        stored = {0: x} if 0 in stored_positions else {}
         log_probs, last = [], []
         cond_rows = cond.reshape(B * G, L, C)
-        table = self.table.to(device)
         for k in range(K):
-            x0_hat = self._x0_hat(denoise_fn, x.reshape(B * G, L, state_dim), int(self.plan[k]), cond_rows)
-            x0_hat = x0_hat.reshape(B, G, L, state_dim)
-            mean = self._mean(table[k], x, x0_hat)
+            x, mean, x0_hat = self._advance(denoise_fn, k, x, cond_rows, ids)
             if k in self.mdp_steps:
-                step_keys = noise.stream_key(
-                    ids.seed, noise.PURPOSE_STEP, ids.iteration, groups, members, k, device=device
-                )
-                x = mean + table[k, 2] * noise.normal(step_keys, (L, state_dim))
-                log_probs.append(transition_log_prob(x, mean, table[k, 2], self.dim_weights))
-            else:
-                x = mean
+                log_probs.append(transition_log_prob(x, mean, self.table[k, 2].to(device), self.dim_weights))
             if record and k >= K - NUM_LAST_PREDICTIONS:
                 last.append(x0_hat)
-            if k + 1 in keep:
+            if k + 1 in stored_positions:
                 stored[k + 1] = x
         return Rollout(
             latents=torch.stack([stored[p] for p in positions], dim=2),
@@ -246,6 +262,29 @@ class DiffusionPolicy:
         ids = RolloutIds.grid(seed, 0, B, num_samples, share_initial)
         cond = cond[:, None].expand(B, num_samples, *cond.shape[1:])
         return self.rollout(denoise_fn, cond, ids, state_dim, record=False).final
+
+    def denoise_from(
+        self,
+        denoise_fn: DenoiseFn,
+        x: Float[Tensor, "B G L D"],
+        first: int,
+        cond: Float[Tensor, "B G L C"],
+        ids: RolloutIds,
+    ) -> Float[Tensor, "B G L D"]:
+        """The final samples reached from chain position `first` (x = the rollout's latent there) by transitions
+        first … K−1 with the rollout's keyed noise — differentiable, float32, autocast off (DRaFT-K, K = K_total − first).
+
+        At the rollout's parameters it reproduces the rollout's final samples (to float32 rounding of the layout).
+        """
+        K = self.num_transitions
+        if not 0 <= first <= K:
+            raise ValueError(f"first must be in 0..{K}, got {first}")
+        B, G, L, C = cond.shape
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x, cond_rows = x.float(), cond.reshape(B * G, L, C).float()
+            for k in range(first, K):
+                x, _, _ = self._advance(denoise_fn, k, x, cond_rows, ids)
+        return x
 
     # --- log-probabilities ---------------------------------------------------------------------------
 
@@ -293,6 +332,19 @@ class DiffusionPolicy:
             mean = self._mean(coefficients, x_t, x0_hat)
             log_prob = transition_log_prob(batch.x_prev, mean, coefficients[:, 2], self.dim_weights)
         return log_prob, mean
+
+    def denoiser_x0(
+        self,
+        denoise_fn: DenoiseFn,
+        x_t: Float[Tensor, "N L D"],
+        t: Int[Tensor, "N"],  # noqa: F821
+        cond: Float[Tensor, "N L C"],
+    ) -> Float[Tensor, "N L D"]:
+        """The denoiser's stitched x̂₀ WITHOUT the SO(3) projection — what the prior's training loss sees — in
+        float32 with autocast disabled, differentiable (AWM, DiffusionNFT)."""
+        c = self.config
+        with torch.autocast(device_type=x_t.device.type, enabled=False):
+            return predict_x0_stitched(denoise_fn, x_t.float(), t, cond.float(), c.window, c.overlap, None)
 
     def step_std(self, steps: Int[Tensor, "N"]) -> Float[Tensor, "N"]:  # noqa: F821
         """σ of transitions `steps` (float32)."""

@@ -10,7 +10,9 @@ A linear loop over iterations; each iteration is a pure function of (seed, itera
             from all processes before the group-relative advantages are computed (`train.rewards`);
 5. update:  inner epochs over a random subset of each trajectory's MDP transitions, shuffled and cut into
             optimizer steps; gradients are summed over processes by hand (so processes may hold different
-            numbers of transitions), clipped, and applied with AdamW (`train.grpo_objective`).
+            numbers of transitions), clipped, and applied with AdamW (`train.grpo_objective`). `config.algo`
+            swaps this step alone for a cheaper rule on the same rollouts (`train.matching`: AWM and
+            DiffusionNFT; `train.draft`: DRaFT-K); every other step, the diagnostics and resume are shared.
 
 All randomness is addressed by keys (`model.noise`), so results do not depend on the number of processes,
 and a resumed run continues exactly. Rank 0 writes the run directory (`train.run_dir`): config.json,
@@ -39,13 +41,15 @@ from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import intra_group_diversity
 from egogrpo.eval.windows import sampled_errors, split_windows, truth_joints
-from egogrpo.model import noise
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint, save_checkpoint
-from egogrpo.model.policy import DiffusionPolicy, Rollout, RolloutIds, Transitions
+from egogrpo.model.policy import DiffusionPolicy, RolloutIds, Transitions
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim, state_layout
+from egogrpo.tensor_dataclass import map_fields
+from egogrpo.train.draft import draft_update
 from egogrpo.train.grpo_objective import gaussian_mean_kl, grpo_objective
+from egogrpo.train.matching import matching_update
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
 from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
@@ -62,9 +66,14 @@ from egogrpo.train.run_dir import (
     tensorboard_writer,
     truncate_metrics,
 )
+from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary, trained_positions
 
 #: TrainGRPOConfig fields that may change when a run is resumed.
 RESUMABLE = {"resume", "iterations", "val_every", "checkpoint_every", "micro_batch"}
+#: The update rules of `TrainGRPOConfig.algo` (see its docstring); grpo, the paper's, is the default.
+ALGORITHMS = ("grpo", "awm", "nft", "draft")
+#: Options that only the GRPO objective reads (refused with another algorithm rather than silently ignored).
+GRPO_ONLY = {"clip_range": "--clip-range", "log_prob_fields": "--log-prob-fields"}
 #: A scorer maps a state with leading (N, 1) and its crops (N,) to perceptual scores (N, 1) in (0, 1).
 Scorer = Callable[[MotionState, MotionCrop], Tensor]
 
@@ -108,18 +117,43 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--std-floor must be a finite positive number, got {config.reward.std_floor}")
     if config.reward.combine not in ("mean", "sum"):
         raise EgogrpoError(f"reward combine must be 'mean' or 'sum', got {config.reward.combine!r}")
+    if config.reward.advantage not in ("normalized", "rank"):
+        raise EgogrpoError(f"--advantage must be 'normalized' or 'rank', got {config.reward.advantage!r}")
+    if config.algo not in ALGORITHMS:
+        raise EgogrpoError(f"--algo must be one of {', '.join(ALGORITHMS)}, got {config.algo!r}")
+    if config.algo != "grpo":
+        for name, option in GRPO_ONLY.items():
+            if getattr(config, name) is not None:
+                raise EgogrpoError(f"{option} applies to --algo grpo only (this run uses --algo {config.algo})")
+        if config.recompute_old_log_probs:
+            raise EgogrpoError(
+                f"--recompute-old-log-probs applies to --algo grpo only (this run uses --algo {config.algo})"
+            )
+    if config.algo == "draft" and config.kl_weight > 0:
+        raise EgogrpoError("--kl-weight is not used by --algo draft (use awm, nft or grpo for a KL to the prior)")
+    if config.draft_k < 1:
+        raise EgogrpoError(f"--draft-k must be ≥ 1, got {config.draft_k}")
+    if not (math.isfinite(config.nft_beta) and config.nft_beta > 0):
+        raise EgogrpoError(f"--nft-beta must be a finite positive number, got {config.nft_beta}")
 
 
-def batch_arithmetic(config: TrainGRPOConfig, world: int, num_mdp: int) -> str:
-    """One line: rollouts, transitions and optimizer steps per iteration, split over processes."""
+def batch_arithmetic(config: TrainGRPOConfig, world: int, num_mdp: int, num_transitions: int) -> str:
+    """One line: rollouts, training items and optimizer steps per iteration, split over processes."""
     rollouts = config.batch_groups * config.group_size
-    per_rollout = (
-        num_mdp if config.train_steps_per_trajectory is None else min(config.train_steps_per_trajectory, num_mdp)
-    )
+    limit = config.train_steps_per_trajectory
+    if config.algo == "grpo":
+        per_rollout = num_mdp if limit is None else min(limit, num_mdp)
+        what = f"{per_rollout} of {num_mdp} MDP transitions trained per rollout"
+    elif config.algo in ("awm", "nft"):
+        per_rollout = num_transitions if limit is None else min(limit, num_transitions)
+        what = f"final samples re-noised at {per_rollout} of {num_transitions} sampler timesteps"
+    else:
+        per_rollout = 1
+        what = f"reward back-propagated through the last {config.draft_k} of {num_transitions} transitions"
     return (
-        f"train-grpo: {config.batch_groups} conditions × G = {config.group_size} = {rollouts} rollouts per iteration "
-        f"({rollouts // world} per process × {world}); {per_rollout} of {num_mdp} MDP transitions trained per rollout "
-        f"× {config.inner_epochs} epoch(s) = {rollouts * per_rollout * config.inner_epochs} transitions in "
+        f"train-grpo --algo {config.algo}: {config.batch_groups} conditions × G = {config.group_size} = {rollouts} "
+        f"rollouts per iteration ({rollouts // world} per process × {world}); {what} "
+        f"× {config.inner_epochs} epoch(s) = {rollouts * per_rollout * config.inner_epochs} items in "
         f"{config.inner_epochs * config.updates_per_epoch} optimizer step(s), micro-batch {config.micro_batch}; "
         f"Perlin λ = {config.perlin.amplitude} m per {config.perlin.scope}; lr {config.learning_rate}; "
         f"iterations {config.iterations}"
@@ -146,19 +180,6 @@ def iteration_crops(dataset: MotionCropDataset, config: TrainGRPOConfig, iterati
     items = StepBatches(len(dataset), config.batch_groups, 0, 1, config.seed, 0, 0).batch_items(iteration)
     indexed = _EpochIndexed(dataset)
     return collate_crops([indexed[i] for i in items])
-
-
-def trained_positions(config: TrainGRPOConfig, iteration: int, epoch: int, num_rows: int, num_mdp: int) -> Tensor:
-    """(num_rows, n) MDP positions trained for every row of the global batch: a keyed random subset per row."""
-    n = num_mdp if config.train_steps_per_trajectory is None else min(config.train_steps_per_trajectory, num_mdp)
-    keys = noise.stream_key(config.seed, noise.PURPOSE_SUBSET, iteration, epoch, torch.arange(num_rows))
-    return noise.uniform(keys, (num_mdp,)).argsort(dim=-1)[:, :n]
-
-
-def transition_order(config: TrainGRPOConfig, iteration: int, epoch: int, count: int) -> Tensor:
-    """A keyed permutation of the global list of (row, position) pairs."""
-    keys = noise.stream_key(config.seed, noise.PURPOSE_SHUFFLE, iteration, epoch)
-    return noise.uniform(keys, (count,)).argsort()
 
 
 def validation_errors(
@@ -211,13 +232,21 @@ def train_grpo(
     policy = DiffusionPolicy(
         NoiseSchedule.cosine(), config.sampler, body_rotation_projection(model_config.num_betas), dim_weights, device
     )
-    if not policy.mdp_steps:
+    if config.algo == "grpo" and not policy.mdp_steps:
         raise EgogrpoError("the sampler has no stochastic transition: nothing to train (check --sde-window)")
+    if config.algo == "draft" and config.draft_k > policy.num_transitions:
+        raise EgogrpoError(
+            f"--draft-k must be ≤ {policy.num_transitions} (the sampler's transitions), got {config.draft_k}"
+        )
+    if config.algo == "draft" and scorer is not None:
+        raise EgogrpoError(
+            "--algo draft differentiates the joint rewards only; train with a perceptual reward via grpo"
+        )
     run_dir = Path(config.run_dir)
     if accelerator.is_main_process:
         prepare_run_dir(config, run_dir, config.resume, RESUMABLE, world, str(device))
         if announce is not None:
-            announce(batch_arithmetic(config, world, len(policy.mdp_steps)))
+            announce(batch_arithmetic(config, world, len(policy.mdp_steps), policy.num_transitions))
     accelerator.wait_for_everyone()
 
     model.to(device).eval()  # no dropout: rollouts and updates see the same function
@@ -236,6 +265,8 @@ def train_grpo(
     local_rows = torch.arange(rank * per_rank, (rank + 1) * per_rank)
     body_device = body.to(device)
     names = JOINT_REWARDS + (("vis",) if scorer is not None else ())
+    update = {"grpo": _update, "awm": matching_update, "nft": matching_update, "draft": draft_update}[config.algo]
+    keep = (policy.num_transitions - config.draft_k,) if config.algo == "draft" else ()
     last_checkpoint, best_checkpoint = checkpoint, latest_checkpoint(run_dir, "best")
 
     writer = tensorboard_writer(run_dir) if accelerator.is_main_process else None
@@ -258,7 +289,7 @@ def train_grpo(
         keys = perlin_keys(config.seed, iteration, torch.arange(B), torch.arange(G), config.perlin.scope).to(device)
         cond = perturbed_condition(crops, keys, config.perlin, model_config).flatten(0, 1)[local_rows]
         ids = RolloutIds(config.seed, iteration, local_rows // G, (local_rows % G)[:, None], config.share_initial_noise)
-        rollout = policy.rollout(model, cond[:, None], ids, state_dim)
+        rollout = policy.rollout(model, cond[:, None], ids, state_dim, record=config.algo == "grpo", keep=keep)
         times["rollout"] = _lap(tick)
 
         tick = time.perf_counter()
@@ -275,18 +306,11 @@ def train_grpo(
         times["reward"] = _lap(tick)
 
         tick = time.perf_counter()
-        stats = _update(
-            config,
-            policy,
-            model,
-            reference,
-            optimizer,
-            rollout,
-            advantages.advantages,
-            local_rows,
-            iteration,
-            accelerator,
-        )
+        inputs = UpdateInputs(
+            config, policy, model, reference, optimizer, accelerator, iteration, rollout, ids,
+            advantages.advantages, local_rows, row_crops, body_device, model_config,
+        )  # fmt: skip
+        stats = update(inputs)
         times["update"] = _lap(tick)
 
         done = iteration + 1
@@ -329,87 +353,62 @@ def train_grpo(
     return GRPOSummary(run_dir, iteration, last_checkpoint, best_checkpoint, time.perf_counter() - start_time)
 
 
-def _update(
-    config: TrainGRPOConfig,
-    policy: DiffusionPolicy,
-    model: torch.nn.Module,
-    reference: torch.nn.Module | None,
-    optimizer: torch.optim.Optimizer,
-    rollout: Rollout,
-    advantages: Tensor,
-    local_rows: Tensor,
-    iteration: int,
-    accelerator,
-) -> dict[str, float]:
-    """Inner epochs of GRPO updates on this process's rows; returns the diagnostics of the iteration."""
-    num_rows, num_mdp = advantages.numel(), len(rollout.mdp_steps)
-    first_row = int(local_rows[0])
-    flat_advantages = advantages.flatten().to(rollout.latents.device)
-    log_ratios, clipped, kls, grad_norms, losses = [], [], [], [], []
-    old_override: dict[tuple[int, int], Tensor] = {}
-    for epoch in range(config.inner_epochs):
-        positions = trained_positions(config, iteration, epoch, num_rows, num_mdp)  # (rows, n)
-        pairs_row = torch.arange(num_rows)[:, None].expand_as(positions).flatten()
-        pairs_pos = positions.flatten()
-        order = transition_order(config, iteration, epoch, pairs_row.numel())
-        for chunk in order.tensor_split(config.updates_per_epoch):
-            total = chunk.numel()  # transitions in this optimizer step over all processes
-            rows, pos = pairs_row[chunk], pairs_pos[chunk]
-            mine = (rows >= first_row) & (rows < first_row + local_rows.numel())
-            if reference is None:  # rows of degenerate groups (Â = 0) contribute nothing: skip their compute
-                mine &= flat_advantages.cpu()[rows] != 0
-            rows, pos = rows[mine], pos[mine]
-            optimizer.zero_grad(set_to_none=False)
-            for micro in torch.arange(rows.numel()).split(config.micro_batch):
-                batch = policy.transitions(rollout, rows[micro] - first_row, pos[micro])
-                key_rows = list(zip(rows[micro].tolist(), pos[micro].tolist(), strict=True))
-                if config.recompute_old_log_probs:
-                    old = [old_override.get(k) for k in key_rows]
-                    if any(o is None for o in old):
-                        with torch.no_grad():
-                            fresh, _ = policy.log_prob_and_mean(model, batch)
-                        for k, value in zip(key_rows, fresh, strict=True):
-                            old_override.setdefault(k, value)
-                        old = [old_override[k] for k in key_rows]
-                    batch = _with_old(batch, torch.stack(old))
-                log_prob, mean = policy.log_prob_and_mean(model, batch)
-                terms = grpo_objective(log_prob, batch.old_log_prob, flat_advantages[rows[micro]], config.clip_range)
-                loss = terms.loss
-                if reference is not None:
-                    with torch.no_grad():
-                        _, reference_mean = policy.log_prob_and_mean(reference, batch)
-                    kl = gaussian_mean_kl(mean, reference_mean, policy.step_std(batch.step))
-                    loss = loss + config.kl_weight * kl
-                    kls.append(kl.detach())
-                (loss.sum() / total).backward()
-                log_ratios.append(terms.log_ratio)
-                clipped.append(terms.clipped)
-                losses.append(loss.detach())
-            if epoch == 0 and not grad_norms:  # before the iteration's first update θ = θ_old: ρ must be 1
-                _check_first_ratio(_summary(_cat(log_ratios, flat_advantages.device), accelerator))
-            active = int(accelerator.reduce(torch.tensor(rows.numel(), device=flat_advantages.device), "sum"))
-            if active == 0:  # every group degenerate: no signal, and Adam's momentum alone should not move θ
-                grad_norms.append(0.0)
-                continue
-            _sum_gradients(model, accelerator)
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)))
-            optimizer.step()
+def _update(inputs: UpdateInputs) -> dict[str, float]:
+    """Inner epochs of GRPO updates (Eq. 8) on this process's rows; returns the diagnostics of the iteration."""
+    config, policy, model, rollout = inputs.config, inputs.policy, inputs.model, inputs.rollout
+    num_rows, num_mdp = inputs.advantages.numel(), len(rollout.mdp_steps)
+    first_row = int(inputs.local_rows[0])
     device = rollout.latents.device
-    log_ratio = _summary(_cat(log_ratios, device), accelerator)
-    ratio = _summary(torch.exp(_cat(log_ratios, device)), accelerator)
-    loss = _summary(_cat(losses, device), accelerator)
-    stats = {
-        "loss": loss["mean"],
-        "ratio/mean": ratio["mean"],
-        "ratio/min": ratio["min"],
-        "ratio/max": ratio["max"],
-        "clip_fraction": _summary(_cat(clipped, device), accelerator)["mean"],
-        "approx_kl": 0.5 * log_ratio["mean_square"],
-        "grad_norm": sum(grad_norms) / len(grad_norms),
-        "trained_transitions": loss["count"],
-    }
+    flat_advantages = inputs.advantages.flatten().to(device)
+    log_ratios, clipped, kls = [], [], []
+    old_override: dict[tuple[int, int], Tensor] = {}
+
+    def item_loss(rows: Tensor, positions: Tensor, epoch: int) -> Tensor:
+        batch = policy.transitions(rollout, rows, positions)
+        if config.recompute_old_log_probs:
+            key_rows = list(zip(rows.tolist(), positions.tolist(), strict=True))
+            if any(k not in old_override for k in key_rows):
+                with torch.no_grad():
+                    fresh, _ = policy.log_prob_and_mean(model, batch)
+                for k, value in zip(key_rows, fresh, strict=True):
+                    old_override.setdefault(k, value)
+            batch = _with_old(batch, torch.stack([old_override[k] for k in key_rows]))
+        log_prob, mean = policy.log_prob_and_mean(model, batch)
+        terms = grpo_objective(log_prob, batch.old_log_prob, flat_advantages[rows + first_row], config.clip_range)
+        loss = terms.loss
+        if inputs.reference is not None:
+            with torch.no_grad():
+                _, reference_mean = policy.log_prob_and_mean(inputs.reference, batch)
+            kl = gaussian_mean_kl(mean, reference_mean, policy.step_std(batch.step))
+            loss = loss + config.kl_weight * kl
+            kls.append(kl.detach())
+        log_ratios.append(terms.log_ratio)
+        clipped.append(terms.clipped)
+        return loss
+
+    # rows of degenerate groups (Â = 0) contribute nothing without a KL term: skip their compute
+    skip = (flat_advantages == 0) if inputs.reference is None else None
+    stats = optimize_items(
+        inputs,
+        lambda epoch: trained_positions(config, inputs.iteration, epoch, num_rows, num_mdp),
+        item_loss,
+        skip,
+        # before the iteration's first update θ = θ_old: ρ must be 1
+        before_first_step=lambda: _check_first_ratio(summary(cat(log_ratios, device), inputs.accelerator)),
+    )
+    log_ratio = summary(cat(log_ratios, device), inputs.accelerator)
+    ratio = summary(torch.exp(cat(log_ratios, device)), inputs.accelerator)
+    stats.update(
+        {
+            "ratio/mean": ratio["mean"],
+            "ratio/min": ratio["min"],
+            "ratio/max": ratio["max"],
+            "clip_fraction": summary(cat(clipped, device), inputs.accelerator)["mean"],
+            "approx_kl": 0.5 * log_ratio["mean_square"],
+        }
+    )
     if kls:
-        stats["kl_to_prior"] = _summary(_cat(kls, device), accelerator)["mean"]
+        stats["kl_to_prior"] = summary(cat(kls, device), inputs.accelerator)["mean"]
     return stats
 
 
@@ -428,42 +427,11 @@ def _check_first_ratio(log_ratio: dict[str, float]) -> None:
         )
 
 
-def _summary(values: Tensor, accelerator) -> dict[str, float]:
-    """Count, mean, mean square, min and max of values spread over processes (of unequal lengths)."""
-    device = values.device
-    sums = torch.stack(
-        [torch.tensor(float(values.numel()), device=device), values.double().sum().float(), values.square().sum()]
-    )
-    low = values.min() if values.numel() else torch.tensor(math.inf, device=device)
-    high = values.max() if values.numel() else torch.tensor(-math.inf, device=device)
-    if accelerator.num_processes > 1:
-        import torch.distributed as dist
-
-        sums, low, high = sums.double(), low.clone(), high.clone()
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
-        dist.all_reduce(low, op=dist.ReduceOp.MIN)
-        dist.all_reduce(high, op=dist.ReduceOp.MAX)
-    count = int(sums[0])
-    if count == 0:  # nothing trained this iteration (every group degenerate)
-        return {"count": 0, "mean": 0.0, "mean_square": 0.0, "min": 1.0, "max": 1.0}
-    return {
-        "count": count,
-        "mean": float(sums[1]) / count,
-        "mean_square": float(sums[2]) / count,
-        "min": float(low),
-        "max": float(high),
-    }
-
-
 # --- small helpers ------------------------------------------------------------------------------------
 
 
 def _lap(tick: float) -> float:
     return time.perf_counter() - tick
-
-
-def _cat(values: list[Tensor], device: torch.device) -> Tensor:
-    return torch.cat(values) if values else torch.zeros(0, device=device)
 
 
 def _non_finite(record: dict) -> str:
@@ -472,20 +440,11 @@ def _non_finite(record: dict) -> str:
 
 def _select_crops(crops: MotionCrop, index: Tensor) -> MotionCrop:
     """Crop b of every row (the ground truth each rollout is scored against)."""
-    return crops._map(lambda t: t[index])
+    return map_fields(crops, lambda t: t[index])
 
 
 def _with_old(batch: Transitions, old: Tensor) -> Transitions:
     return dataclasses.replace(batch, old_log_prob=old)
-
-
-def _sum_gradients(model: torch.nn.Module, accelerator) -> None:
-    """Sum every parameter's gradient over processes (each local loss was divided by the global count)."""
-    if accelerator.num_processes == 1:
-        return
-    for p in model.parameters():
-        grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a process may have had no transition
-        p.grad = accelerator.reduce(grad, reduction="sum")
 
 
 def _save(
@@ -501,7 +460,7 @@ def _save(
 ) -> Path:
     """A complete checkpoint: a normal prior checkpoint + the training state, then the `latest` pointer."""
     folder = run_dir / "checkpoints" / f"iter_{iteration:06d}"
-    extra = {"iteration": iteration, "algorithm": "grpo", "prior": str(prior_folder), "data": config.data}
+    extra = {"iteration": iteration, "algorithm": config.algo, "prior": str(prior_folder), "data": config.data}
     save_checkpoint(folder, model, model_config, body_model_id=body.model_id, extra=extra)
     save_training_state(
         folder, {"optimizer": optimizer.state_dict(), "iteration": iteration, "best_val_mpjpe": best_val}

@@ -50,14 +50,14 @@ def reward_joints(body: BodyModel, state: MotionState, crops: MotionCrop) -> tup
     return placed_joints(body.to(device=reference.device, dtype=reference.dtype), state, crops)
 
 
-@torch.no_grad()
 def joint_errors_for_reward(
     body: BodyModel, state: MotionState, crops: MotionCrop, joints: tuple[Tensor, Tensor] | None = None
 ) -> dict[str, Tensor]:
     """Errors of each group member, (B, G) each: `state` has leading (B, G), `crops` leading (B,).
 
     rot is unitless, pos and pos_pa in metres, vel in m/s (see the module docstring). Computed in the
-    crops' dtype on their device; the rewards are constants to the policy gradient (no autograd).
+    crops' dtype on their device; differentiable in `state` (DRaFT back-propagates through them; GRPO
+    calls this under no_grad, its rewards being constants to the policy gradient).
     `joints`: `reward_joints(body, state, crops)` when the caller already has them.
     """
     predicted, truth = reward_joints(body, state, crops) if joints is None else joints
@@ -120,14 +120,20 @@ def group_advantages(rewards: Tensor, config: RewardConfig) -> GroupAdvantages:
     """Advantages of rewards (B, G, K): per sub-reward (r − mean_G)/max(std_G, floor), combined over K, clipped.
 
     combine "mean" (Algorithm 1) or "sum" (Eq. 8); a group whose every sub-reward std is below
-    `config.std_floor` is degenerate and gets advantage 0. Raises EgogrpoError for G < 2 or another combine.
+    `config.std_floor` is degenerate and gets advantage 0. With `config.advantage == "rank"` each sub-reward
+    is first replaced by its `win_rates` (Pref-GRPO), so only the order within the group matters.
+    Raises EgogrpoError for G < 2 or another combine or advantage.
     """
     if config.combine not in ("mean", "sum"):
         raise EgogrpoError(f"reward combine must be 'mean' or 'sum', got {config.combine!r}")
+    if config.advantage not in ("normalized", "rank"):
+        raise EgogrpoError(f"--advantage must be 'normalized' or 'rank', got {config.advantage!r}")
     if rewards.dim() != 3:
         raise ValueError(f"rewards must be (B, G, K), got shape {tuple(rewards.shape)}")
     if rewards.shape[1] < 2:
         raise EgogrpoError(f"group-relative advantages need a group size G ≥ 2, got {rewards.shape[1]}")
+    if config.advantage == "rank":
+        rewards = win_rates(rewards)
     mean = rewards.mean(dim=1, keepdim=True)
     std = rewards.std(dim=1, unbiased=True)  # (B, K)
     normalized = (rewards - mean) / std.clamp_min(config.std_floor)[:, None, :]
@@ -136,3 +142,16 @@ def group_advantages(rewards: Tensor, config: RewardConfig) -> GroupAdvantages:
     clipped = combined.clamp(-config.advantage_clip, config.advantage_clip)
     advantages = torch.where(degenerate[:, None], torch.zeros_like(clipped), clipped)
     return GroupAdvantages(advantages=advantages, normalized=normalized, group_std=std, degenerate=degenerate)
+
+
+def win_rates(rewards: Tensor) -> Tensor:
+    """Each member's within-group win rate per sub-reward, (B, G, K) → (B, G, K) in [0, 1] (Pref-GRPO).
+
+    w_i = (#{j ≠ i: r_j < r_i} + ½·#{j ≠ i: r_j = r_i}) / (G − 1); a group of equal rewards gets ½ everywhere
+    (std 0: degenerate). Only the order within the group counts: the advantages are bounded whatever the spread,
+    where (r − mean)/std blows a near-equal group's differences up to unit size by their magnitude alone.
+    """
+    difference = rewards[:, :, None, :] - rewards[:, None, :, :]  # (B, G_i, G_j, K): r_i − r_j
+    wins = (difference > 0).to(rewards.dtype) + 0.5 * (difference == 0).to(rewards.dtype)
+    G = rewards.shape[1]
+    return (wins.sum(dim=2) - 0.5) / (G - 1)  # the j = i term counted ½

@@ -1,0 +1,62 @@
+"""DRaFT-K (Clark et al., arXiv 2309.17400): back-propagate the differentiable joint reward through the sampler's
+last K transitions (`TrainGRPOConfig.algo` "draft").
+
+The rollout (no gradients) stores each member's latent at chain position K_total − K; the update replays the
+last K transitions from there with the same keyed noise (`DiffusionPolicy.denoise_from`, so at θ_old it
+reaches the rollout's final sample) and maximises
+
+    R_joint(x₀) = R_rot + R_pos + R'_pos + R_vel        (paper Eq. 15, each exp(−ω·err), `train.rewards`)
+
+of the body placed on the ground-truth CPF: the loss of a member is −R_joint. Gradients flow through the K
+denoiser calls, the SO(3) projection, forward kinematics and the Umeyama alignment; the earlier transitions
+are constants (DRaFT's truncation). No advantages are used. The perceptual reward is never differentiated
+(a learned scorer invites adversarial gradients; reference/grpo-for-diffusion.md §6).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from egogrpo.body import BodyModel
+from egogrpo.config import RewardConfig
+from egogrpo.data.crops import MotionCrop
+from egogrpo.model.policy import RolloutIds
+from egogrpo.model.state import MotionState
+from egogrpo.tensor_dataclass import map_fields
+from egogrpo.train.rewards import JOINT_REWARDS, joint_errors_for_reward, joint_rewards
+from egogrpo.train.update import UpdateInputs, optimize_items
+
+
+def joint_reward(
+    body: BodyModel,
+    final: Float[Tensor, "N L D"],
+    crops: MotionCrop,
+    config: RewardConfig,
+    num_betas: int,
+    include_hands: bool,
+) -> Float[Tensor, "N"]:  # noqa: F821
+    """R_joint of each packed final sample against its crop (N crops), differentiable in `final`."""
+    state = MotionState.unpack(final[:, None], num_betas, include_hands)  # (N, 1, …): groups of one
+    rewards = joint_rewards(joint_errors_for_reward(body, state, crops), config)
+    return torch.stack([rewards[name][:, 0] for name in JOINT_REWARDS]).sum(dim=0)
+
+
+def draft_update(inputs: UpdateInputs) -> dict[str, float]:
+    """Inner epochs of DRaFT-K updates over this process's rows (one item per row); the iteration's diagnostics."""
+    config, policy, rollout = inputs.config, inputs.policy, inputs.rollout
+    first = policy.num_transitions - config.draft_k
+    start = rollout.latent(first)  # (n, 1, L, D)
+    ids = inputs.ids
+    num_rows = inputs.advantages.numel()
+
+    def item_loss(rows: Tensor, positions: Tensor, epoch: int) -> Tensor:
+        index = rows.to(start.device)
+        row_ids = RolloutIds(ids.seed, ids.iteration, ids.group_ids[rows], ids.member_ids[rows], ids.share_initial)
+        final = policy.denoise_from(inputs.model, start[index], first, rollout.cond[index], row_ids)
+        crops = map_fields(inputs.crops, lambda t: t[index])
+        m = inputs.model_config
+        return -joint_reward(inputs.body, final[:, 0], crops, config.reward, m.num_betas, m.include_hands)
+
+    return optimize_items(inputs, lambda epoch: torch.zeros(num_rows, 1, dtype=torch.long), item_loss)
