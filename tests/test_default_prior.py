@@ -11,6 +11,8 @@ from egogrpo.model.checkpoint import default_prior_dir, load_checkpoint
 
 
 def test_shipped_prior_is_small_and_documented() -> None:
+    """Size, body model and the report's parameter count, checked against the loaded model (its accuracy
+    claims are checked by computing them, in the test below, not by reading them back)."""
     folder = default_prior_dir()
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert size < 20e6
@@ -18,7 +20,7 @@ def test_shipped_prior_is_small_and_documented() -> None:
     assert meta["body_model_id"] == load_body_model("default").model_id
     report = json.loads((folder / "report.json").read_text())
     assert report["parameters"] == sum(p.numel() for p in model.parameters())
-    assert report["test"]["model_mpjpe_mm"] < 0.8 * report["test"]["baseline_mpjpe_mm"]
+    assert report["body_model_id"] == meta["body_model_id"]
 
 
 def test_shipped_prior_beats_the_mean_pose_baseline(sample_data: Path, tmp_path: Path) -> None:

@@ -171,6 +171,19 @@ def test_refuses_unknown_fields_and_bad_values(tmp_path: Path) -> None:
     assert "model_config.yaml" in message and "positional_encoding" in message
 
 
+def test_derived_fields_are_accepted_when_they_agree(tmp_path: Path) -> None:
+    # EgoAllo dumps its cached properties with the config once a model was built. By hand, for 3 Fourier
+    # frequencies and hands: d_cond = 22·(1 + 2·3) = 154; d_state = 16 + 21·9 + 21 + 30·9 = 496.
+    tensors = egoallo_state_dict(FIELDS)
+    release = write_release(tmp_path / "egoallo", fields={**FIELDS, "d_cond": 154, "d_state": 496}, tensors=tensors)
+    report = import_egoallo(release, tmp_path / "out")
+    assert report.defaults_used == () and report.num_tensors == len(tensors)
+    message = _import_error(tmp_path / "2", fields={**FIELDS, "d_cond": 153})
+    assert "model_config.yaml: d_cond: 153 does not match the value the other fields give (154)" in message
+    message = _import_error(tmp_path / "3", fields={**FIELDS, "d_state": 226})
+    assert "d_state: 226 does not match the value the other fields give (496)" in message
+
+
 def test_refuses_weights_that_do_not_match(tmp_path: Path) -> None:
     tensors = egoallo_state_dict(FIELDS)
     del tensors["decoder_layers.1.xattn_q_proj.weight"]

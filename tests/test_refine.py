@@ -10,10 +10,10 @@ import torch
 
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.geometry import matrix_from_axis_angle
+from egogrpo.model import refine as rf
 from egogrpo.model.placement import place_on_cpf
+from egogrpo.model.refine import RefineConfig, make_inner_guidance, refine, refine_costs, refine_with_history
 from egogrpo.model.state import MotionState
-from egogrpo.recover import refine as rf
-from egogrpo.recover.refine import RefineConfig, make_inner_guidance, refine, refine_costs, refine_with_history
 
 FPS = 30.0
 FEET = [7, 8, 10, 11]  # ankles, toes (22-joint order)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from egogrpo.config import DENOISER_PRESETS, TrainPriorConfig
 from egogrpo.errors import EgogrpoError
@@ -45,9 +46,23 @@ def test_interrupted_run_resumes_exactly(cmu_small: Path, tmp_path: Path) -> Non
     assert sorted(b) == list(range(1, 9))  # steps 5–6 were dropped from the log and recomputed
     for step in range(1, 9):
         assert a[step] == b[step], (step, a[step], b[step])
-    weights_a = torch.load(tmp_path / "a/checkpoints/step_0000008/training_state.pt", weights_only=True)
-    weights_b = torch.load(tmp_path / "b/checkpoints/step_0000008/training_state.pt", weights_only=True)
-    assert weights_a["step"] == weights_b["step"] == 8
+    # The resumed run ends with the uninterrupted run's weights and optimizer state, bit for bit.
+    final_a, final_b = (tmp_path / run / "checkpoints/step_0000008" for run in ("a", "b"))
+    weights_a, weights_b = (load_file(folder / "model.safetensors") for folder in (final_a, final_b))
+    assert sorted(weights_a) == sorted(weights_b)
+    for name, tensor in weights_a.items():
+        assert torch.equal(tensor, weights_b[name]), name
+    state_a, state_b = (torch.load(folder / "training_state.pt", weights_only=True) for folder in (final_a, final_b))
+    assert state_a["step"] == state_b["step"] == 8
+    assert state_a["optimizer"]["param_groups"] == state_b["optimizer"]["param_groups"]
+    moments_a, moments_b = state_a["optimizer"]["state"], state_b["optimizer"]["state"]
+    assert sorted(moments_a) == sorted(moments_b) and len(moments_a) > 0  # (frozen rotary tables have none)
+    for index, moments in moments_a.items():
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(moments[key], moments_b[index][key]), (index, key)
+    # …and differs from the weights at the checkpoint it resumed from (so the comparison can fail).
+    resumed_from = load_file(tmp_path / "b/checkpoints/step_0000004/model.safetensors")
+    assert any(not torch.equal(resumed_from[name], weights_b[name]) for name in weights_b)
 
 
 def test_validation_mpjpe_and_run_directory(cmu_small: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ def demo_command(
     ] = Path("egogrpo-demo"),
 ) -> None:
     """Quick start: an embedded synthetic Aria walk → the shipped default prior → motion files and a PNG."""
-    from egogrpo.recover.demo import run_demo
+    from egogrpo.viz.demo import run_demo
 
     with err_console.status("running the demo: writing a synthetic recording, recovering the body…"):
         result = run_demo(out)

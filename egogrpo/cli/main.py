@@ -45,9 +45,42 @@ def _root(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 1."""
+    """Console entry point: user errors become one line on stderr and a non-zero exit status.
+
+    EgogrpoError exits 1; a command-line mistake Click finds (a missing option, a value of the wrong
+    type) exits 2, as Click's own errors do, but in one line rather than a usage box; an operating
+    system refusal naming a file (permissions, a full disk) exits 1 without a traceback.
+    """
     try:
-        app()
+        code = app(standalone_mode=False)
     except EgogrpoError as error:
         print_error(str(error))
         sys.exit(1)
+    except _CLICK_ERROR as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()  # a request for help (`egogrpo preprocess` alone), not a mistake
+        else:
+            print_error(_usage_line(error))
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(1)
+    except OSError as error:
+        if error.filename is None:
+            raise
+        print_error(f"{error.filename}: {error.strerror or error}")
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+#: Click's base of command-line errors (Typer ≥ 0.24 vendors Click, older Typer uses it: found either way).
+_CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _usage_line(error: Exception) -> str:
+    """Click's message for a command-line mistake, prefixed by the command it concerns, in one line."""
+    context = getattr(error, "ctx", None)
+    where = f"{context.command_path}: " if context is not None else ""
+    hint = f" (see {context.command_path} --help)" if context is not None else ""
+    return " ".join(f"{where}{error.format_message()}{hint}".split())

@@ -24,6 +24,7 @@ from egogrpo.data.augment import AugmentDraw, augment_window, draw_augmentation,
 from egogrpo.data.hdf5_schema import SPLITS, MotionFile, MotionFileInfo
 from egogrpo.data.sequence import SequenceArrays
 from egogrpo.errors import EgogrpoError
+from egogrpo.tensor_dataclass import map_fields
 
 
 @dataclass(frozen=True)
@@ -62,21 +63,12 @@ class MotionCrop:
             values[f.name] = None if value is None else torch.tensor(value, dtype=torch.float32)
         return cls(**values)
 
-    def _map(self, fn: Any) -> MotionCrop:
-        return dataclasses.replace(
-            self,
-            **{
-                f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
-                for f in dataclasses.fields(self)
-            },
-        )
-
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MotionCrop:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+        return map_fields(self, lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> MotionCrop:
         """Called by DataLoader(pin_memory=True)."""
-        return self._map(lambda t: t.pin_memory())
+        return map_fields(self, lambda t: t.pin_memory())
 
 
 def collate_crops(crops: Sequence[MotionCrop]) -> MotionCrop:

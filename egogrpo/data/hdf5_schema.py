@@ -581,13 +581,26 @@ class MotionFile:
         return self.read_frames(name, 0, self._validated[name][0])
 
     def read_frames(self, name: str, start: int, stop: int) -> SequenceArrays:
-        """Frames [start, stop) of a sequence (float32); `betas` is the whole (1, B)."""
+        """Frames [start, stop) of a sequence (float32); `betas` is the whole (1, B).
+
+        A NaN or infinite value is an EgogrpoError naming the file, sequence, dataset and frame.
+        """
         group = self._group(name)
         num_frames, fields = self._validated[name]
         if not 0 <= start < stop <= num_frames:
             raise ValueError(f"frames [{start}, {stop}) are outside sequence {name!r} of {num_frames} frames")
         values = {field_name: group[field_name][start:stop] for field_name in fields if field_name != "betas"}
-        return SequenceArrays(betas=group["betas"][()], **values)
+        values["betas"] = group["betas"][()]
+        for field_name, array in values.items():
+            finite = np.isfinite(array)
+            if not finite.all():
+                frame = int(np.argwhere(~finite)[0, 0]) + (0 if field_name == "betas" else start)
+                raise EgogrpoError(
+                    f"{self.path}: sequence {name!r}: {field_name} holds NaN or infinite values "
+                    f"(first at {'row' if field_name == 'betas' else 'frame'} {frame}); "
+                    "the file is damaged or was written by another tool"
+                )
+        return SequenceArrays(**values)
 
 
 def require_body_model(

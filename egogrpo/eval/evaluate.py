@@ -413,7 +413,7 @@ def _reference_row(
 def _post_guidance(body: BodyModel, states: MotionState, windows: Windows) -> MotionState:
     """EgoAllo's post-sampling guidance: test-time refinement (priors, smoothness, foot skating) of every sample."""
     from egogrpo.config import RefineConfig
-    from egogrpo.recover.refine import refine
+    from egogrpo.model.refine import refine
 
     lead = states.body_rotmats.shape[:-3]
     return refine(body, states, windows.crops.T_world_cpf[:, None].expand(*lead, 7), RefineConfig(use_wrists=False))

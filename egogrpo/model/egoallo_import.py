@@ -5,7 +5,8 @@ EgoAllo's release folder holds `model_config.yaml`, a PyYAML dump tagged
 The YAML is read with a *safe* loader that turns that one tag into a plain mapping; any other Python
 tag is refused (EgoAllo itself used the unsafe loader). Its fields map one to one onto
 `DenoiserConfig`; a field the file lacks takes EgoAllo's default (as EgoAllo's own loader would) and
-is listed in the report. The weights are loaded strictly (every name used, every shape checked) and
+is listed in the report. Derived fields (`d_cond`, `d_state`) are accepted when they agree with the
+value the other fields give, and refused when they do not. The weights are loaded strictly (every name used, every shape checked) and
 saved as an egogrpo checkpoint with 16 shape parameters and body model "smplh" (EgoAllo uses SMPL-H).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from torch import Tensor
 
 from egogrpo.config import DenoiserConfig, config_from_dict
 from egogrpo.errors import EgogrpoError
-from egogrpo.fileio import one_line, read_text, sha256_of_file
+from egogrpo.fileio import check_writable, one_line, read_text, sha256_of_file
 from egogrpo.model.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -31,12 +33,20 @@ from egogrpo.model.checkpoint import (
     read_safetensors,
     save_checkpoint,
 )
+from egogrpo.model.conditioning import d_cond
+from egogrpo.model.state import packed_dim
 
 EGOALLO_CONFIG_FILE = "model_config.yaml"
 EGOALLO_CONFIG_TAG = "tag:yaml.org,2002:python/object:egoallo.network.EgoDenoiserConfig"
 _SHORT_TAG = "!!python/object:egoallo.network.EgoDenoiserConfig"
 EGOALLO_NUM_BETAS = 16
 EGOALLO_BODY_MODEL_ID = "smplh"
+#: Fields EgoAllo computes from the others (cached properties, written to the YAML when the config is
+#: dumped after a model was built): accepted when they agree with the computed value.
+DERIVED_FIELDS: dict[str, Callable[[DenoiserConfig], int]] = {
+    "d_cond": d_cond,
+    "d_state": lambda config: packed_dim(config.num_betas, config.include_hands),
+}
 #: Prefixes that training wrappers (DDP, torch.compile) put before every tensor name.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -93,11 +103,17 @@ def read_egoallo_config(path: Path) -> dict[str, Any]:
 def denoiser_config_from_egoallo(fields: dict[str, Any], path: Path) -> tuple[DenoiserConfig, tuple[str, ...]]:
     """Map EgoAllo's config fields onto `DenoiserConfig` (num_betas = 16); also returns the fields left at default."""
     known = {f.name for f in dataclasses.fields(DenoiserConfig)} - {"num_betas"}
-    unknown = sorted(set(fields) - known)
+    unknown = sorted(set(fields) - known - set(DERIVED_FIELDS))
     if unknown:
         raise EgogrpoError(f"{path}: unknown EgoDenoiserConfig field(s) {', '.join(unknown)}")
     defaults_used = tuple(sorted(known - set(fields)))
-    config = config_from_dict(DenoiserConfig, {**fields, "num_betas": EGOALLO_NUM_BETAS}, where=str(path))
+    own = {k: v for k, v in fields.items() if k in known}
+    config = config_from_dict(DenoiserConfig, {**own, "num_betas": EGOALLO_NUM_BETAS}, where=str(path))
+    for name, derive in DERIVED_FIELDS.items():
+        if name in fields and (type(fields[name]) is not int or fields[name] != derive(config)):
+            raise EgogrpoError(
+                f"{path}: {name}: {fields[name]!r} does not match the value the other fields give ({derive(config)})"
+            )
     return config, defaults_used
 
 
@@ -146,6 +162,7 @@ def import_egoallo(checkpoint_dir: str | Path, out_dir: str | Path, overwrite: b
     """Read EgoAllo's config and weights, check them against each other, and write an egogrpo checkpoint."""
     config_path, weights_path, step = locate_egoallo_files(Path(checkpoint_dir))
     out_dir = Path(out_dir)
+    check_writable(out_dir, "--out", folder=True)
     if not overwrite and ((out_dir / CONFIG_FILE).exists() or (out_dir / WEIGHTS_FILE).exists()):
         raise EgogrpoError(f"{out_dir}: already holds a checkpoint (pass --overwrite to replace it)")
     fields = read_egoallo_config(config_path)

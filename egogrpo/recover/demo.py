@@ -1,6 +1,6 @@
-"""`egogrpo demo`: the whole recovery on an embedded input, on a fresh machine, without any data download.
+"""The embedded input of `egogrpo demo` (run by `egogrpo.viz.demo`): a synthetic Aria recording.
 
-The embedded input is a synthetic Aria recording written in MPS's own formats: a closed-loop
+It is a synthetic Aria recording written in MPS's own formats: a closed-loop
 trajectory of a person walking a curve, pausing to look around and walking on (head bob and sway
 at the step frequency, eyes slightly down), and a semidense point cloud of the floor with some
 clutter. Recovery then runs as on a real recording: the nominal Aria CPF calibration (there is no
@@ -11,16 +11,13 @@ plus CSV, BVH and a PNG strip of frames.
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from egogrpo.config import RecoverConfig
 from egogrpo.geometry import quat_from_matrix, se3_compose, se3_inverse
 from egogrpo.recover.aria import NOMINAL_T_DEVICE_CPF
-from egogrpo.recover.pipeline import RecoverResult, recover
 
 GRAPH_UID = "00000000-0000-0000-0000-000000000000"
 TRAJECTORY_HEADER = (
@@ -95,24 +92,3 @@ def write_synthetic_recording(folder: Path, seconds: float = 12.0, seed: int = 0
     with gzip.open(trajectory / "global_points.csv.gz", "wt") as f:
         f.write("\n".join(lines) + "\n")
     return folder
-
-
-@dataclass
-class DemoResult:
-    recording: Path
-    recovered: RecoverResult
-    png: Path
-
-
-def run_demo(out: Path, overwrite: bool = True) -> DemoResult:
-    """Write the synthetic recording under `out/recording`, recover it into `out`, and render `out/demo.png`."""
-    from egogrpo.viz.motion_file import load_recovered
-    from egogrpo.viz.png import render_strip
-
-    recording = write_synthetic_recording(out / "recording")
-    result = recover(
-        RecoverConfig(recording=str(recording), out=str(out), write_csv=True, write_bvh=True, overwrite=overwrite)
-    )
-    png = out / "demo.png"
-    render_strip(load_recovered(out / "recovered.npz"), png)
-    return DemoResult(recording, result, png)

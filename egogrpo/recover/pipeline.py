@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from egogrpo import __version__
 from egogrpo.body import BodyModel, PosedBody, load_body_model
 from egogrpo.config import RecoverConfig, config_to_dict
 from egogrpo.errors import EgogrpoError
-from egogrpo.fileio import atomic_output
+from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.geometry import quat_from_matrix
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
@@ -50,6 +51,29 @@ class RecoverResult:
     seconds: float
 
 
+def output_files(config: RecoverConfig) -> list[Path]:
+    """The files a run writes: recovered.npz, then joints.csv and motion.bvh when asked for."""
+    out_dir = Path(config.out)
+    names = [OUTPUT_NPZ, *(["joints.csv"] if config.write_csv else []), *(["motion.bvh"] if config.write_bvh else [])]
+    return [out_dir / name for name in names]
+
+
+def validate_config(config: RecoverConfig) -> None:
+    """EgogrpoError naming the option for a value recovery cannot use, or outputs it cannot write (before any work)."""
+    if type(config.samples) is not int or config.samples < 1:
+        raise EgogrpoError(f"--samples must be a whole number ≥ 1, got {config.samples}")
+    if type(config.seed) is not int or config.seed < 0:
+        raise EgogrpoError(f"--seed must be a whole number ≥ 0, got {config.seed}")
+    if config.floor_z is not None and not math.isfinite(config.floor_z):
+        raise EgogrpoError(f"--floor-z must be a finite height in metres, got {config.floor_z}")
+    check_writable(config.out, "--out", folder=True)
+    for path in output_files(config):
+        if path.is_dir():
+            raise EgogrpoError(f"{path} is a folder; choose another --out")
+        if path.exists() and not config.overwrite:
+            raise EgogrpoError(f"{path} exists; pass --overwrite to replace it")
+
+
 def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None) -> RecoverResult:
     """Run the recovery described in the module docstring; returns what was written."""
     from egogrpo.recover.aria import estimate_floor_z, find_recording, read_cpf_trajectory
@@ -57,8 +81,7 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
     start = time.perf_counter()
     say = progress or (lambda text: None)
     out_dir = Path(config.out)
-    if (out_dir / OUTPUT_NPZ).exists() and not config.overwrite:
-        raise EgogrpoError(f"{out_dir / OUTPUT_NPZ} exists; pass --overwrite to replace it")
+    validate_config(config)
     say("reading the recording")
     paths = find_recording(config.recording, vrs=config.vrs, mps=config.mps)
     trajectory = read_cpf_trajectory(paths)
@@ -96,7 +119,7 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
     wrists = None
     T_world_cpf = T_world_cpf_all[1:].expand(config.samples, -1, 7)
     if config.refine:
-        from egogrpo.recover.refine import refine
+        from egogrpo.model.refine import refine
 
         say("refining")
         wrists = _wrist_targets(paths, trajectory) if config.refinement.use_wrists else None
@@ -179,17 +202,15 @@ def write_outputs(
     if state.hand_rotmats is not None:
         hands = _numpy(quat_from_matrix(state.hand_rotmats)).astype(np.float32)
         arrays["left_hand_quats"], arrays["right_hand_quats"] = hands[..., :15, :], hands[..., 15:, :]
-    files = [out_dir / OUTPUT_NPZ]
+    files = output_files(config)
     with atomic_output(files[0]) as tmp:
         np.savez(tmp, **arrays)
     if config.write_csv:
-        files.append(out_dir / "joints.csv")
-        write_joints_csv(files[-1], joints, timestamps_ns)
+        write_joints_csv(out_dir / "joints.csv", joints, timestamps_ns)
     if config.write_bvh:
-        files.append(out_dir / "motion.bvh")
         rest = _numpy(body.with_shape(state.betas[0].mean(dim=0)).rest_joints)
         write_bvh(
-            files[-1],
+            out_dir / "motion.bvh",
             rest,
             _numpy(posed.R_world_joint[0, :, 0]),
             _numpy(posed.p_world_joint[0, :, 0]),

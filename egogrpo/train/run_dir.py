@@ -22,7 +22,7 @@ import torch
 from egogrpo import __version__
 from egogrpo.config import config_from_dict, config_to_dict
 from egogrpo.errors import EgogrpoError
-from egogrpo.fileio import atomic_output
+from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.model.checkpoint import load_checkpoint
 
 CHECKPOINTS = "checkpoints"
@@ -46,6 +46,29 @@ def write_json(path: Path, data: object) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def check_run_dir(run_dir: str | Path, resume: bool) -> None:
+    """EgogrpoError unless `run_dir` can take a new run (absent or empty, writable) or holds one to resume."""
+    run_dir = Path(run_dir)
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise EgogrpoError(f"{run_dir}: no run to resume here (config.json missing)")
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        raise EgogrpoError(f"{run_dir} exists and is not empty; choose a new run directory or pass --resume")
+    check_writable(run_dir, "--run-dir", folder=True)
+
+
+def check_resumable(run_dir: str | Path) -> None:
+    """EgogrpoError unless the newest checkpoint of `run_dir` (if any) has readable weights and training state."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return
+    load_checkpoint(checkpoint, device="cpu")
+    state = load_training_state(checkpoint)
+    if not isinstance(state.get("optimizer"), dict) or type(state.get("step")) is not int:
+        path = checkpoint / "training_state.pt"
+        raise EgogrpoError(f"{path}: no optimizer state or step in it; the checkpoint is damaged")
+
+
 def prepare_run_dir(
     config: Any, run_dir: str | Path, resume: bool, resumable: set[str], world_size: int, device: str
 ) -> None:
@@ -55,9 +78,8 @@ def prepare_run_dir(
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
+    check_run_dir(run_dir, resume)
     if resume:
-        if not config_path.is_file():
-            raise EgogrpoError(f"{run_dir}: no run to resume here (config.json missing)")
         try:
             stored_data = json.loads(config_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -68,8 +90,6 @@ def prepare_run_dir(
         if differs:
             raise EgogrpoError(f"{run_dir}: cannot resume with different settings ({', '.join(differs)})")
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise EgogrpoError(f"{run_dir} exists and is not empty; choose a new run directory or pass --resume")
         run_dir.mkdir(parents=True, exist_ok=True)
     write_json(config_path, config_to_dict(config))
     write_json(

@@ -18,7 +18,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from egogrpo.body.topology import BODY_JOINT_NAMES, BODY_PARENTS, NUM_BODY_JOINTS
 from egogrpo.errors import EgogrpoError
-from egogrpo.fileio import atomic_output
+from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.viz.motion_file import RecoveredView
 
 GRID_M = 0.5  # floor grid spacing, metres
@@ -57,8 +57,11 @@ def render_strip(
     """Draw `frames` evenly spaced frames of one sample of a recovered motion into the PNG `path`.
 
     size: (width, height) of the image in pixels; default PANEL_PX per panel. Written atomically.
+    The sample, the number of frames and the output's folder are checked before anything is drawn.
     """
     joints = view.sample_joints(sample)
+    strip_frames(view.num_frames, frames)
+    check_writable(path, "--png")
     body = view.metadata.get("body_model_id", "unknown body")
     title = (
         f"{view.path.name}: sample {sample} of {view.num_samples}, {view.num_frames} frames "

@@ -288,6 +288,9 @@ def serve(
     server. With block=False it returns at once; the caller stops the server (`server.stop()`), and
     the playback thread (a daemon) idles once no browser is connected.
     """
+    if type(port) is not int or not 0 < port < 65536:
+        raise EgogrpoError(f"--port must be a port number from 1 to 65535, got {port}")
+    view.sample_joints(sample)  # a bad sample index is refused before a server starts
     viser_module = import_viser()
     with contextlib.redirect_stdout(io.StringIO()):  # viser prints its own banner; `log` gets the URL below
         server = viser_module.ViserServer(host=host, port=port, verbose=False)
