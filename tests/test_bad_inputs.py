@@ -333,6 +333,27 @@ CASES = [
         "--min-frames",
     ),
     Case("preprocess-unknown-source", lambda c, t: ["preprocess", "mocap", str(t)], "No such command 'mocap'", 2),
+    Case("preprocess-no-subcommand", lambda c, t: ["preprocess"], "Missing command", 2),
+    Case(
+        "merge-one-file",
+        lambda c, t: ["preprocess", "merge", str(c.cmu), "--out", str(t / "m.h5")],
+        "at least two motion files",
+    ),
+    Case(
+        "merge-missing-file",
+        lambda c, t: ["preprocess", "merge", str(c.cmu), str(t / "absent.h5"), "--out", str(t / "m.h5")],
+        "absent.h5: no such file",
+    ),
+    Case(
+        "merge-not-hdf5",
+        lambda c, t: ["preprocess", "merge", str(c.cmu), str(_file(t, "x.h5")), "--out", str(t / "m.h5")],
+        "x.h5: not an HDF5 file",
+    ),
+    Case(
+        "merge-same-file-twice",
+        lambda c, t: ["preprocess", "merge", str(c.cmu), str(c.cmu), "--out", str(t / "m.h5")],
+        "every input must be different",
+    ),
     # --- train-prior ------------------------------------------------------------------------------
     Case("train-prior-batch-size-zero", lambda c, t: _prior(c, t, "--batch-size", "0"), "--batch-size"),
     Case("train-prior-batch-size-negative", lambda c, t: _prior(c, t, "--batch-size", "-3"), "--batch-size"),
@@ -506,6 +527,7 @@ CASES = [
     Case("view-serve-sample-negative", lambda c, t: ["view", str(c.recovered), "--sample", "-1"], "no sample -1"),
     Case("view-port-out-of-range", lambda c, t: ["view", str(c.recovered), "--port", "70000"], "--port"),
     Case("view-port-zero", lambda c, t: ["view", str(c.recovered), "--port", "0"], "--port"),
+    Case("view-host-not-this-machine", lambda c, t: ["view", str(c.recovered), "--host", "192.0.2.1"], "--host 192.0.2.1"),
     Case(
         "view-png-is-a-folder",
         lambda c, t: ["view", str(c.recovered), "--png", str(_folder(t, "strip.png"))],
@@ -553,9 +575,9 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int] | None]:
 
 
 def _assert_one_line(code: int, stdout: str, stderr: str, expected_code: int, fragment: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = stderr.splitlines()
     assert code == expected_code, (code, stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr  # not even a blank line around it
     assert fragment in lines[0], lines[0]
     assert "Traceback" not in stderr and stdout.strip() == "", (stdout, stderr)
 
@@ -600,7 +622,9 @@ def _as_unprivileged(command: list[str]) -> list[str]:
 READ_ONLY_CASES = {
     "preprocess": lambda c, ro: ["preprocess", "cmu", str(c.root), "--out", str(ro / "out.h5")],
     "train-prior": lambda c, ro: ["train-prior", str(c.cmu), "--run-dir", str(ro / "run"), "--preset", "tiny"],
+    "train-grpo": lambda c, ro: ["train-grpo", str(c.cmu), "--run-dir", str(ro / "run")],
     "import-egoallo": lambda c, ro: ["import-egoallo", str(c.release), "--out", str(ro / "imported")],
+    "eval": lambda c, ro: ["eval", "default", "--data", str(c.cmu), "--out", str(ro / "table")],
     "recover": lambda c, ro: ["recover", str(c.recording), "--out", str(ro / "out")],
     "view": lambda c, ro: ["view", str(c.recovered), "--png", str(ro / "strip.png")],
     "demo": lambda c, ro: ["demo", "--out", str(ro / "demo")],

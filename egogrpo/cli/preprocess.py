@@ -56,7 +56,7 @@ def _run(config: PreprocessConfig) -> None:
 
 def _with_progress(description: str, work: Callable[[Callable[[int, int, str], None]], PreprocessSummary]) -> None:
     """Call `work(progress)` under a progress bar, then print what it wrote."""
-    with Progress(*_COLUMNS, console=err_console, transient=True) as bar:
+    with Progress(*_COLUMNS, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(description, total=None, clip="")
 
         def progress(done: int, total: int, name: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -272,6 +273,16 @@ def _play(scene: ViewerScene, stop: threading.Event) -> None:
         last = now
 
 
+def check_host(host: str) -> None:
+    """EgogrpoError unless this machine can listen on `host` (a name or address of one of its interfaces)."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((address[0], 0))
+    except OSError as e:  # including socket.gaierror: an unknown name
+        raise EgogrpoError(f"--host {host}: cannot serve on this address ({e.strerror or e})") from None
+
+
 def serve(
     view: RecoveredView,
     port: int = 8080,
@@ -290,6 +301,7 @@ def serve(
     """
     if type(port) is not int or not 0 < port < 65536:
         raise EgogrpoError(f"--port must be a port number from 1 to 65535, got {port}")
+    check_host(host)
     view.sample_joints(sample)  # a bad sample index is refused before a server starts
     viser_module = import_viser()
     with contextlib.redirect_stdout(io.StringIO()):  # viser prints its own banner; `log` gets the URL below
