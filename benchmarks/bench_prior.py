@@ -56,9 +56,11 @@ def _sync(device: torch.device) -> None:
 
 
 def _interleaved(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each run; one warm-up call each, then `repeats` rounds over all runs."""
-    for run in runs.values():
-        run()
+    """Median seconds of each run over `repeats` interleaved rounds, after one warm-up call of each run on a GPU
+    (kernels, allocator) and of the compiled row (compilation) — on a CPU the other runs need none."""
+    for name, run in runs.items():
+        if device.type == "cuda" or "compile" in name:
+            run()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
@@ -167,6 +169,7 @@ def bench_training(device: torch.device, presets: list[str], repeats: int) -> No
             "device noise": functools.partial(step, after=True, autocast=False),
             "+bf16": functools.partial(step, after=True, autocast=True),
         }
+        runs["before"]()  # AdamW allocates its state on the first step
         seconds = _interleaved(runs, repeats, device)
         for row, value in seconds.items():
             print(

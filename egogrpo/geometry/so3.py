@@ -64,6 +64,17 @@ def geodesic_angle(R_a: Float[Tensor, "*batch 3 3"], R_b: Float[Tensor, "*batch 
     return torch.linalg.vector_norm(axis_angle_from_matrix(R_a.transpose(-1, -2) @ R_b), dim=-1)
 
 
+def _svd_factors(M: Tensor, fix_reflection: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """M = U·diag(s)·Vᵀ; with `fix_reflection`, U's last column and s₃ are negated where det(U·Vᵀ) < 0."""
+    U, s, Vh = torch.linalg.svd(M)
+    if fix_reflection:
+        det = torch.linalg.det(U @ Vh)
+        flip = torch.ones_like(M[..., 0])
+        flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
+        U, s = U * flip[..., None, :], s * flip
+    return U, s, Vh
+
+
 class _NearestRotation(torch.autograd.Function):
     """U·Vᵀ (the polar factor of M) with a backward that stays finite near rotations.
 
@@ -75,12 +86,7 @@ class _NearestRotation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, M: Tensor, fix_reflection: bool) -> Tensor:
-        U, s, Vh = torch.linalg.svd(M)
-        if fix_reflection:
-            det = torch.linalg.det(U @ Vh)
-            flip = torch.ones_like(M[..., 0])
-            flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
-            U, s = U * flip[..., None, :], s * flip
+        U, s, Vh = _svd_factors(M, fix_reflection)
         ctx.save_for_backward(U, s, Vh)
         return U @ Vh
 
@@ -124,17 +130,6 @@ def _polar_newton(M: Float[Tensor, "*batch 3 3"], iterations: int) -> Float[Tens
     return X
 
 
-def _svd_projection(M: Tensor, fix_reflection: bool) -> Tensor:
-    """U·Vᵀ (with the smallest singular direction flipped when `fix_reflection` and det < 0), no autograd."""
-    U, _, Vh = torch.linalg.svd(M)
-    if fix_reflection:
-        det = torch.linalg.det(U @ Vh)
-        flip = torch.ones_like(M[..., 0])
-        flip[..., 2] = torch.sign(det) + (det == 0).to(det.dtype)
-        U = U * flip[..., None, :]
-    return U @ Vh
-
-
 class _PolarRotation(torch.autograd.Function):
     """The nearest rotation by the scaled Newton polar iteration, SVD where it fails; a closed-form backward.
 
@@ -155,7 +150,8 @@ class _PolarRotation(torch.autograd.Function):
             failed |= _cofactor_and_det(R)[1] < 0  # the reflection fix needs the smallest singular direction
         if bool(failed.any()):
             R = R.clone()
-            R[failed] = _svd_projection(work[failed], fix_reflection)
+            U, _, Vh = _svd_factors(work[failed], fix_reflection)
+            R[failed] = U @ Vh
         R = R.to(M.dtype)
         ctx.save_for_backward(M, R)
         return R
