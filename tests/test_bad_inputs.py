@@ -195,6 +195,24 @@ def _state_without_optimizer(ctx: Inputs, tmp: Path) -> Path:
     return run
 
 
+def _truncated_prior(tmp: Path) -> Path:
+    """A copy of the shipped prior whose weights file lost its tail."""
+    from egogrpo.model.checkpoint import default_prior_dir
+
+    folder = tmp / "prior"
+    shutil.copytree(default_prior_dir(), folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return folder
+
+
+def _smplh(tmp: Path) -> Path:
+    from synthetic_body import write_synthetic_model
+
+    write_synthetic_model(tmp / "smplh.npz")
+    return tmp / "smplh.npz"
+
+
 def _file(tmp: Path, name: str = "file.txt", text: str = "not what you think\n") -> Path:
     path = tmp / name
     path.write_text(text)
@@ -468,6 +486,11 @@ CASES = [
     Case("eval-data-missing", lambda c, t: ["eval", "default", "--data", str(t / "absent.h5")], "absent.h5"),
     Case("eval-unknown-protocol", lambda c, t: _eval(c, t, "--protocol", "mine"), "mine"),
     Case("eval-checkpoint-missing", lambda c, t: ["eval", str(t / "ckpt"), "--data", str(c.cmu)], "ckpt"),
+    Case(
+        "eval-checkpoint-truncated-weights",
+        lambda c, t: ["eval", str(_truncated_prior(t)), "--data", str(c.cmu)],
+        "model.safetensors: does not match the SHA-256",
+    ),
     Case("eval-samples-not-a-number", lambda c, t: _eval(c, t, "--samples", "many"), "--samples", 2),
     Case("eval-missing-data-option", lambda c, t: ["eval", "default"], "Missing option '--data'", 2),
     # --- recover ----------------------------------------------------------------------------------
@@ -518,8 +541,15 @@ CASES = [
         "closed_loop_trajectory.csv",
     ),
     Case("recover-checkpoint-missing", lambda c, t: _recover(c, t, "--checkpoint", str(t / "ckpt")), "ckpt"),
+    Case(
+        "recover-checkpoint-config-not-json",
+        lambda c, t: _recover(c, t, "--checkpoint", str(_file(_folder(t, "ckpt"), "config.json", "{oops").parent)),
+        "config.json: not valid JSON",
+    ),
     Case("recover-body-missing", lambda c, t: _recover(c, t, "--smplh", str(t / "absent.npz")), "absent.npz"),
     Case("recover-vrs-missing", lambda c, t: _recover(c, t, "--vrs", str(t / "absent.vrs")), "absent.vrs"),
+    Case("recover-vrs-not-vrs", lambda c, t: _recover(c, t, "--vrs", str(_file(t, "r.vrs"))), "not a readable Aria VRS"),
+    Case("recover-mps-missing", lambda c, t: _recover(c, t, "--mps", str(t / "mps")), "no such MPS folder"),
     Case("recover-missing-out-option", lambda c, t: ["recover", str(c.recording)], "Missing option '--out'", 2),
     # --- view -------------------------------------------------------------------------------------
     Case("view-frames-zero", lambda c, t: _view(c, t, "--frames", "0"), "at least 1"),
@@ -538,6 +568,7 @@ CASES = [
         lambda c, t: ["view", str(c.recovered), "--png", str(_file(t) / "strip.png")],
         "file.txt is not a folder",
     ),
+    Case("view-folder-without-output", lambda c, t: ["view", str(_folder(t, "run"))], "recovered.npz: no such file"),
     Case("view-file-missing", lambda c, t: ["view", str(t / "absent.npz")], "absent.npz: no such file"),
     Case(
         "view-nan-joints",
@@ -552,6 +583,16 @@ CASES = [
     Case("body-info-missing-file", lambda c, t: ["body", "info", str(t / "absent.npz")], "absent.npz"),
     Case("body-info-not-npz", lambda c, t: ["body", "info", str(_file(t, "m.npz"))], "not a readable .npz"),
     Case("body-info-wrong-extension", lambda c, t: ["body", "info", str(_file(t, "m.obj"))], "expected 'default'"),
+    Case(
+        "body-info-num-betas-zero",
+        lambda c, t: ["body", "info", str(_smplh(t)), "--num-betas", "0"],
+        "asked for 0 shape parameters",
+    ),
+    Case(
+        "body-info-num-betas-too-many",
+        lambda c, t: ["body", "info", str(_smplh(t)), "--num-betas", "300"],
+        "asked for 300 shape parameters",
+    ),
     Case("body-info-num-betas-on-default", lambda c, t: ["body", "info", "--num-betas", "4"], "--num-betas"),
     Case("body-info-num-betas-not-a-number", lambda c, t: ["body", "info", "--num-betas", "x"], "--num-betas", 2),
     Case("body-unknown-subcommand", lambda c, t: ["body", "show"], "No such command 'show'", 2),

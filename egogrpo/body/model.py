@@ -23,6 +23,7 @@ from torch import Tensor
 
 from egogrpo.body.topology import HEAD, NUM_BODY_JOINTS
 from egogrpo.geometry import quat_from_matrix, quat_to_matrix
+from egogrpo.tensor_dataclass import map_fields
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class BodyModel:
             if isinstance(x, Tensor):
                 return x.to(device=device, dtype=dtype if x.is_floating_point() else None)
             if dataclasses.is_dataclass(x) and not isinstance(x, type):
-                return dataclasses.replace(x, **{f.name: move(getattr(x, f.name)) for f in dataclasses.fields(x)})
+                return map_fields(x, move)
             return x
 
         return move(self)  # type: ignore[return-value]
