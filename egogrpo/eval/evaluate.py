@@ -352,23 +352,30 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         baseline = None
         if config.baseline:
             baseline = _baseline_pose(config, protocol, motion, body, [meta for *_, meta in models])
-    body_cpu = body.to(dtype=torch.float32)
-    rows = [
-        _reference_row("ground truth: the label motion", "ground_truth", protocol, body_cpu, windows, None),
-        _reference_row(
-            "oracle: ground-truth state on the ground-truth CPF", "oracle", protocol, body_cpu, windows, "oracle"
-        ),
-    ]
     body_device = body.to(device=device, dtype=torch.float32)
     chunks = [(a, min(a + config.chunk_size, len(windows))) for a in range(0, len(windows), config.chunk_size)]
+
+    def fixed_row(name: str, kind: str, state_of: Callable[[Windows], MotionState | None]) -> Row:
+        """A row without sampling (ground truth, oracle, baseline), its metrics computed chunk by chunk."""
+        start = time.perf_counter()
+        values: dict[str, list[Tensor]] = {}
+        for a, b in chunks:
+            part = windows.chunk(a, b, device)
+            for k, v in _metric_values(protocol, body_device, state_of(part), part).items():
+                values.setdefault(k, []).append(v)
+        return Row(name, kind, "", None, _aggregate(values), time.perf_counter() - start)
+
+    rows = [
+        fixed_row("ground truth: the label motion", "ground_truth", lambda part: None),
+        fixed_row("oracle: ground-truth state on the ground-truth CPF", "oracle", _oracle_state),
+    ]
     total, done = len(models) * len(protocol.seeds) * len(chunks), 0
     for spec, folder, model, model_config, meta in models:
         start = time.perf_counter()
         values: dict[str, list[Tensor]] = {k: [] for k in protocol.metrics}
         for seed in protocol.seeds:
             for a, b in chunks:
-                part = windows.chunk(a, b)
-                part = Windows(part.crops.to(device), part.names, part.starts)
+                part = windows.chunk(a, b, device)
                 states = sample_states(
                     model, model_config, protocol.sampler, part.crops, seed, protocol.samples, first_group=a
                 )
@@ -385,29 +392,18 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         )  # fmt: skip
     baseline_source = None
     if baseline is not None:
-        start = time.perf_counter()
         state, baseline_source = baseline
-        values = {k: [v] for k, v in _metric_values(protocol, body_cpu, state, windows).items()}
-        rows.append(
-            Row("baseline: mean training pose at the head", "baseline", "", None, _aggregate(values),
-                time.perf_counter() - start)
-        )  # fmt: skip
+        state = state.to(device)
+        rows.append(fixed_row("baseline: mean training pose at the head", "baseline", lambda part: state))
     record = _record(config, protocol, info, windows, rows, body, device, baseline_source)
     if config.out:
         write_reports(Path(config.out), protocol, rows, record)
     return EvalResult(protocol, rows, record)
 
 
-def _reference_row(
-    name: str, kind: str, protocol: Protocol, body: BodyModel, windows: Windows, state: str | None
-) -> Row:
-    """The ground-truth row (the labels' plausibility metrics) or the oracle row (the true state, head-anchored)."""
-    start = time.perf_counter()
-    truth_state = None
-    if state == "oracle":  # (N, 1, T, …): one "sample" per window
-        truth_state = MotionState.from_crop(windows.crops, include_hands=False).map(lambda v: v[:, None])
-    values = {k: [v] for k, v in _metric_values(protocol, body, truth_state, windows).items()}
-    return Row(name, kind, "", None, _aggregate(values), time.perf_counter() - start)
+def _oracle_state(windows: Windows) -> MotionState:
+    """The ground-truth state of the windows as (N, 1, T, …): one "sample" per window."""
+    return MotionState.from_crop(windows.crops, include_hands=False).map(lambda v: v[:, None])
 
 
 def _post_guidance(body: BodyModel, states: MotionState, windows: Windows) -> MotionState:

@@ -43,9 +43,9 @@ class Windows:
     def __len__(self) -> int:
         return len(self.names)
 
-    def chunk(self, first: int, stop: int) -> Windows:
-        """Windows first … stop − 1 (views of the same tensors)."""
-        crops = map_fields(self.crops, lambda v: v[first:stop])
+    def chunk(self, first: int, stop: int, device: torch.device | str | None = None) -> Windows:
+        """Windows first … stop − 1 (views of the same tensors, or copies on `device`)."""
+        crops = map_fields(self.crops, lambda v: v[first:stop].to(device))
         return Windows(crops, self.names[first:stop], self.starts[first:stop])
 
 
