@@ -1,15 +1,18 @@
 """train-grpo throughput: seconds per iteration per phase, rollouts/s, peak memory, and the cost of the paper's run.
 
-Two measured configurations on the CMU sample train split (preprocessed into a temporary folder):
+Measured configurations on the CMU sample train split (preprocessed into a temporary folder):
   cpu    the `cpu` preset with the shipped default prior (2 M parameters): 4 conditions × G = 8, 6 MDP steps
-         trained per rollout, EgoAllo's 30-step sampler — a whole iteration as `train-grpo` runs it;
+         trained per rollout, EgoAllo's 30-step sampler — a whole iteration as `train-grpo` runs it, once per
+         update rule in --algos (grpo; awm / nft: 6 re-noised timesteps per final sample; draft: the reward
+         back-propagated through the last `draft_k` = 3 transitions; the "transitions" column then counts
+         re-noised samples or rollouts);
   paper  EgoAllo's 50 M-parameter size (random weights, default body) with the paper's recipe per rollout
          (EgoAllo's sampler, all 29 MDP steps trained), measured on a reduced batch (1 condition × G members,
          `--train-steps` of them) and extrapolated per rollout and per transition to the paper's 64 × 16
          rollouts and ~2000 iterations (72 A6000 GPU-hours in the paper, Appendix C).
 Numbers depend on the machine; the table says which one. On CUDA the same code runs on the GPU.
 
-    python benchmarks/bench_grpo.py [--paper-group 4] [--paper-train-steps 2] [--iterations 2]
+    python benchmarks/bench_grpo.py [--paper-group 4] [--paper-train-steps 2] [--iterations 2] [--algos grpo,awm]
 """
 
 from __future__ import annotations
@@ -52,12 +55,18 @@ def _run(config: TrainGRPOConfig) -> dict[str, float]:
     return out
 
 
-def measure(data: str, folder: Path, iterations: int, paper_group: int, paper_train_steps: int) -> None:
+def measure(
+    data: str, folder: Path, iterations: int, paper_group: int, paper_train_steps: int, algos: list[str]
+) -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     print(f"machine: {platform.machine()}, {device}, torch {torch.__version__}")
     preset = {**GRPO_PRESETS["cpu"], "iterations": iterations, "val_every": 0, "checkpoint_every": 10_000}
     cpu = TrainGRPOConfig(prior="default-prior", data=data, run_dir=str(folder / "cpu"), **preset)
-    rows = [("cpu preset, shipped prior", cpu.batch_groups * cpu.group_size, _run(cpu))]
+    rows = [
+        (f"cpu preset, shipped prior, {algo}", cpu.batch_groups * cpu.group_size,
+         _run(dataclasses.replace(cpu, algo=algo, run_dir=str(folder / f"cpu_{algo}"))))
+        for algo in algos
+    ]  # fmt: skip
 
     paper_model = dataclasses.replace(DENOISER_PRESETS["egoallo"], num_betas=10, include_hands=False)
     torch.manual_seed(0)
@@ -70,11 +79,11 @@ def measure(data: str, folder: Path, iterations: int, paper_group: int, paper_tr
     paper_row = _run(paper)
     rows.append((f"EgoAllo size (50 M), 1 × G = {paper_group}", paper_group, paper_row))
 
-    print(f"{'configuration':34} {'rollouts':>8} {'rollout s':>9} {'reward s':>8} {'update s':>8} {'transitions':>11} "
+    print(f"{'configuration':40} {'rollouts':>8} {'rollout s':>9} {'reward s':>8} {'update s':>8} {'transitions':>11} "
           f"{'s/iteration':>11} {'rollouts/s':>10} {'peak GPU GiB':>12}")  # fmt: skip
     for name, count, r in rows:
         total = r["rollout"] + r["reward"] + r["update"]
-        print(f"{name:34} {count:8d} {r['rollout']:9.2f} {r['reward']:8.2f} {r['update']:8.2f} {r['transitions']:11d} "
+        print(f"{name:40} {count:8d} {r['rollout']:9.2f} {r['reward']:8.2f} {r['update']:8.2f} {r['transitions']:11d} "
               f"{total:11.2f} {count / r['rollout']:10.2f} {r['peak_gpu_gib']:12.2f}")  # fmt: skip
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak host memory of this process: {peak_rss:.2f} GiB")
@@ -96,6 +105,7 @@ def main() -> None:
     parser.add_argument("--paper-group", type=int, default=4)
     parser.add_argument("--paper-train-steps", type=int, default=2)
     parser.add_argument("--data", type=str, default=None)
+    parser.add_argument("--algos", type=str, default="grpo,awm,nft,draft", help="update rules for the cpu rows")
     args = parser.parse_args([] if __name__ != "__main__" else None)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -108,7 +118,8 @@ def main() -> None:
                 PreprocessConfig(source="cmu", inputs=(str(subjects),), out=data, skip_short=True, workers=1)
             )
         tick = time.perf_counter()
-        measure(data, Path(tmp), args.iterations, args.paper_group, args.paper_train_steps)
+        algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+        measure(data, Path(tmp), args.iterations, args.paper_group, args.paper_train_steps, algos)
         print(f"benchmark wall time {time.perf_counter() - tick:.0f} s")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import test_grpo
 import torch
-from test_grpo import _config, _mean_joint_reward, _records, _weights
+from test_grpo import _config, _mean_joint_reward, _records, _strip_times, _weights
 
 from egogrpo.body import load_body_model
 from egogrpo.config import RewardConfig, SamplerConfig
@@ -217,6 +217,17 @@ def test_a_tiny_run_of_each_mode_raises_the_joint_rewards_on_its_training_condit
     assert len(records) == ITERATIONS and "ratio/mean" not in records[-1]  # GRPO's ratio is not computed
     assert load_checkpoint(summary.last_checkpoint)[2]["extra"]["algorithm"] == algo
     assert after > reward_before + 0.01, (reward_before, after)
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run_for_nft(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
+    """NFT with two optimizer steps keeps a per-iteration snapshot of θ_old: none of it may leak into a resume."""
+    changes = dict(algo="nft", iterations=2, checkpoint_every=1, updates_per_epoch=2)
+    straight = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "a", **changes))
+    train_grpo(_config(cmu_small, tiny_prior, tmp_path / "b", **{**changes, "iterations": 1}))
+    resumed = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "b", **changes, resume=True))
+    a, b = _weights(straight.last_checkpoint), _weights(resumed.last_checkpoint)
+    assert resumed.final_iteration == 2 and all(torch.equal(a[k], b[k]) for k in a)
+    assert [_strip_times(r) for r in _records(tmp_path / "a")] == [_strip_times(r) for r in _records(tmp_path / "b")]
 
 
 WORKER = """

@@ -7,7 +7,7 @@ Each trained item re-noises a final sample at one of the sampler's timesteps t (
 numbers, so the advantage-weighted sum over a group compares its members at equal (t, ε)):
 
     x_t = √ᾱ_t·x₀ⁱ + √(1−ᾱ_t)·ε,   x̂ = f_θ(x_t, t, cⁱ)   (unprojected, as in the prior's training)
-    ℓ(x̂) = the prior's own loss (`train.prior_loss`: EgoAllo's component weights and w(t)) of x̂ against x₀ⁱ
+    ℓ(x̂) = SNR(1)·the prior's own loss (`train.prior_loss`: EgoAllo's component weights and w(t)) of x̂ against x₀ⁱ
 
     AWM (arXiv 2509.25050):  loss = Âᵢ·ℓ(x̂)
     NFT (arXiv 2509.16117):  loss = (c/β)·[r·ℓ((1−β)x̂_old + βx̂) + (1−r)·ℓ((1+β)x̂_old − βx̂)],  r = ½ + ½·Âᵢ/c
@@ -17,6 +17,11 @@ the NFT gradient is 2(2r−1)·c·∂ℓ-direction = AWM's (both are 2Â·w(t)·
 ℓ's weights); NFT differs once θ moves away from θ_old within an iteration (several optimizer steps per rollout
 batch), where its negative branch keeps θ near θ_old. With `kl_weight` β_KL, both add β_KL·ℓ_ref, the prior's
 loss of x̂ against the frozen prior's x̂ at the same (x_t, t, c).
+
+SNR(1) ≈ 2.4e4 turns EgoAllo's w(t) = 0.99·SNR(t)/SNR(1) + 0.01 back into ε-prediction units (the units of
+AWM's and NFT's flow-matching losses). A constant factor, so Adam's steps are unchanged — except that in the
+prior's own units the advantage-weighted gradient of the shipped prior was ~1e-9 per parameter, below Adam's
+ε = 1e-8, and AWM did not move.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ def matching_update(inputs: UpdateInputs) -> dict[str, float]:
     cond = inputs.rollout.cond[:, 0]
     L, D = final.shape[-2:]
     plan = torch.tensor(policy.plan, dtype=torch.long)
+    snr_1 = float(policy.schedule.snr(torch.ones((), dtype=torch.long)))  # ε-prediction units (module docstring)
     steps = config.inner_epochs * config.updates_per_epoch
     old_model = copy.deepcopy(model).requires_grad_(False) if config.algo == "nft" and steps > 1 else None
     num_betas, hands = inputs.model_config.num_betas, inputs.model_config.include_hands
@@ -112,7 +118,7 @@ def matching_update(inputs: UpdateInputs) -> dict[str, float]:
         t = plan[positions].to(device)
         target = final[rows.to(device)]
         x_t = policy.schedule.q_sample(target, t, noise.normal(keys, (L, D)))
-        weight_t = policy.schedule.loss_weight(t).float()
+        weight_t = (policy.schedule.loss_weight(t) * snr_1).float()
         row_cond = cond[rows.to(device)]
         pred = policy.denoiser_x0(model, x_t, t, row_cond)
         advantages = flat_advantages[global_rows.to(device)]
