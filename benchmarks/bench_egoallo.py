@@ -12,7 +12,8 @@ EgoAllo's loop: `run_sampling_with_stitching` with guidance off, as its inferenc
 it denoises the window [0, 128) and an extra [96, 128) per step and recomputes the conditioning each step).
 egogrpo's loop: `DiffusionPolicy.sample` + `MotionState.unpack`, conditioning computed once, default options
 (SVD, float32) and fast options (polar projection, bf16 autocast); EgoAllo's loop is also run under the same
-bf16 autocast, for a precision-matched comparison. Runs are interleaved; medians reported.
+bf16 autocast, for a precision-matched comparison. Then one step of each (x̂₀ and projection), repeated: less
+exposed to load from other processes than single 30-step runs. Runs are interleaved; medians reported.
 
     PYTHONPATH=/path/to/extra/site python benchmarks/bench_egoallo.py --egoallo-src /tmp/egoallo [--batches 1 16]
 """
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--egoallo-src", type=Path, default=os.environ.get("EGOALLO_SRC"))
     parser.add_argument("--batches", nargs="+", type=int, default=[1])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of whole 30-step loops (0: none)")
+    parser.add_argument("--step-repeats", type=int, default=3, help="rounds of single steps")
     args = parser.parse_args(argv if argv is not None else [])
     if args.egoallo_src is None:
         print("no EgoAllo checkout given (--egoallo-src DIR or EGOALLO_SRC): skipped")
@@ -167,14 +169,64 @@ def main(argv: list[str] | None = None) -> None:
             "egogrpo (polar, bf16 autocast)": lambda batch=batch: egogrpo(fast, batch),
             "EgoAllo under bf16 autocast": lambda batch=batch: egoallo(batch, autocast=True),
         }
-        seconds = _median_times(runs, args.repeats)
-        base = seconds["EgoAllo run_sampling_with_stitching"]
+        if args.repeats > 0:
+            seconds = _median_times(runs, args.repeats)
+            base = seconds["EgoAllo run_sampling_with_stitching"]
+            for name, value in seconds.items():
+                print(
+                    f"batch {batch:>2} | {name:<36} | {value:8.2f} s | {batch * WINDOW / value:7.1f} frames/s | "
+                    f"{base / value:5.2f}× EgoAllo",
+                    flush=True,
+                )
+        steps = _one_step_runs(sampling, network, theirs, ours, trajectory, cond.expand(batch, -1, -1), fast)
+        seconds = _median_times(steps, args.step_repeats)
+        base = seconds["EgoAllo step"]
         for name, value in seconds.items():
             print(
-                f"batch {batch:>2} | {name:<36} | {value:8.2f} s | {batch * WINDOW / value:7.1f} frames/s | "
-                f"{base / value:5.2f}× EgoAllo",
-                flush=True,
+                f"batch {batch:>2} | one step: {name:<26} | {value:8.3f} s | {base / value:5.2f}× EgoAllo", flush=True
             )
+
+
+def _one_step_runs(
+    sampling: types.ModuleType,
+    network: types.ModuleType,
+    theirs: torch.nn.Module,
+    ours: EgoDenoiser,
+    trajectory: torch.Tensor,
+    cond: torch.Tensor,
+    fast: SamplerConfig,
+) -> dict[str, Callable[[], object]]:
+    """One sampling step's work (x̂₀ of a 128-frame window, projected), short enough to repeat many times.
+
+    EgoAllo: its network on [0, 128) and [96, 128) (its stitching for 128 frames), conditioning inside, then
+    `EgoDenoiseTraj.unpack(project_rotmats=True).pack()`; egogrpo: the denoiser and the body projection.
+    """
+    batch = cond.shape[0]
+    x, t = torch.randn(batch, WINDOW, ours.d_state), torch.full((batch,), 500)
+    relative = (sampling.SE3(trajectory[:-1]).inverse() @ sampling.SE3(trajectory[1:])).wxyz_xyz
+
+    def egoallo(autocast: bool) -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            x0 = torch.zeros_like(x)
+            for start in range(0, WINDOW, WINDOW - 32):
+                x0[:, start:] += theirs.forward(
+                    x[:, start:], t, T_cpf_tm1_cpf_t=relative[None, start:].repeat(batch, 1, 1),
+                    T_world_cpf=trajectory[None, start + 1 :].repeat(batch, 1, 1), project_output_rotmats=False,
+                    hand_positions_wrt_cpf=None, mask=None,
+                )  # fmt: skip
+            network.EgoDenoiseTraj.unpack(x0, include_hands=True, project_rotmats=True).pack()
+
+    def egogrpo(sampler: SamplerConfig) -> None:
+        project = body_rotation_projection(ours.config.num_betas, method=sampler.projection)
+        with torch.no_grad():
+            project(sampling_denoiser(ours, sampler)(x, t, cond))
+
+    return {
+        "EgoAllo step": lambda: egoallo(False),
+        "egogrpo (svd, fp32)": lambda: egogrpo(SamplerConfig()),
+        "egogrpo (polar, bf16)": lambda: egogrpo(fast),
+        "EgoAllo under bf16": lambda: egoallo(True),
+    }
 
 
 if __name__ == "__main__":
