@@ -13,6 +13,7 @@ import torch
 from test_policy import _synthetic_cpf_trajectories
 
 from egogrpo.config import DENOISER_PRESETS, SamplerConfig, TrainPriorConfig
+from egogrpo.errors import EgogrpoError
 from egogrpo.model.checkpoint import load_checkpoint, resolve_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
 from egogrpo.model.denoiser import EgoDenoiser, sampling_denoiser
@@ -124,3 +125,8 @@ def test_train_prior_autocast_trains_close_to_float32(cmu_small: Path, tmp_path:
     assert fp32 != bf16
     for a, b in zip(fp32, bf16, strict=True):
         assert abs(a - b) < 0.05 * abs(a)
+
+
+def test_unknown_projection_is_refused_in_one_line() -> None:
+    with pytest.raises(EgogrpoError, match="sampler projection must be 'svd' or 'polar', got 'qr'"):
+        DiffusionPolicy(NoiseSchedule.cosine(), SamplerConfig(projection="qr"), body_rotation_projection(10))

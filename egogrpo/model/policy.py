@@ -135,6 +135,8 @@ class DiffusionPolicy:
         dim_weights: Float[Tensor, "D"] | None = None,  # noqa: F821
         device: torch.device | str = "cpu",
     ) -> None:
+        if config.projection not in ("svd", "polar"):
+            raise EgogrpoError(f"sampler projection must be 'svd' or 'polar', got {config.projection!r}")
         if isinstance(project, BodyRotationProjection) and project.method is None:
             project = dataclasses.replace(project, method=config.projection)  # the sampler config's SO(3) method
         self.config, self.project, self.device = config, project, torch.device(device)
