@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from egogrpo.config import DENOISER_PRESETS, TrainPriorConfig
 from egogrpo.errors import EgogrpoError
+from egogrpo.eval.windows import mean_pose_from_json, mean_pose_state
 from egogrpo.train.prior import StepBatches, train_prior
 from egogrpo.train.prior_loss import prior_loss
 
@@ -73,6 +74,12 @@ def test_validation_mpjpe_and_run_directory(cmu_small: Path, tmp_path: Path) -> 
     assert meta["world_size"] == 1 and "egogrpo_version" in meta
     config = json.loads((tmp_path / "run/config.json").read_text())
     assert config["model"]["d_latent"] == TINY.d_latent
+    # The checkpoint carries the training split's mean pose (eval --baseline without the training file).
+    extra = json.loads((tmp_path / "run/checkpoints/step_0000004/config.json").read_text())["extra"]
+    carried = mean_pose_from_json(extra["mean_training_pose"], "checkpoint", TINY.num_betas)
+    expected = mean_pose_state(str(cmu_small), ("train",), TINY.num_betas)
+    torch.testing.assert_close(carried.betas, expected.betas)
+    torch.testing.assert_close(carried.body_rotmats, expected.body_rotmats, atol=1e-6, rtol=0)
     with pytest.raises(EgogrpoError, match="exists and is not empty"):
         train_prior(_config(cmu_small, tmp_path / "run"))
     with pytest.raises(EgogrpoError, match="different settings"):

@@ -27,7 +27,7 @@ from egogrpo.config import AugmentConfig, DenoiserConfig, TrainPriorConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
-from egogrpo.eval.windows import Windows, sampled_errors, split_windows
+from egogrpo.eval.windows import Windows, mean_pose_state, mean_pose_to_json, sampled_errors, split_windows
 from egogrpo.model import noise
 from egogrpo.model.checkpoint import save_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning
@@ -220,6 +220,10 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
         body=body,
     )
     check_training_data(config.data, dataset, body, config.model)
+    mean_training_pose = mean_pose_to_json(
+        mean_pose_state(config.data, config.train_splits, body.num_betas),
+        f"{config.data}: {', '.join(config.train_splits)}",
+    )
     val_windows = None
     if config.val_every:
         val_windows = split_windows(config.data, config.val_split, config.crop_length, config.val_windows)
@@ -296,7 +300,9 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
                 progress(done, config.max_steps, record)
         if done % config.checkpoint_every == 0 or done == config.max_steps:
             if accelerator.is_main_process:
-                last_checkpoint = _save(run_dir, done, accelerator.unwrap_model(model), optimizer, config, body)
+                last_checkpoint = _save(
+                    run_dir, done, accelerator.unwrap_model(model), optimizer, config, body, mean_training_pose
+                )
             accelerator.wait_for_everyone()
     return TrainSummary(
         run_dir,
@@ -313,10 +319,16 @@ def _save(
     optimizer: torch.optim.Optimizer,
     config: TrainPriorConfig,
     body: BodyModel,
+    mean_training_pose: dict,
 ) -> Path:
-    """A complete checkpoint (model + training state), then the `latest` pointer (both atomic)."""
+    """A complete checkpoint (model + training state), then the `latest` pointer (both atomic).
+
+    `mean_training_pose` (`eval.windows.mean_pose_to_json`) lets `eval --baseline` use the training data's
+    mean pose without the training file.
+    """
     folder = run_dir / CHECKPOINTS / f"step_{step:07d}"
-    save_checkpoint(folder, model, config.model, body_model_id=body.model_id, extra={"step": step, "data": config.data})
+    extra = {"step": step, "data": config.data, "mean_training_pose": mean_training_pose}
+    save_checkpoint(folder, model, config.model, body_model_id=body.model_id, extra=extra)
     save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": step})
     point_to(run_dir, "latest", folder)
     return folder
