@@ -13,6 +13,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from egogrpo.model.state import state_slices
+
 LOSS_WEIGHTS = {"betas": 0.1, "body_rotmats": 1.0, "contacts": 0.1, "hand_rotmats": 0.01}
 
 
@@ -38,18 +40,18 @@ def prior_loss(
     m = torch.ones(B, T, dtype=x0.dtype, device=x0.device) if mask is None else mask.to(x0.dtype)
     count = m.sum().clamp_min(1.0)
     sq = (x0_hat - x0) ** 2
-    body_end = num_betas + 21 * 9
+    field = state_slices(num_betas, include_hands)
     coefficient = 1.0 / torch.arange(1, num_betas + 1, dtype=x0.dtype, device=x0.device)
     terms = {
-        "betas": _weighted_mean(sq[..., :num_betas] * coefficient, weight_t, m, count),
-        "body_rotmats": _weighted_mean(sq[..., num_betas:body_end], weight_t, m, count),
-        "contacts": _weighted_mean(sq[..., body_end : body_end + 21], weight_t, m, count),
+        "betas": _weighted_mean(sq[..., field["betas"]] * coefficient, weight_t, m, count),
+        "body_rotmats": _weighted_mean(sq[..., field["body_rotmats"]], weight_t, m, count),
+        "contacts": _weighted_mean(sq[..., field["contacts"]], weight_t, m, count),
     }
     if include_hands:
-        hands = x0[..., body_end + 21 :]
+        hands = x0[..., field["hand_rotmats"]]
         moving = (hands - hands[:, :1]).abs().sum(dim=(1, 2)) > 1e-5  # (B,) sequences whose hands change
         hand_mask = m * moving[:, None].to(x0.dtype)
         hand_count = hand_mask.sum().clamp_min(256.0)
-        terms["hand_rotmats"] = _weighted_mean(sq[..., body_end + 21 :], weight_t, hand_mask, hand_count)
+        terms["hand_rotmats"] = _weighted_mean(sq[..., field["hand_rotmats"]], weight_t, hand_mask, hand_count)
     terms["total"] = sum(LOSS_WEIGHTS[name] * value for name, value in terms.items())
     return terms
