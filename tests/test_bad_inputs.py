@@ -445,6 +445,10 @@ CASES = [
     Case("train-grpo-val-every-negative", lambda c, t: _grpo(c, t, "--val-every", "-1"), "--val-every"),
     Case("train-grpo-perlin-lambda-infinite", lambda c, t: _grpo(c, t, "--perlin-lambda", "inf"), "--perlin-lambda"),
     Case("train-grpo-clip-range-zero", lambda c, t: _grpo(c, t, "--clip-range", "0"), "--clip-range"),
+    Case("train-grpo-projection-unknown", lambda c, t: _grpo(c, t, "--projection", "qr"), "--projection"),
+    Case("train-grpo-algo-unknown", lambda c, t: _grpo(c, t, "--algo", "ppo"), "--algo"),
+    Case("train-prior-augment-unknown", lambda c, t: _prior(c, t, "--augment", "heavy"), "--augment"),
+    Case("train-prior-speed-range-reversed", lambda c, t: _prior(c, t, "--speed-range", "1.2:0.8"), "--speed-range"),
     Case("train-grpo-iterations-not-a-number", lambda c, t: _grpo(c, t, "--iterations", "ten"), "--iterations", 2),
     Case(
         "train-grpo-data-missing",

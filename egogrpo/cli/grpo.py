@@ -48,6 +48,9 @@ def train_grpo_command(
     sde_window: Annotated[
         str | None, typer.Option(help="Only transitions FIRST:STOP are stochastic and trained (e.g. 0:4).")
     ] = None,
+    projection: Annotated[
+        str, typer.Option(help="SO(3) projection of x̂₀ in rollouts and log-probs: svd (EgoAllo's) or polar (faster).")
+    ] = "svd",
     clip_range: Annotated[float | None, typer.Option(help="PPO clip range of the ratio (default: none).")] = None,
     kl_weight: Annotated[float, typer.Option(help="β of the KL to the frozen prior.")] = 0.0,
     inner_epochs: Annotated[int, typer.Option(help="Passes over each iteration's transitions.")] = 1,
@@ -88,6 +91,8 @@ def train_grpo_command(
         raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(GRPO_PRESETS)}")
     if not data.is_file():
         raise EgogrpoError(f"{data}: no such motion file")
+    if projection not in ("svd", "polar"):
+        raise EgogrpoError(f"--projection must be svd or polar, got {projection!r}")
     values = dict(GRPO_PRESETS[preset])
     overrides = {
         "iterations": iterations, "group_size": group_size, "batch_groups": batch_groups, "learning_rate": lr,
@@ -103,7 +108,7 @@ def train_grpo_command(
         reward = dataclasses.replace(reward, std_floor=std_floor)
     config = TrainGRPOConfig(
         prior=prior, data=str(data), run_dir=str(run_dir), body=body, perlin=perlin, reward=reward,
-        sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window)), kl_weight=kl_weight,
+        sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window), projection=projection), kl_weight=kl_weight,
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
         seed=seed, resume=resume, algo=algo, draft_k=draft_k, nft_beta=nft_beta, **values,
