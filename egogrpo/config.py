@@ -506,6 +506,8 @@ class EvalConfig:
     out: str | None = None  # write OUT.json, OUT.md and OUT.csv
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
     chunk_size: int = 64  # windows sampled at once (results do not depend on it)
+    projection: str | None = None  # override the protocol sampler's SO(3) projection: "svd" or "polar"
+    bf16: bool = False  # bf16 autocast of the denoiser while sampling (faster; the record says so)
 
 
 # --- recovery --------------------------------------------------------------------------------------------

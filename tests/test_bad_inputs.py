@@ -502,6 +502,7 @@ CASES = [
     Case("recover-samples-negative", lambda c, t: _recover(c, t, "--samples", "-2"), "--samples"),
     Case("recover-seed-negative", lambda c, t: _recover(c, t, "--seed", "-1"), "--seed"),
     Case("recover-floor-z-nan", lambda c, t: _recover(c, t, "--floor-z", "nan"), "--floor-z"),
+    Case("recover-projection-unknown", lambda c, t: _recover(c, t, "--projection", "qr"), "--projection"),
     Case("recover-floor-z-infinite", lambda c, t: _recover(c, t, "--floor-z", "-inf"), "--floor-z"),
     Case(
         "recover-out-is-a-file",

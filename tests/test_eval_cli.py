@@ -156,6 +156,22 @@ def test_chunked_results_equal_unchunked(data_and_checkpoint) -> None:
             assert b.values[k][1] == pytest.approx(error, rel=1e-4, abs=1e-4), k
 
 
+def test_polar_projection_and_bf16_are_recorded_and_close(data_and_checkpoint) -> None:
+    """The faster sampler options change the numbers only by rounding (polar) or bf16's precision."""
+    data, checkpoint = data_and_checkpoint
+    base = dict(data=str(data), checkpoints=(str(checkpoint),), protocol="cmu-test", seeds=1)
+    svd = evaluate(EvalConfig(**base))
+    polar = evaluate(EvalConfig(**base, projection="polar"))
+    fast = evaluate(EvalConfig(**base, projection="polar", bf16=True))
+    assert svd.record["protocol"]["sampler"]["projection"] == "svd"
+    assert polar.record["protocol"]["sampler"]["projection"] == "polar"
+    assert fast.record["protocol"]["sampler"]["autocast"] is True
+    mpjpe = [next(r for r in result.rows if r.kind == "checkpoint").values["mpjpe"][0] for result in (svd, polar, fast)]
+    assert mpjpe[1] == pytest.approx(mpjpe[0], abs=0.01)  # mm: float32 rounding of the projection
+    assert mpjpe[2] == pytest.approx(mpjpe[0], rel=0.05)  # bf16 forward passes
+    assert mpjpe[2] != mpjpe[0]  # bf16 really ran
+
+
 def test_split_lists_and_all(data_and_checkpoint) -> None:
     data, _ = data_and_checkpoint
     several = evaluate(EvalConfig(data=str(data), checkpoints=(), protocol="cmu-test", split="test,train"))
@@ -214,6 +230,7 @@ BAD_INPUT = {
     "zero_seeds": (["--seeds", "0"], "--seeds must be at least 1, got 0"),
     "zero_samples": (["--samples", "0"], "--samples must be at least 1, got 0"),
     "zero_chunk_size": (["--chunk-size", "0"], "--chunk-size must be at least 1, got 0"),
+    "unknown_projection": (["--projection", "qr"], "--projection must be svd or polar, got 'qr'"),
     "bad_device": (["--device", "tpu"], "--device 'tpu'"),
     "missing_cuda": (["--device", "cuda:7"], "--device cuda:7: no such CUDA device"),
     "nan_cpf": ([], "NaN or infinite values"),

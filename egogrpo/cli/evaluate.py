@@ -39,6 +39,10 @@ def eval_command(
     chunk_size: Annotated[
         int, typer.Option(help="Windows sampled at once (bounds memory; results do not depend on it).")
     ] = 64,
+    projection: Annotated[
+        str | None, typer.Option(help="Override the sampler's SO(3) projection: svd (EgoAllo's) or polar (faster).")
+    ] = None,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast of the denoiser while sampling (faster).")] = False,
     out: Annotated[Path | None, typer.Option(help="Write OUT.json (full protocol record), OUT.md and OUT.csv.")] = None,
 ) -> None:
     """Evaluate checkpoints: one row per checkpoint, mean ± standard error, every number with its protocol."""
@@ -48,7 +52,7 @@ def eval_command(
         data=str(data), checkpoints=tuple(checkpoints), protocol=protocol, body=body, split=split,
         samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
         baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out),
-        device=device, chunk_size=chunk_size,
+        device=device, chunk_size=chunk_size, projection=projection, bf16=bf16,
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from egogrpo.cli.common import console, err_console
-from egogrpo.config import RecoverConfig
+from egogrpo.config import RecoverConfig, SamplerConfig
 
 
 def recover_command(
@@ -30,6 +30,10 @@ def recover_command(
     ] = False,
     csv: Annotated[bool, typer.Option(help="Also write world joint positions as CSV.")] = False,
     bvh: Annotated[bool, typer.Option(help="Also write the motion as BVH (centimetres, y-up).")] = False,
+    projection: Annotated[
+        str, typer.Option(help="The sampler's SO(3) projection: svd (EgoAllo's) or polar (faster).")
+    ] = "svd",
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast of the denoiser while sampling (faster).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
 ) -> None:
     """Recover full-body motion from the head trajectory of an Aria recording (MPS closed-loop trajectory)."""
@@ -39,6 +43,7 @@ def recover_command(
         recording=str(recording), out=str(out), vrs=None if vrs is None else str(vrs), mps=None if mps is None else str(mps),
         checkpoint=checkpoint, body=body, floor_z=floor_z, samples=samples, seed=seed, refine=refine,
         write_csv=csv, write_bvh=bvh, overwrite=overwrite,
+        sampler=SamplerConfig(projection=projection, autocast=bf16),
     )  # fmt: skip
     with err_console.status("recovering…") as status:
         result = recover(config, progress=lambda text: status.update(text))

@@ -15,6 +15,7 @@ checkpoint hashes, device, egogrpo version.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -317,12 +318,25 @@ def _baseline_pose(
     return mean_pose(motion, names, body.num_betas), f"train split of {config.data}"
 
 
+def _with_speed_options(protocol: Protocol, config: EvalConfig) -> Protocol:
+    """The protocol with `--projection` / `--bf16` applied to its sampler (recorded with it)."""
+    if config.projection is not None and config.projection not in ("svd", "polar"):
+        raise EgogrpoError(f"--projection must be svd or polar, got {config.projection!r}")
+    sampler = dataclasses.replace(
+        protocol.sampler,
+        projection=config.projection or protocol.sampler.projection,
+        autocast=config.bf16 or protocol.sampler.autocast,
+    )
+    return dataclasses.replace(protocol, sampler=sampler)
+
+
 def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult:
     """Evaluate every checkpoint (and the baseline, if asked) under the protocol; write the record if `out` is set.
 
     Every input and option is checked before sampling starts.
     """
     protocol = load_protocol(config.protocol, config.split, config.samples, config.seeds, config.guidance)
+    protocol = _with_speed_options(protocol, config)
     _at_least_one(config.chunk_size, "--chunk-size")
     device = resolve_device(config.device)
     if config.out:

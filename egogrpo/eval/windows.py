@@ -22,6 +22,7 @@ from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe, pa_mpjpe
 from egogrpo.geometry import nearest_rotation, quat_from_matrix, quat_to_matrix, se3_apply
 from egogrpo.model.conditioning import cpf_conditioning
+from egogrpo.model.denoiser import sampling_denoiser
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.policy import DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
@@ -185,7 +186,7 @@ def sample_states(
         share_initial=False,
     )
     cond = cond[:, None].expand(N, num_samples, *cond.shape[1:])
-    x0 = policy.rollout(lambda x, t, c: model(x, t, c), cond, ids, state_dim, record=False).final
+    x0 = policy.rollout(sampling_denoiser(model, sampler), cond, ids, state_dim, record=False).final
     return MotionState.unpack(x0, model_config.num_betas, model_config.include_hands)
 
 

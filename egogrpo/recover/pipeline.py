@@ -32,6 +32,7 @@ from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.geometry import quat_from_matrix
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
+from egogrpo.model.denoiser import sampling_denoiser
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.policy import DiffusionPolicy
 from egogrpo.model.sampler import body_rotation_projection
@@ -66,6 +67,8 @@ def validate_config(config: RecoverConfig) -> None:
         raise EgogrpoError(f"--seed must be a whole number ≥ 0, got {config.seed}")
     if config.floor_z is not None and not math.isfinite(config.floor_z):
         raise EgogrpoError(f"--floor-z must be a finite height in metres, got {config.floor_z}")
+    if config.sampler.projection not in ("svd", "polar"):
+        raise EgogrpoError(f"--projection must be svd or polar, got {config.sampler.projection!r}")
     check_writable(config.out, "--out", folder=True)
     for path in output_files(config):
         if path.is_dir():
@@ -109,7 +112,7 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         NoiseSchedule.cosine(), config.sampler, project=body_rotation_projection(model_config.num_betas)
     )
     x0 = policy.sample(
-        lambda x, t, c: model(x, t, c),
+        sampling_denoiser(model, config.sampler),
         cond,
         packed_dim(model_config.num_betas, model_config.include_hands),
         seed=config.seed,
