@@ -464,6 +464,7 @@ class TrainGRPOConfig:
     algo: str = "grpo"
     draft_k: int = 3
     nft_beta: float = 1.0
+    reward_model: str | None = None  # perceptual checkpoint (`train-reward`): adds the frozen visual reward R_vis
 
 
 #: Named post-training recipes: the paper's, and one sized for a laptop CPU (one iteration of the shipped
@@ -481,6 +482,75 @@ GRPO_PRESETS: dict[str, dict[str, Any]] = {
         train_steps_per_trajectory=6, val_every=20, checkpoint_every=20, val_seeds=2,
     ),
 }  # fmt: skip
+
+# --- the perceptual reward model (paper §3.4.1, Appendix C) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerceptualConfig:
+    """The trajectory-conditioned perceptual model (`model.perceptual`): 21 body joints × 7 features per frame
+    (local wxyz quaternion, canonical position) and 12 head features per frame, width `d_model`, `num_blocks`
+    blocks of MLP + spatial attention over joints + temporal attention over frames, `num_heads` heads,
+    `d_feedforward` hidden units in each MLP. The paper's model is d = 1024, B = 5."""
+
+    d_model: int = 1024
+    num_blocks: int = 5
+    num_heads: int = 8
+    d_feedforward: int = 4096
+
+
+#: Named sizes: the paper's (GPU) and small ones for CPUs and tests.
+PERCEPTUAL_PRESETS: dict[str, PerceptualConfig] = {
+    "paper": PerceptualConfig(),
+    "cpu": PerceptualConfig(d_model=64, num_blocks=2, num_heads=4, d_feedforward=128),
+    "tiny": PerceptualConfig(d_model=32, num_blocks=1, num_heads=2, d_feedforward=64),
+}
+
+
+@dataclass(frozen=True)
+class TrainRewardConfig:
+    """`egogrpo train-reward`: InfoNCE training of the perceptual model (paper Eq. 9, Appendix C).
+
+    data:               HDF5 motion file (its `train_splits` give the positives and the conditions)
+    prior:              the policy whose last-three-step x̂₀ are the hard negatives (checkpoint or "default")
+    run_dir:            a new folder (never overwritten); resume with `resume=True`
+    model:              the perceptual model's size
+    negatives:          "policy" (x̂₀ of the prior's last three sampling steps, one step at random per negative)
+                        or "gt-noise" (α·N(0, 1) added to the ground truth's packed state, rotations re-projected)
+    alpha:              α of "gt-noise" (unitless: the state holds rotation-matrix entries, betas, contacts)
+    num_negatives:      negatives per condition (paper: 15)
+    temperature:        δ of InfoNCE, logits s/δ for scores s ∈ (0, 1) (paper: 0.07)
+    min_negative_error: a negative whose MPJPE to the ground truth (placed on the same CPF) is below this many
+                        metres is a false negative and left out of the loss and the accuracy
+    batch_size:         conditions per step, each with 1 positive and `num_negatives` negatives (paper: 16)
+    learning_rate, weight_decay, grad_clip: AdamW (paper lr 1e-4) with gradient-norm clipping
+    crop_length:        frames per motion (T)
+    sampler:            the prior's sampler for the policy negatives
+    """
+
+    data: str
+    prior: str
+    run_dir: str
+    body: str = "default"
+    model: PerceptualConfig = field(default_factory=lambda: PERCEPTUAL_PRESETS["cpu"])
+    negatives: str = "policy"
+    alpha: float = 0.05
+    num_negatives: int = 15
+    temperature: float = 0.07
+    min_negative_error: float = 0.005
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    max_steps: int = 2000
+    log_every: int = 10
+    checkpoint_every: int = 200
+    crop_length: int = 128
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train_splits: tuple[str, ...] = ("train",)
+    seed: int = 0
+    resume: bool = False
+
 
 # --- evaluation ----------------------------------------------------------------------------------------
 

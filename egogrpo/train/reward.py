@@ -1,0 +1,280 @@
+"""`egogrpo train-reward`: contrastive training of the perceptual model (paper §3.4.1, Eq. 9, Appendix C).
+
+Each step takes `batch_size` ground-truth crops (the conditions) and, for each, `num_negatives` negative
+motions on the same CPF trajectory:
+
+    policy    the prior (frozen) samples `num_negatives` members per condition (independent x_T); each negative
+              is the x̂₀ of one of the last three sampling steps of its member, chosen at random (the rollout
+              record keeps them: `Rollout.x0_hat_last`)
+    gt-noise  the ground truth's packed state plus α·N(0, 1), its rotations re-projected onto SO(3)
+
+Every motion is placed on the ground-truth CPF (`model.placement`) and scored; InfoNCE with logits s/δ puts the
+positive first among its negatives. A negative within `min_negative_error` metres MPJPE of the ground truth is a
+false negative: left out of the softmax and of the accuracy. All randomness is keyed by (seed, step, condition)
+(`model.noise`), and a checkpoint holds the model, the optimizer and the step, so a resumed run continues exactly.
+Rank 0 writes the run directory (`train.run_dir`): config.json, meta.json, metrics.jsonl (loss, pair accuracy,
+wrong count, mean scores, dropped negatives, speed) and checkpoints/step_N (a perceptual checkpoint +
+training_state.pt) with a `latest` pointer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from egogrpo.body import BodyModel, load_body_model
+from egogrpo.config import TrainRewardConfig
+from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
+from egogrpo.errors import EgogrpoError
+from egogrpo.eval.metrics import mpjpe
+from egogrpo.eval.windows import truth_joints
+from egogrpo.model import noise
+from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
+from egogrpo.model.conditioning import cpf_conditioning
+from egogrpo.model.perceptual import (
+    PerceptualModel,
+    check_perceptual_config,
+    discrimination,
+    load_perceptual,
+    save_perceptual,
+    score_logits,
+    state_inputs,
+)
+from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds
+from egogrpo.model.sampler import body_rotation_projection
+from egogrpo.model.schedule import NoiseSchedule
+from egogrpo.model.state import MotionState
+from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
+from egogrpo.train.run_dir import (
+    CHECKPOINTS,
+    append_metrics,
+    check_run_dir,
+    latest_checkpoint,
+    load_training_state,
+    point_to,
+    prepare_run_dir,
+    save_training_state,
+    truncate_metrics,
+)
+
+#: TrainRewardConfig fields that may change when a run is resumed.
+RESUMABLE = {"resume", "max_steps", "log_every", "checkpoint_every"}
+NEGATIVES = ("policy", "gt-noise")
+
+
+@dataclass
+class RewardTrainSummary:
+    run_dir: Path
+    final_step: int
+    last_checkpoint: Path | None
+    seconds: float
+
+
+def info_nce(logits_pos: Tensor, logits_neg: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean over conditions of −log(e^{ℓ⁺} / (e^{ℓ⁺} + Σ_i e^{ℓ⁻_i})) (Eq. 9 with ℓ = s/δ already divided).
+
+    logits_pos (N,), logits_neg (N, M); `valid` (N, M) leaves negatives out (a row with none gives 0).
+    """
+    if valid is not None:
+        logits_neg = logits_neg.masked_fill(~valid, -math.inf)
+    all_logits = torch.cat((logits_pos[:, None], logits_neg), dim=1)
+    return (torch.logsumexp(all_logits, dim=1) - logits_pos).mean()
+
+
+def validate_config(config: TrainRewardConfig) -> None:
+    """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
+    minimum = {
+        "batch_size": 1, "max_steps": 1, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
+        "crop_length": 2, "seed": 0,
+    }  # fmt: skip
+    options = {"num_negatives": "--num-negatives", "crop_length": "--crop-length"}
+    for name, least in minimum.items():
+        value = getattr(config, name)
+        if type(value) is not int or value < least:
+            option = options.get(name, f"--{name.replace('_', '-')}")
+            raise EgogrpoError(f"{option} must be a whole number ≥ {least}, got {value}")
+    if config.negatives not in NEGATIVES:
+        raise EgogrpoError(f"--negatives must be one of {', '.join(NEGATIVES)}, got {config.negatives!r}")
+    for name, option, zero_ok in (
+        ("learning_rate", "--lr", False),
+        ("temperature", "--temperature", False),
+        ("alpha", "--alpha", config.negatives != "gt-noise"),
+        ("weight_decay", "weight_decay", True),
+        ("grad_clip", "grad_clip", False),
+        ("min_negative_error", "--min-negative-error", True),
+    ):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+            raise EgogrpoError(f"{option} must be a finite number {'≥' if zero_ok else '>'} 0, got {value}")
+    check_perceptual_config(config.model)
+
+
+def gt_noise_negatives(x0: Tensor, alpha: float, seed: int, step: int, rows: Tensor, num_negatives: int) -> Tensor:
+    """(N, M, L, D) packed ground-truth states x0 (N, L, D) plus α·z, z keyed by (seed, step, row, member)."""
+    keys = noise.stream_key(
+        seed, noise.PURPOSE_NEGATIVE, step, rows.to(x0.device)[:, None], torch.arange(num_negatives)[None] + 1,
+        device=x0.device,
+    )  # fmt: skip
+    return x0[:, None] + alpha * noise.normal(keys, tuple(x0.shape[1:]))
+
+
+def policy_negatives(
+    policy: DiffusionPolicy, prior: torch.nn.Module, cond: Tensor, seed: int, step: int, rows: Tensor, M: int, D: int
+) -> Tensor:
+    """(N, M, L, D): per condition, M rollouts of the prior, each giving the x̂₀ of one of its last three sampling
+    steps chosen by a keyed uniform draw (seed, step, row, 0)."""
+    ids = RolloutIds(seed, step, rows, torch.arange(M).expand(rows.shape[0], M), share_initial=False)
+    rollout = policy.rollout(prior, cond[:, None].expand(-1, M, -1, -1), ids, D, record=True)
+    last = rollout.x0_hat_last  # (N, M, 3, L, D)
+    if last is None:
+        raise EgogrpoError("the sampler recorded no x̂₀ (it needs at least one transition)")
+    keys = noise.stream_key(seed, noise.PURPOSE_NEGATIVE, step, rows.to(cond.device), 0, device=cond.device)
+    draws = noise.uniform(keys, (M,))  # (N, M)
+    available = last.shape[2]
+    choice = (draws * available).long().clamp_max(available - 1)
+    return last.gather(2, choice[:, :, None, None, None].expand(-1, -1, 1, *last.shape[3:]))[:, :, 0]
+
+
+def step_losses(
+    model: PerceptualModel,
+    body: BodyModel,
+    crops: MotionCrop,
+    negatives: MotionState,
+    config: TrainRewardConfig,
+) -> dict[str, Tensor]:
+    """InfoNCE of the crops (positives) against the negatives (leading (N, M)), with accuracy statistics."""
+    N, M = negatives.body_rotmats.shape[:2]
+    T_world_cpf = crops.T_world_cpf
+    with torch.no_grad():
+        quats, joints = state_inputs(body, negatives, T_world_cpf[:, None].expand(N, M, *T_world_cpf.shape[1:]))
+        truth = truth_joints(crops)  # (N, T, 22, 3)
+        # the false-negative test: the negatives' joints 1..21 against the truth's
+        error = mpjpe(joints, truth[:, None, :, 1:, :]).mean(dim=-1)  # (N, M), mm
+        valid = error / 1000.0 >= config.min_negative_error
+    quat_all = torch.cat((crops.body_quats[:, None], quats), dim=1).flatten(0, 1)
+    joints_all = torch.cat((truth[:, None, :, 1:, :], joints), dim=1).flatten(0, 1)
+    cpf_all = T_world_cpf[:, None].expand(N, M + 1, *T_world_cpf.shape[1:]).flatten(0, 1)
+    logits = score_logits(model, quat_all, joints_all, cpf_all).reshape(N, M + 1)
+    scores = torch.sigmoid(logits)
+    loss = info_nce(scores[:, 0] / config.temperature, scores[:, 1:] / config.temperature, valid)
+    accuracy, wrong = discrimination(scores[:, 0].detach(), scores[:, 1:].detach(), valid)
+    return {
+        "loss": loss,
+        "accuracy": torch.tensor(accuracy),
+        "wrong_count": torch.tensor(float(wrong)),
+        "score_gt": scores[:, 0].detach().mean(),
+        "score_negative": scores[:, 1:].detach()[valid].mean() if bool(valid.any()) else torch.tensor(math.nan),
+        "dropped_negatives": (~valid).float().mean(),
+    }
+
+
+def train_reward(
+    config: TrainRewardConfig, progress: Callable[[int, int, dict], None] | None = None
+) -> RewardTrainSummary:
+    """Train (or resume) a perceptual model as configured; returns where the last checkpoint is.
+
+    Options, the prior, the data and the run folder are checked before anything is written.
+    """
+    from accelerate import Accelerator  # slow to import; only training needs it
+
+    start_time = time.perf_counter()
+    validate_config(config)
+    run_dir = Path(config.run_dir)
+    check_run_dir(run_dir, config.resume)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    if config.batch_size % world:
+        raise EgogrpoError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
+    prior_folder = resolve_checkpoint(config.prior)
+    prior, prior_config, meta = load_checkpoint(prior_folder, device="cpu")
+    body = load_body_model(config.body)
+    if not body_model_matches(str(meta["body_model_id"]), body.model_id):
+        raise EgogrpoError(
+            f"{prior_folder}: the prior was trained for body model {meta['body_model_id']}, but --body is {body.model_id}"
+        )
+    dataset = MotionCropDataset(
+        config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True
+    )
+    check_training_data(config.data, dataset, body, prior_config)
+    checkpoint = latest_checkpoint(run_dir) if config.resume else None
+    restored = None
+    if checkpoint is not None:
+        restored = (load_perceptual(checkpoint)[0], load_training_state(checkpoint))
+    if accelerator.is_main_process:
+        prepare_run_dir(config, run_dir, config.resume, RESUMABLE, world, str(device))
+    accelerator.wait_for_everyone()
+
+    torch.manual_seed(config.seed)  # the initial weights: identical on every rank and every run
+    model = PerceptualModel(config.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    start_step = 0
+    if restored is not None:
+        model.load_state_dict(restored[0].state_dict())
+        optimizer.load_state_dict(restored[1]["optimizer"])
+        start_step = int(restored[1]["step"])
+        if accelerator.is_main_process:
+            truncate_metrics(run_dir / "metrics.jsonl", start_step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    prior.to(device).eval().requires_grad_(False)
+    body_device = body.to(device)
+    policy = DiffusionPolicy(
+        NoiseSchedule.cosine(), config.sampler, body_rotation_projection(prior_config.num_betas), None, device
+    )
+    if config.negatives == "policy" and policy.num_transitions < NUM_LAST_PREDICTIONS:
+        raise EgogrpoError(f"the sampler has {policy.num_transitions} steps; policy negatives need ≥ 3")
+    batches = StepBatches(len(dataset), config.batch_size, rank, world, config.seed, start_step, config.max_steps)
+    indexed = _EpochIndexed(dataset)
+    rows = torch.arange(rank * batches.local, (rank + 1) * batches.local)
+    M, last_checkpoint = config.num_negatives, checkpoint
+    tick, tick_step, step = time.perf_counter(), start_step, start_step
+    for step in range(start_step, config.max_steps):
+        crops = collate_crops([indexed[i] for i in batches.batch_items(step)]).to(device)
+        x0 = MotionState.from_crop(crops, include_hands=prior_config.include_hands)
+        D = x0.pack().shape[-1]
+        global_rows = rows + step * config.batch_size  # a condition's key: unique over the run
+        with torch.no_grad():
+            if config.negatives == "gt-noise":
+                packed = gt_noise_negatives(x0.pack(), config.alpha, config.seed, step, global_rows, M)
+            else:
+                cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=prior_config)
+                packed = policy_negatives(policy, prior, cond, config.seed, step, global_rows, M, D)
+            negatives = MotionState.unpack(packed, prior_config.num_betas, prior_config.include_hands)
+        losses = step_losses(model, body_device, crops, negatives, config)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(losses["loss"])
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+        done = step + 1
+        if done % config.log_every == 0 or done == config.max_steps:
+            reduced = {k: float(accelerator.reduce(v.detach().to(device), reduction="mean")) for k, v in losses.items()}
+            now = time.perf_counter()
+            record = {
+                "step": done,
+                **{f"train/{k}": v for k, v in reduced.items()},
+                "grad_norm": float(grad_norm),
+                "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
+            }
+            tick, tick_step = now, done
+            if accelerator.is_main_process:
+                append_metrics(run_dir / "metrics.jsonl", record)
+                if progress is not None:
+                    progress(done, config.max_steps, record)
+            if not math.isfinite(reduced["loss"]):
+                raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
+        if done % config.checkpoint_every == 0 or done == config.max_steps:
+            if accelerator.is_main_process:
+                folder = run_dir / CHECKPOINTS / f"step_{done}"
+                save_perceptual(folder, accelerator.unwrap_model(model), {"step": done, "prior": str(prior_folder)})
+                save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": done})
+                point_to(run_dir, "latest", folder)
+                last_checkpoint = folder
+            accelerator.wait_for_everyone()
+    final = step + 1 if config.max_steps > start_step else start_step
+    return RewardTrainSummary(run_dir, final, last_checkpoint, time.perf_counter() - start_time)
