@@ -233,6 +233,10 @@ def _grpo(ctx: Inputs, tmp: Path, *extra: str) -> list[str]:
     return ["train-grpo", str(ctx.cmu), "--run-dir", str(tmp / "new-run"), *extra]
 
 
+def _reward(ctx: Inputs, tmp: Path, *extra: str) -> list[str]:
+    return ["train-reward", str(ctx.cmu), "--run-dir", str(tmp / "new-run"), *extra]
+
+
 def _recover(ctx: Inputs, tmp: Path, *extra: str) -> list[str]:
     return ["recover", str(ctx.recording), "--out", str(tmp / "out"), *extra]
 
@@ -447,12 +451,27 @@ CASES = [
     Case("train-grpo-clip-range-zero", lambda c, t: _grpo(c, t, "--clip-range", "0"), "--clip-range"),
     Case("train-grpo-projection-unknown", lambda c, t: _grpo(c, t, "--projection", "qr"), "--projection"),
     Case("train-grpo-algo-unknown", lambda c, t: _grpo(c, t, "--algo", "ppo"), "--algo"),
+    Case("train-grpo-reward-missing", lambda c, t: _grpo(c, t, "--reward", str(t / "absent")), "--reward"),
     Case("train-prior-augment-unknown", lambda c, t: _prior(c, t, "--augment", "heavy"), "--augment"),
     Case("train-prior-speed-range-reversed", lambda c, t: _prior(c, t, "--speed-range", "1.2:0.8"), "--speed-range"),
     Case("train-grpo-iterations-not-a-number", lambda c, t: _grpo(c, t, "--iterations", "ten"), "--iterations", 2),
     Case(
         "train-grpo-data-missing",
         lambda c, t: ["train-grpo", str(t / "absent.h5"), "--run-dir", str(t / "r")],
+        "absent.h5: no such motion file",
+    ),
+    # --- train-reward -------------------------------------------------------------------------------
+    Case("train-reward-negatives-unknown", lambda c, t: _reward(c, t, "--negatives", "random"), "--negatives"),
+    Case("train-reward-alpha-negative", lambda c, t: _reward(c, t, "--negatives", "gt-noise", "--alpha", "-0.1"), "--alpha"),
+    Case("train-reward-preset-unknown", lambda c, t: _reward(c, t, "--preset", "huge"), "--preset"),
+    Case("train-reward-steps-zero", lambda c, t: _reward(c, t, "--steps", "0"), "--steps"),
+    Case("train-reward-temperature-zero", lambda c, t: _reward(c, t, "--temperature", "0"), "--temperature"),
+    Case("train-reward-num-negatives-zero", lambda c, t: _reward(c, t, "--num-negatives", "0"), "--num-negatives"),
+    Case("train-reward-lr-nan", lambda c, t: _reward(c, t, "--lr", "nan"), "--lr"),
+    Case("train-reward-prior-missing", lambda c, t: _reward(c, t, "--prior", str(t / "absent")), "absent"),
+    Case(
+        "train-reward-data-missing",
+        lambda c, t: ["train-reward", str(t / "absent.h5"), "--run-dir", str(t / "r")],
         "absent.h5: no such motion file",
     ),
     # --- import-egoallo ---------------------------------------------------------------------------

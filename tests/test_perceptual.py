@@ -237,3 +237,30 @@ def test_scorer_hook_scores_states_on_the_crops_cpf(cmu_small: Path) -> None:
     # the ground-truth state placed on its CPF gives (to FK accuracy) the stored joints: the same scores
     direct = score(model, crops.body_quats, truth_joints(crops)[..., 1:, :], crops.T_world_cpf)
     torch.testing.assert_close(s[:, 0], direct, atol=2e-3, rtol=0)
+
+
+def test_train_reward_cli_and_grpo_with_the_visual_reward(
+    cmu_small: Path, tiny_prior: Path, tmp_path: Path, run_cli
+) -> None:
+    from egogrpo.config import PerlinConfig, TrainGRPOConfig
+    from egogrpo.train.grpo import train_grpo
+
+    torch.set_num_threads(1)
+    result = run_cli(
+        "train-reward", str(cmu_small), "--run-dir", str(tmp_path / "reward"), "--prior", str(tiny_prior),
+        "--negatives", "gt-noise", "--preset", "tiny", "--steps", "2", "--batch-size", "2", "--num-negatives", "2",
+        "--crop-length", "16", "--log-every", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    checkpoint = tmp_path / "reward" / "checkpoints" / "step_2"
+    assert (checkpoint / "model.safetensors").is_file() and "step 2" in result.stdout
+
+    config = TrainGRPOConfig(
+        prior=str(tiny_prior), data=str(cmu_small), run_dir=str(tmp_path / "grpo"), iterations=1, group_size=2,
+        batch_groups=1, crop_length=16, train_steps_per_trajectory=1, micro_batch=2, sampler=FAST, val_every=0,
+        checkpoint_every=1, perlin=PerlinConfig(amplitude=0.1, scope="member"), reward_model=str(checkpoint),
+    )  # fmt: skip
+    train_grpo(config)
+    record = _records(tmp_path / "grpo")[-1]
+    # R_vis = exp(ω_vis·s) with s ∈ (0, 1), ω_vis = 1
+    assert 1.0 < record["reward/vis"] < math.e

@@ -81,6 +81,10 @@ def train_grpo_command(
     nft_beta: Annotated[float, typer.Option(help="--algo nft: DiffusionNFT's β.")] = 1.0,
     val_every: Annotated[int | None, typer.Option(help="Override: val MPJPE every N iterations (0: never).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N iterations.")] = None,
+    reward_model: Annotated[
+        Path | None,
+        typer.Option("--reward", help="Perceptual model from `train-reward`: adds the frozen visual reward exp(ω·s)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data, noise and Perlin streams.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
@@ -93,6 +97,8 @@ def train_grpo_command(
         raise EgogrpoError(f"{data}: no such motion file")
     if projection not in ("svd", "polar"):
         raise EgogrpoError(f"--projection must be svd or polar, got {projection!r}")
+    if reward_model is not None and not (reward_model / "config.json").is_file():
+        raise EgogrpoError(f"--reward {reward_model}: not a perceptual model checkpoint folder (no config.json)")
     values = dict(GRPO_PRESETS[preset])
     overrides = {
         "iterations": iterations, "group_size": group_size, "batch_groups": batch_groups, "learning_rate": lr,
@@ -111,7 +117,8 @@ def train_grpo_command(
         sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window), projection=projection), kl_weight=kl_weight,
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
-        seed=seed, resume=resume, algo=algo, draft_k=draft_k, nft_beta=nft_beta, **values,
+        seed=seed, resume=resume, algo=algo, draft_k=draft_k, nft_beta=nft_beta,
+        reward_model=None if reward_model is None else str(reward_model), **values,
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (

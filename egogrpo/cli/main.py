@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from egogrpo import __version__
-from egogrpo.cli import body, demo, evaluate, grpo, model, preprocess, recover, train, view
+from egogrpo.cli import body, demo, evaluate, grpo, model, preprocess, recover, reward, train, view
 from egogrpo.cli.common import print_error
 from egogrpo.errors import EgogrpoError
 
@@ -22,6 +22,7 @@ app.add_typer(body.app, name="body")
 app.add_typer(preprocess.app, name="preprocess")
 app.command("train-prior")(train.train_prior)
 app.command("train-grpo")(grpo.train_grpo_command)
+app.command("train-reward")(reward.train_reward_command)
 app.command("import-egoallo")(model.import_egoallo)
 app.command("eval")(evaluate.eval_command)
 app.command("recover")(recover.recover_command)

@@ -238,6 +238,10 @@ def train_grpo(
         raise EgogrpoError(
             f"--draft-k must be ≤ {policy.num_transitions} (the sampler's transitions), got {config.draft_k}"
         )
+    if config.reward_model is not None and scorer is None:
+        from egogrpo.model.perceptual import PerceptualScorer, load_perceptual
+
+        scorer = PerceptualScorer(load_perceptual(config.reward_model, device=device)[0], body)  # frozen
     if config.algo == "draft" and scorer is not None:
         raise EgogrpoError(
             "--algo draft differentiates the joint rewards only; train with a perceptual reward via grpo"
@@ -297,7 +301,9 @@ def train_grpo(
         final = MotionState.unpack(rollout.final, model_config.num_betas, model_config.include_hands)  # (n, 1, …)
         with torch.no_grad():
             placed = reward_joints(body_device, final, row_crops)  # forward kinematics once per iteration
-            terms = reward_terms(body_device, final, row_crops, config.reward, scorer=scorer, joints=placed)
+            terms = reward_terms(
+                body_device, final, row_crops, config.reward, scorer=scorer, condition=row_crops, joints=placed
+            )
         joints = placed[0][:, 0]  # (n, T, 22, 3)
         local_rewards = torch.stack([terms[name][:, 0] for name in names], dim=-1)  # (n, K)
         rewards = accelerator.gather(local_rewards).reshape(B, G, len(names))

@@ -93,7 +93,7 @@ def validate_config(config: TrainRewardConfig) -> None:
         "batch_size": 1, "max_steps": 1, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
         "crop_length": 2, "seed": 0,
     }  # fmt: skip
-    options = {"num_negatives": "--num-negatives", "crop_length": "--crop-length"}
+    options = {"num_negatives": "--num-negatives", "crop_length": "--crop-length", "max_steps": "--steps"}
     for name, least in minimum.items():
         value = getattr(config, name)
         if type(value) is not int or value < least:

@@ -1,0 +1,75 @@
+"""`egogrpo train-reward`: the perceptual reward model's contrastive training (no numerics here; see train.reward)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from egogrpo.cli.common import console, err_console
+from egogrpo.config import PERCEPTUAL_PRESETS, TrainRewardConfig
+from egogrpo.errors import EgogrpoError
+
+
+def train_reward_command(
+    data: Annotated[Path, typer.Argument(help="Motion file from `egogrpo preprocess` (its train split is used).")],
+    run_dir: Annotated[Path, typer.Option(help="New folder for this run (config, metrics.jsonl, checkpoints).")],
+    prior: Annotated[
+        str, typer.Option(help="Prior checkpoint whose last-three-step predictions are the negatives, or 'default'.")
+    ] = "default",
+    negatives: Annotated[
+        str,
+        typer.Option(help="'policy' (hard negatives from the prior, the paper) or 'gt-noise' (α·N(0,1) on the truth)."),
+    ] = "policy",
+    alpha: Annotated[float, typer.Option(help="--negatives gt-noise: the noise scale α on the packed state.")] = 0.05,
+    preset: Annotated[str, typer.Option(help=f"Model size: {', '.join(PERCEPTUAL_PRESETS)}.")] = "cpu",
+    body: Annotated[
+        str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
+    ] = "default",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Conditions per step (paper: 16).")] = 16,
+    num_negatives: Annotated[int, typer.Option(help="Negatives per condition (paper: 15).")] = 15,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (paper: 1e-4).")] = 1e-4,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature δ (paper: 0.07).")] = 0.07,
+    min_negative_error: Annotated[
+        float, typer.Option(help="Negatives closer than this MPJPE (metres) to the truth are dropped.")
+    ] = 0.005,
+    crop_length: Annotated[int, typer.Option(help="Frames per motion.")] = 128,
+    log_every: Annotated[int, typer.Option(help="Log every N steps.")] = 10,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the data, negatives and initial weights.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
+) -> None:
+    """Train the perceptual reward model with InfoNCE (one process, torchrun or accelerate launch)."""
+    from egogrpo.train.reward import train_reward
+
+    if preset not in PERCEPTUAL_PRESETS:
+        raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(PERCEPTUAL_PRESETS)}")
+    if not data.is_file():
+        raise EgogrpoError(f"{data}: no such motion file")
+    config = TrainRewardConfig(
+        data=str(data), prior=prior, run_dir=str(run_dir), body=body, model=PERCEPTUAL_PRESETS[preset],
+        negatives=negatives, alpha=alpha, num_negatives=num_negatives, temperature=temperature,
+        min_negative_error=min_negative_error, batch_size=batch_size, learning_rate=lr, max_steps=steps,
+        log_every=log_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
+    )  # fmt: skip
+    interactive = err_console.is_terminal
+    columns = (
+        TextColumn("[bold]train-reward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+    )  # fmt: skip
+    with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
+        task = bar.add_task("reward", total=steps, info="")
+
+        def progress(done: int, total: int, record: dict) -> None:
+            info = f"loss {record['train/loss']:.4f}  accuracy {record['train/accuracy']:.3f}"
+            bar.update(task, completed=done, info=info)
+            if not interactive:  # logs, CI, nohup: one line per logging interval
+                err_console.print(f"step {done}/{total} {info}", soft_wrap=True)
+
+        summary = train_reward(config, progress)
+    console.print(
+        f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"
+    )
