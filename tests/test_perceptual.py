@@ -264,3 +264,7 @@ def test_train_reward_cli_and_grpo_with_the_visual_reward(
     record = _records(tmp_path / "grpo")[-1]
     # R_vis = exp(ω_vis·s) with s ∈ (0, 1), ω_vis = 1
     assert 1.0 < record["reward/vis"] < math.e
+    # Pearson correlation of R_vis and each rollout's MPJPE over the iteration's members (2: ±1 exactly)
+    assert record["reward/vis_mpjpe_corr"] == pytest.approx(1.0, abs=1e-5) or record[
+        "reward/vis_mpjpe_corr"
+    ] == pytest.approx(-1.0, abs=1e-5)

@@ -331,6 +331,11 @@ def train_grpo(
             **stats,
             **{f"seconds/{k}": v for k, v in times.items()},
         }
+        if "vis" in names:  # reward hacking shows as a visual reward that stops tracking the joint error
+            member_mpjpe = (all_joints - truth_joints(crops)[:, None]).norm(dim=-1).mean(dim=(-1, -2)).flatten()
+            pair = torch.stack((rewards[..., names.index("vis")].flatten(), member_mpjpe.to(rewards.dtype)))
+            correlation = float(torch.corrcoef(pair)[0, 1])
+            record["reward/vis_mpjpe_corr"] = correlation if math.isfinite(correlation) else None
         is_checkpoint = done % config.checkpoint_every == 0 or done == config.iterations
         if val_windows is not None and (done % config.val_every == 0 or done == config.iterations):
             if accelerator.is_main_process:
