@@ -526,6 +526,8 @@ class TrainRewardConfig:
     learning_rate, weight_decay, grad_clip: AdamW (paper lr 1e-4) with gradient-norm clipping
     crop_length:        frames per motion (T)
     sampler:            the prior's sampler for the policy negatives
+    val_every:          Accuracy and Wrong Count (paper Eq. 21) on `val_windows` windows of `val_split`, each against
+                        `num_negatives` fixed held-out negatives of the same kind, every N steps (0: never)
     """
 
     data: str
@@ -548,6 +550,9 @@ class TrainRewardConfig:
     crop_length: int = 128
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train_splits: tuple[str, ...] = ("train",)
+    val_split: str = "val"
+    val_windows: int = 16
+    val_every: int = 0
     seed: int = 0
     resume: bool = False
 

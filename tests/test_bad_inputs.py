@@ -468,6 +468,7 @@ CASES = [
     Case("train-reward-temperature-zero", lambda c, t: _reward(c, t, "--temperature", "0"), "--temperature"),
     Case("train-reward-num-negatives-zero", lambda c, t: _reward(c, t, "--num-negatives", "0"), "--num-negatives"),
     Case("train-reward-lr-nan", lambda c, t: _reward(c, t, "--lr", "nan"), "--lr"),
+    Case("train-reward-val-every-negative", lambda c, t: _reward(c, t, "--val-every", "-1"), "--val-every"),
     Case("train-reward-prior-missing", lambda c, t: _reward(c, t, "--prior", str(t / "absent")), "absent"),
     Case(
         "train-reward-data-missing",

@@ -174,9 +174,13 @@ def _held_out_accuracy(model: PerceptualModel, data: Path, config: TrainRewardCo
 
 def test_train_reward_gt_noise_learns_and_resumes_exactly(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    full = _config(cmu_small, tiny_prior, tmp_path / "full")
+    full = _config(cmu_small, tiny_prior, tmp_path / "full", val_every=32, val_windows=4)
     summary = train_reward(full)
     records = _records(tmp_path / "full")
+    # held-out Accuracy / Wrong Count at the end: 4 val windows × 3 fixed GT-noise negatives
+    assert records[-1]["val/pairs"] == 12 and records[-1]["val/accuracy"] > 0.7, records[-1]
+    assert records[-1]["val/wrong_count"] == round(12 * (1 - records[-1]["val/accuracy"]))
+    assert "val/accuracy" not in records[0]
     assert summary.final_step == 32 and [r["step"] for r in records] == [8, 16, 24, 32]
     assert all(0.0 <= r["train/accuracy"] <= 1.0 for r in records)
     torch.manual_seed(full.seed)
@@ -185,7 +189,7 @@ def test_train_reward_gt_noise_learns_and_resumes_exactly(cmu_small: Path, tiny_
     assert initial < 0.75 and trained > 0.85, (initial, trained)  # chance: 0.5
     assert records[-1]["train/loss"] < records[0]["train/loss"]
 
-    part = _config(cmu_small, tiny_prior, tmp_path / "part", max_steps=16)
+    part = _config(cmu_small, tiny_prior, tmp_path / "part", max_steps=16, val_every=32, val_windows=4)
     train_reward(part)
     resumed = train_reward(dataclasses.replace(part, max_steps=32, resume=True))
     assert resumed.final_step == 32

@@ -38,6 +38,9 @@ def train_reward_command(
     ] = 0.005,
     crop_length: Annotated[int, typer.Option(help="Frames per motion.")] = 128,
     log_every: Annotated[int, typer.Option(help="Log every N steps.")] = 10,
+    val_every: Annotated[
+        int, typer.Option(help="Held-out Accuracy / Wrong Count on the val split every N steps (0: never).")
+    ] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the data, negatives and initial weights.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
@@ -53,7 +56,7 @@ def train_reward_command(
         data=str(data), prior=prior, run_dir=str(run_dir), body=body, model=PERCEPTUAL_PRESETS[preset],
         negatives=negatives, alpha=alpha, num_negatives=num_negatives, temperature=temperature,
         min_negative_error=min_negative_error, batch_size=batch_size, learning_rate=lr, max_steps=steps,
-        log_every=log_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
+        log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (

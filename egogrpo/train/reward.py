@@ -29,11 +29,11 @@ import torch
 from torch import Tensor
 
 from egogrpo.body import BodyModel, load_body_model
-from egogrpo.config import TrainRewardConfig
+from egogrpo.config import DenoiserConfig, TrainRewardConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe
-from egogrpo.eval.windows import truth_joints
+from egogrpo.eval.windows import Windows, split_windows, truth_joints
 from egogrpo.model import noise
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning
@@ -64,7 +64,7 @@ from egogrpo.train.run_dir import (
 )
 
 #: TrainRewardConfig fields that may change when a run is resumed.
-RESUMABLE = {"resume", "max_steps", "log_every", "checkpoint_every"}
+RESUMABLE = {"resume", "max_steps", "log_every", "checkpoint_every", "val_every"}
 NEGATIVES = ("policy", "gt-noise")
 
 
@@ -91,7 +91,7 @@ def validate_config(config: TrainRewardConfig) -> None:
     """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
     minimum = {
         "batch_size": 1, "max_steps": 1, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
-        "crop_length": 2, "seed": 0,
+        "crop_length": 2, "seed": 0, "val_every": 0, "val_windows": 1,
     }  # fmt: skip
     options = {"num_negatives": "--num-negatives", "crop_length": "--crop-length", "max_steps": "--steps"}
     for name, least in minimum.items():
@@ -141,27 +141,49 @@ def policy_negatives(
     return last.gather(2, choice[:, :, None, None, None].expand(-1, -1, 1, *last.shape[3:]))[:, :, 0]
 
 
-def step_losses(
-    model: PerceptualModel,
-    body: BodyModel,
-    crops: MotionCrop,
-    negatives: MotionState,
+def make_negatives(
     config: TrainRewardConfig,
-) -> dict[str, Tensor]:
-    """InfoNCE of the crops (positives) against the negatives (leading (N, M)), with accuracy statistics."""
+    policy: DiffusionPolicy,
+    prior: torch.nn.Module,
+    prior_config: DenoiserConfig,
+    crops: MotionCrop,
+    step: int,
+    rows: Tensor,
+) -> MotionState:
+    """`config.num_negatives` negatives of each crop (config.negatives), leading (N, M), keyed by (seed, step, rows)."""
+    with torch.no_grad():
+        x0 = MotionState.from_crop(crops, include_hands=prior_config.include_hands).pack()
+        M = config.num_negatives
+        if config.negatives == "gt-noise":
+            packed = gt_noise_negatives(x0, config.alpha, config.seed, step, rows, M)
+        else:
+            cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=prior_config)
+            packed = policy_negatives(policy, prior, cond, config.seed, step, rows, M, x0.shape[-1])
+        return MotionState.unpack(packed, prior_config.num_betas, prior_config.include_hands)
+
+
+def pair_scores(
+    model: PerceptualModel, body: BodyModel, crops: MotionCrop, negatives: MotionState, min_negative_error: float
+) -> tuple[Tensor, Tensor]:
+    """Scores (N, 1 + M) of each crop's ground truth (column 0) and its negatives (leading (N, M)), all placed on
+    the crop's CPF, and which negatives count (N, M): those at least `min_negative_error` metres MPJPE away."""
     N, M = negatives.body_rotmats.shape[:2]
     T_world_cpf = crops.T_world_cpf
     with torch.no_grad():
         quats, joints = state_inputs(body, negatives, T_world_cpf[:, None].expand(N, M, *T_world_cpf.shape[1:]))
-        truth = truth_joints(crops)  # (N, T, 22, 3)
-        # the false-negative test: the negatives' joints 1..21 against the truth's
-        error = mpjpe(joints, truth[:, None, :, 1:, :]).mean(dim=-1)  # (N, M), mm
-        valid = error / 1000.0 >= config.min_negative_error
+        truth = truth_joints(crops)[..., 1:, :]  # (N, T, 21, 3): the joints the model sees
+        valid = mpjpe(joints, truth[:, None]).mean(dim=-1) / 1000.0 >= min_negative_error  # mm → m
     quat_all = torch.cat((crops.body_quats[:, None], quats), dim=1).flatten(0, 1)
-    joints_all = torch.cat((truth[:, None, :, 1:, :], joints), dim=1).flatten(0, 1)
+    joints_all = torch.cat((truth[:, None], joints), dim=1).flatten(0, 1)
     cpf_all = T_world_cpf[:, None].expand(N, M + 1, *T_world_cpf.shape[1:]).flatten(0, 1)
-    logits = score_logits(model, quat_all, joints_all, cpf_all).reshape(N, M + 1)
-    scores = torch.sigmoid(logits)
+    return torch.sigmoid(score_logits(model, quat_all, joints_all, cpf_all)).reshape(N, M + 1), valid
+
+
+def step_losses(
+    model: PerceptualModel, body: BodyModel, crops: MotionCrop, negatives: MotionState, config: TrainRewardConfig
+) -> dict[str, Tensor]:
+    """InfoNCE of the crops (positives) against the negatives (leading (N, M)), with accuracy statistics."""
+    scores, valid = pair_scores(model, body, crops, negatives, config.min_negative_error)
     loss = info_nce(scores[:, 0] / config.temperature, scores[:, 1:] / config.temperature, valid)
     accuracy, wrong = discrimination(scores[:, 0].detach(), scores[:, 1:].detach(), valid)
     return {
@@ -171,6 +193,40 @@ def step_losses(
         "score_gt": scores[:, 0].detach().mean(),
         "score_negative": scores[:, 1:].detach()[valid].mean() if bool(valid.any()) else torch.tensor(math.nan),
         "dropped_negatives": (~valid).float().mean(),
+    }
+
+
+#: The `step` of the held-out negatives' keys: far beyond any training step, the same at every evaluation.
+HELD_OUT_STEP = 2**40
+
+
+def held_out_discrimination(
+    model: PerceptualModel,
+    config: TrainRewardConfig,
+    policy: DiffusionPolicy,
+    prior: torch.nn.Module,
+    prior_config: DenoiserConfig,
+    body: BodyModel,
+    windows: Windows,
+    device: torch.device | str = "cpu",
+    chunk: int = 8,
+) -> dict[str, float]:
+    """Accuracy and Wrong Count (paper Eq. 21) on held-out crops, each against `config.num_negatives` negatives
+    of `config.negatives` keyed by (seed, HELD_OUT_STEP, window index): a fixed test set for a fixed prior.
+    `body`, `prior` and `model` on `device`."""
+    wrong, pairs = 0, 0
+    for first in range(0, len(windows), chunk):
+        part = windows.chunk(first, min(first + chunk, len(windows)), device).crops
+        rows = torch.arange(first, first + part.T_world_cpf.shape[0])
+        negatives = make_negatives(config, policy, prior, prior_config, part, HELD_OUT_STEP, rows)
+        with torch.no_grad():
+            scores, valid = pair_scores(model, body, part, negatives, config.min_negative_error)
+        _, part_wrong = discrimination(scores[:, 0], scores[:, 1:], valid)
+        wrong, pairs = wrong + part_wrong, pairs + int(valid.sum())
+    return {
+        "val/accuracy": (pairs - wrong) / pairs if pairs else math.nan,
+        "val/wrong_count": wrong,
+        "val/pairs": pairs,
     }
 
 
@@ -202,6 +258,11 @@ def train_reward(
         config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True
     )
     check_training_data(config.data, dataset, body, prior_config)
+    val_windows = None
+    if config.val_every:
+        val_windows = split_windows(config.data, config.val_split, config.crop_length, config.val_windows)
+        if val_windows is None:
+            raise EgogrpoError(f"{config.data}: no {config.crop_length}-frame window in split {config.val_split!r}")
     checkpoint = latest_checkpoint(run_dir) if config.resume else None
     restored = None
     if checkpoint is not None:
@@ -231,20 +292,11 @@ def train_reward(
     batches = StepBatches(len(dataset), config.batch_size, rank, world, config.seed, start_step, config.max_steps)
     indexed = _EpochIndexed(dataset)
     rows = torch.arange(rank * batches.local, (rank + 1) * batches.local)
-    M, last_checkpoint = config.num_negatives, checkpoint
+    last_checkpoint = checkpoint
     tick, tick_step, step = time.perf_counter(), start_step, start_step
     for step in range(start_step, config.max_steps):
         crops = collate_crops([indexed[i] for i in batches.batch_items(step)]).to(device)
-        x0 = MotionState.from_crop(crops, include_hands=prior_config.include_hands)
-        D = x0.pack().shape[-1]
-        global_rows = rows + step * config.batch_size  # a condition's key: unique over the run
-        with torch.no_grad():
-            if config.negatives == "gt-noise":
-                packed = gt_noise_negatives(x0.pack(), config.alpha, config.seed, step, global_rows, M)
-            else:
-                cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=prior_config)
-                packed = policy_negatives(policy, prior, cond, config.seed, step, global_rows, M, D)
-            negatives = MotionState.unpack(packed, prior_config.num_betas, prior_config.include_hands)
+        negatives = make_negatives(config, policy, prior, prior_config, crops, step, rows)
         losses = step_losses(model, body_device, crops, negatives, config)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["loss"])
@@ -262,6 +314,16 @@ def train_reward(
                 "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
             }
             tick, tick_step = now, done
+            if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
+                if accelerator.is_main_process:
+                    unwrapped = accelerator.unwrap_model(model).eval()
+                    record.update(
+                        held_out_discrimination(
+                            unwrapped, config, policy, prior, prior_config, body_device, val_windows, device
+                        )
+                    )
+                    unwrapped.train()
+                accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 append_metrics(run_dir / "metrics.jsonl", record)
                 if progress is not None:
