@@ -41,6 +41,13 @@ def data_and_checkpoint(sample_data: Path, tmp_path_factory: pytest.TempPathFact
         val_every=0,
     )
     summary = train_prior(config)
+    # Without the mean training pose train-prior records, so that the baseline tests reach the file's train split
+    # (test_baseline_from_checkpoint_or_file covers a checkpoint that carries one).
+    meta_file = Path(summary.last_checkpoint) / "config.json"
+    meta = json.loads(meta_file.read_text())
+    assert "mean_training_pose" in meta["extra"]
+    del meta["extra"]["mean_training_pose"]
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     return data, summary.last_checkpoint
 
 
