@@ -17,7 +17,10 @@ def eval_command(
     checkpoints: Annotated[list[str], typer.Argument(help="Checkpoint folders, or 'default' for the shipped prior.")],
     data: Annotated[Path, typer.Option(help="Motion file from `egogrpo preprocess`.")],
     protocol: Annotated[
-        str, typer.Option(help="A protocol of data_manifests/protocols.json (egoallo, motiongrpo, cmu-test).")
+        str,
+        typer.Option(
+            help="A protocol of data_manifests/protocols.json (egoallo, motiongrpo, cmu-test, cmu-subject02)."
+        ),
     ] = "motiongrpo",
     split: Annotated[
         str | None, typer.Option(help="Override the protocol's split: a split, several comma-separated, or 'all'.")
