@@ -67,9 +67,14 @@ def test_interrupted_run_resumes_exactly(cmu_small: Path, tmp_path: Path) -> Non
 
 
 def test_validation_mpjpe_and_run_directory(cmu_small: Path, tmp_path: Path) -> None:
-    train_prior(_config(cmu_small, tmp_path / "run", max_steps=4, val_every=4, val_windows=2))
+    train_prior(_config(cmu_small, tmp_path / "run", max_steps=4, val_every=2, checkpoint_every=2, val_windows=2))
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert 50 < records[-1]["val/mpjpe_mm"] < 2000
+    # checkpoints/best names the saved step with the lowest val MPJPE
+    val = {r["step"]: r["val/mpjpe_mm"] for r in records if "val/mpjpe_mm" in r}
+    assert sorted(val) == [2, 4] and val[2] != val[4]
+    best_step = min(val, key=val.__getitem__)
+    assert (tmp_path / "run/checkpoints/best").read_text().strip() == f"step_{best_step:07d}"
     meta = json.loads((tmp_path / "run/meta.json").read_text())
     assert meta["world_size"] == 1 and "egogrpo_version" in meta
     config = json.loads((tmp_path / "run/config.json").read_text())

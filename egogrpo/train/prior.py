@@ -42,6 +42,7 @@ from egogrpo.train.run_dir import (
     check_run_dir,
     point_to,
     prepare_run_dir,
+    read_metrics,
     restore_latest,
     save_training_state,
     truncate_metrics,
@@ -331,4 +332,20 @@ def _save(
     save_checkpoint(folder, model, config.model, body_model_id=body.model_id, extra=extra)
     save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": step})
     point_to(run_dir, "latest", folder)
+    best = best_checkpoint(run_dir)
+    if best is not None:
+        point_to(run_dir, "best", best)
     return folder
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint with the lowest logged val MPJPE among those saved (None before the first validation).
+
+    Read from metrics.jsonl and the checkpoint folders, so it is the same after a resume; ties go to the earlier step.
+    """
+    scored = [
+        (record["val/mpjpe_mm"], record["step"])
+        for record in read_metrics(run_dir / "metrics.jsonl")
+        if "val/mpjpe_mm" in record and (run_dir / CHECKPOINTS / f"step_{record['step']:07d}").is_dir()
+    ]
+    return run_dir / CHECKPOINTS / f"step_{min(scored)[1]:07d}" if scored else None
