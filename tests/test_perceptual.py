@@ -272,3 +272,30 @@ def test_train_reward_cli_and_grpo_with_the_visual_reward(
     assert record["reward/vis_mpjpe_corr"] == pytest.approx(1.0, abs=1e-5) or record[
         "reward/vis_mpjpe_corr"
     ] == pytest.approx(-1.0, abs=1e-5)
+
+
+def test_the_visual_reward_is_the_same_with_two_processes(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    torch.manual_seed(4)
+    scorer = save_perceptual(tmp_path / "scorer", PerceptualModel(TINY))
+
+    def command(run_dir: Path, processes: int) -> list[str]:
+        launcher = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(processes)]
+        head = [*launcher, "-m", "egogrpo"] if processes > 1 else [sys.executable, "-m", "egogrpo"]
+        return [
+            *head, "train-grpo", str(cmu_small), "--run-dir", str(run_dir), "--prior", str(tiny_prior),
+            "--iterations", "1", "--group-size", "3", "--batch-groups", "2", "--train-steps", "1", "--val-every", "0",
+            "--checkpoint-every", "1", "--micro-batch", "2", "--perlin-scope", "member", "--reward", str(scorer),
+        ]  # fmt: skip
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for run_dir, processes in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
+        out = subprocess.run(command(run_dir, processes), capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+    one, two = _records(tmp_path / "one")[-1], _records(tmp_path / "two")[-1]
+    for key in ("reward/vis", "group_std/vis", "reward/vis_mpjpe_corr"):
+        assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-6), key
+    assert one["group_std/vis"] > 0  # the scores differ between members: the reward is not a constant
