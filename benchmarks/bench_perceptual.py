@@ -39,6 +39,31 @@ def _time(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _row(name: str, device: torch.device, args: argparse.Namespace) -> str:
+    """One table row: a preset on a device."""
+    torch.manual_seed(0)
+    model = PerceptualModel(PERCEPTUAL_PRESETS[name]).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    quats, joints, cpf = _inputs(args.batch, args.frames, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = _time(lambda: score(model.eval(), quats, joints, cpf, chunk=args.batch), device, args.repeats)
+    step = float("nan")
+    if args.train:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        q, j, c = _inputs(16 * 16, args.frames, device)
+
+        def train_step() -> None:
+            scores = torch.sigmoid(score_logits(model.train(), q, j, c)).reshape(16, 16) / 0.07
+            optimizer.zero_grad()
+            info_nce(scores[:, 0], scores[:, 1:]).backward()
+            optimizer.step()
+
+        step = _time(train_step, device, args.repeats)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return f"{device.type:6} {name:6} {params:>10,} {args.batch / seconds:>16.1f} {step:>13.3f} {peak:>9.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "cpu"])
@@ -52,27 +77,7 @@ def main() -> None:
     print(f"{'device':6} {'preset':6} {'params':>10} {'score motions/s':>16} {'train step s':>13} {'peak GiB':>9}")
     for device in devices:
         for name in args.presets:
-            torch.manual_seed(0)
-            model = PerceptualModel(PERCEPTUAL_PRESETS[name]).to(device)
-            params = sum(p.numel() for p in model.parameters())
-            quats, joints, cpf = _inputs(args.batch, args.frames, device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            seconds = _time(lambda: score(model.eval(), quats, joints, cpf, chunk=args.batch), device, args.repeats)
-            step = float("nan")
-            if args.train:
-                optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-                q, j, c = _inputs(16 * 16, args.frames, device)
-
-                def train_step() -> None:
-                    scores = torch.sigmoid(score_logits(model.train(), q, j, c)).reshape(16, 16) / 0.07
-                    optimizer.zero_grad()
-                    info_nce(scores[:, 0], scores[:, 1:]).backward()
-                    optimizer.step()
-
-                step = _time(train_step, device, args.repeats)
-            peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-            print(f"{device.type:6} {name:6} {params:>10,} {args.batch / seconds:>16.1f} {step:>13.3f} {peak:>9.2f}")
+            print(_row(name, device, args), flush=True)
 
 
 if __name__ == "__main__":
