@@ -13,6 +13,7 @@ shows that what a user sees is one line.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -66,6 +67,16 @@ class Inputs:
         )  # fmt: skip
         train_prior(config)
         return run
+
+    @cached_property
+    def smplh_checkpoint(self) -> Path:
+        """The run's last checkpoint relabelled as made for the SMPL-H body (the data uses the default body)."""
+        folder = self.root / "smplh-checkpoint"
+        shutil.copytree(self.run / "checkpoints" / "step_0000002", folder)
+        meta = json.loads((folder / "config.json").read_text())
+        meta["body_model_id"] = "smplh"
+        (folder / "config.json").write_text(json.dumps(meta))
+        return folder
 
     @cached_property
     def recording(self) -> Path:
@@ -449,6 +460,16 @@ CASES = [
     Case("train-grpo-val-every-negative", lambda c, t: _grpo(c, t, "--val-every", "-1"), "--val-every"),
     Case("train-grpo-perlin-lambda-infinite", lambda c, t: _grpo(c, t, "--perlin-lambda", "inf"), "--perlin-lambda"),
     Case("train-grpo-clip-range-zero", lambda c, t: _grpo(c, t, "--clip-range", "0"), "--clip-range"),
+    Case(
+        "train-grpo-prior-of-another-body",
+        lambda c, t: _grpo(c, t, "--prior", str(c.smplh_checkpoint)),
+        "trained for body model smplh",
+    ),
+    Case(
+        "recover-checkpoint-of-another-body",
+        lambda c, t: _recover(c, t, "--checkpoint", str(c.smplh_checkpoint)),
+        "trained for body model smplh",
+    ),
     Case("train-grpo-projection-unknown", lambda c, t: _grpo(c, t, "--projection", "qr"), "--projection"),
     Case("train-grpo-algo-unknown", lambda c, t: _grpo(c, t, "--algo", "ppo"), "--algo"),
     Case("train-grpo-reward-missing", lambda c, t: _grpo(c, t, "--reward", str(t / "absent")), "--reward"),

@@ -210,6 +210,19 @@ def resolve_checkpoint(spec: str | Path) -> Path:
     return Path(spec)
 
 
+def load_checkpoint_for_body(
+    spec: str | Path, body_model_id: str, device: torch.device | str = "cpu"
+) -> tuple[Path, EgoDenoiser, DenoiserConfig, dict[str, Any]]:
+    """`resolve_checkpoint` + `load_checkpoint`, refusing (one line) a checkpoint made for another body model."""
+    folder = resolve_checkpoint(spec)
+    model, config, meta = load_checkpoint(folder, device=device)
+    if not body_model_matches(str(meta["body_model_id"]), body_model_id):
+        raise EgogrpoError(
+            f"{folder}: the checkpoint was trained for body model {meta['body_model_id']}, but --body is {body_model_id}"
+        )
+    return folder, model, config, meta
+
+
 def body_model_matches(checkpoint_body_id: str, body_model_id: str) -> bool:
     """Whether a checkpoint made for `checkpoint_body_id` fits a body `body_model_id` ("kind:hash").
 

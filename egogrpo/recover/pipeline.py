@@ -30,7 +30,7 @@ from egogrpo.config import RecoverConfig, config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.geometry import quat_from_matrix
-from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
+from egogrpo.model.checkpoint import load_checkpoint_for_body
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
 from egogrpo.model.denoiser import sampling_denoiser
 from egogrpo.model.placement import place_on_cpf
@@ -97,13 +97,8 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
     else:
         raise EgogrpoError(f"{config.recording}: no semidense point cloud to estimate the floor from; pass --floor-z")
 
-    folder = resolve_checkpoint(config.checkpoint)
-    model, model_config, meta = load_checkpoint(folder)
     body = load_body_model(config.body)
-    if not body_model_matches(str(meta["body_model_id"]), body.model_id):
-        raise EgogrpoError(
-            f"{folder}: the checkpoint was trained for body model {meta['body_model_id']}, but --body is {body.model_id}"
-        )
+    folder, model, model_config, meta = load_checkpoint_for_body(config.checkpoint, body.model_id)
 
     say("sampling")
     T_world_cpf_all = torch.from_numpy(trajectory.T_world_cpf).float()  # (T + 1, 7)

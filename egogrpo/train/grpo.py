@@ -41,7 +41,10 @@ from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import intra_group_diversity
 from egogrpo.eval.windows import sampled_errors, split_windows, truth_joints
-from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint, save_checkpoint
+from egogrpo.model.checkpoint import (
+    load_checkpoint_for_body,
+    save_checkpoint,
+)
 from egogrpo.model.policy import DiffusionPolicy, RolloutIds, Transitions
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
@@ -212,13 +215,8 @@ def train_grpo(
     B, G = config.batch_groups, config.group_size
     if (B * G) % world:
         raise EgogrpoError(f"{B} groups × {G} members = {B * G} rollouts do not split evenly over {world} processes")
-    prior_folder = resolve_checkpoint(config.prior)
-    model, model_config, meta = load_checkpoint(prior_folder, device="cpu")
     body = load_body_model(config.body)
-    if not body_model_matches(str(meta["body_model_id"]), body.model_id):
-        raise EgogrpoError(
-            f"{prior_folder}: the prior was trained for body model {meta['body_model_id']}, but --body is {body.model_id}"
-        )
+    prior_folder, model, model_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(
         config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True
     )

@@ -35,7 +35,7 @@ from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe
 from egogrpo.eval.windows import Windows, split_windows, truth_joints
 from egogrpo.model import noise
-from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
+from egogrpo.model.checkpoint import load_checkpoint_for_body
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.perceptual import (
     PerceptualModel,
@@ -247,13 +247,8 @@ def train_reward(
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     if config.batch_size % world:
         raise EgogrpoError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
-    prior_folder = resolve_checkpoint(config.prior)
-    prior, prior_config, meta = load_checkpoint(prior_folder, device="cpu")
     body = load_body_model(config.body)
-    if not body_model_matches(str(meta["body_model_id"]), body.model_id):
-        raise EgogrpoError(
-            f"{prior_folder}: the prior was trained for body model {meta['body_model_id']}, but --body is {body.model_id}"
-        )
+    prior_folder, prior, prior_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(
         config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True
     )
