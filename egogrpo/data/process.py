@@ -151,14 +151,14 @@ def process_clip(
             f"{clip.source}: {clip.duration:.2f} s gives {max(stored, 0)} frames at {config.fps:g} fps, "
             f"fewer than one {config.min_frames}-frame crop"
         )
-    model = body if body.joints_mean.dtype == torch.float64 else body.to(dtype=torch.float64)
-    betas = torch.from_numpy(np.asarray(clip.betas, dtype=np.float64))
-    root = torch.from_numpy(clip.T_world_root.astype(np.float64))
-    hands = None
-    if clip.hand_quats is not None and model.has_hands:
-        hands = torch.from_numpy(clip.hand_quats.astype(np.float64))
     joints, T_world_cpf = clip.joints_world, clip.T_world_cpf
     if joints is None or T_world_cpf is None:  # forward kinematics only for what the clip lacks
+        model = body if body.joints_mean.dtype == torch.float64 else body.to(dtype=torch.float64)
+        betas = torch.from_numpy(np.asarray(clip.betas, dtype=np.float64))
+        root = torch.from_numpy(clip.T_world_root.astype(np.float64))
+        hands = None
+        if clip.hand_quats is not None and model.has_hands:
+            hands = torch.from_numpy(clip.hand_quats.astype(np.float64))
         posed = model.with_shape(betas).with_pose(root, torch.from_numpy(clip.body_quats.astype(np.float64)), hands)
         joints = posed.joints[:, :22].numpy() if joints is None else joints
         T_world_cpf = posed.T_world_cpf.numpy() if T_world_cpf is None else T_world_cpf

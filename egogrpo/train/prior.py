@@ -38,8 +38,10 @@ from egogrpo.train.prior_loss import prior_loss
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
     append_metrics,
+    check_positive_numbers,
     check_resumable,
     check_run_dir,
+    check_whole_numbers,
     point_to,
     prepare_run_dir,
     read_metrics,
@@ -163,20 +165,11 @@ def validate_config(config: TrainPriorConfig) -> None:
         "log_every": 1, "num_workers": 0, "seed": 0, "crop_length": 1, "val_windows": 1,
     }  # fmt: skip
     options = {"num_workers": "--num-workers", "crop_length": "crop_length", "val_windows": "val_windows"}
-    for name, least in minimum.items():
-        value = getattr(config, name)
-        if type(value) is not int or value < least:
-            option = options.get(name, f"--{name.replace('_', '-')}")
-            raise EgogrpoError(f"{option} must be a whole number ≥ {least}, got {value}")
-    for name, option, zero_ok in (
-        ("learning_rate", "--lr", False),
-        ("weight_decay", "weight_decay", True),
-        ("grad_clip", "grad_clip", False),
-    ):
-        value = getattr(config, name)
-        if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
-            bound = "≥ 0" if zero_ok else "> 0"
-            raise EgogrpoError(f"{option} must be a finite number {bound}, got {value}")
+    check_whole_numbers(config, minimum, options)
+    check_positive_numbers(
+        config,
+        (("learning_rate", "--lr", False), ("weight_decay", "weight_decay", True), ("grad_clip", "grad_clip", False)),
+    )
     validate_augment(config.augment)
 
 

@@ -54,7 +54,9 @@ from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
     append_metrics,
+    check_positive_numbers,
     check_run_dir,
+    check_whole_numbers,
     latest_checkpoint,
     load_training_state,
     point_to,
@@ -94,24 +96,20 @@ def validate_config(config: TrainRewardConfig) -> None:
         "crop_length": 2, "seed": 0, "val_every": 0, "val_windows": 1,
     }  # fmt: skip
     options = {"num_negatives": "--num-negatives", "crop_length": "--crop-length", "max_steps": "--steps"}
-    for name, least in minimum.items():
-        value = getattr(config, name)
-        if type(value) is not int or value < least:
-            option = options.get(name, f"--{name.replace('_', '-')}")
-            raise EgogrpoError(f"{option} must be a whole number ≥ {least}, got {value}")
+    check_whole_numbers(config, minimum, options)
     if config.negatives not in NEGATIVES:
         raise EgogrpoError(f"--negatives must be one of {', '.join(NEGATIVES)}, got {config.negatives!r}")
-    for name, option, zero_ok in (
-        ("learning_rate", "--lr", False),
-        ("temperature", "--temperature", False),
-        ("alpha", "--alpha", config.negatives != "gt-noise"),
-        ("weight_decay", "weight_decay", True),
-        ("grad_clip", "grad_clip", False),
-        ("min_negative_error", "--min-negative-error", True),
-    ):
-        value = getattr(config, name)
-        if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
-            raise EgogrpoError(f"{option} must be a finite number {'≥' if zero_ok else '>'} 0, got {value}")
+    check_positive_numbers(
+        config,
+        (
+            ("learning_rate", "--lr", False),
+            ("temperature", "--temperature", False),
+            ("alpha", "--alpha", config.negatives != "gt-noise"),
+            ("weight_decay", "weight_decay", True),
+            ("grad_clip", "grad_clip", False),
+            ("min_negative_error", "--min-negative-error", True),
+        ),
+    )
     check_perceptual_config(config.model)
 
 

@@ -13,6 +13,7 @@ stored config equals the new one except for fields that may change between sessi
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +39,24 @@ def git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def check_whole_numbers(config: Any, minimum: dict[str, int], options: dict[str, str]) -> None:
+    """EgogrpoError for the first field that is not an int ≥ its minimum (`options` maps a field to its
+    option name; by default "--field-name")."""
+    for name, least in minimum.items():
+        value = getattr(config, name)
+        if type(value) is not int or value < least:
+            option = options.get(name, f"--{name.replace('_', '-')}")
+            raise EgogrpoError(f"{option} must be a whole number ≥ {least}, got {value}")
+
+
+def check_positive_numbers(config: Any, fields: tuple[tuple[str, str, bool], ...]) -> None:
+    """EgogrpoError for the first (field, option, zero allowed) whose value is not finite and > 0 (or ≥ 0)."""
+    for name, option, zero_ok in fields:
+        value = getattr(config, name)
+        if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+            raise EgogrpoError(f"{option} must be a finite number {'≥' if zero_ok else '>'} 0, got {value}")
 
 
 def write_json(path: Path, data: object) -> None:
