@@ -408,6 +408,10 @@ class TrainGRPOConfig:
     sampler:          the rollout sampler (also the policy); `stochastic_steps` sets an SDE window
     val_every:        iterations between val-split MPJPE / PA-MPJPE (and checkpoints; 0: never)
     val_windows, val_seeds: validation windows (non-overlapping 128-frame windows of the val split) and seeds
+    time_budget_minutes: stop (with validation and a checkpoint) after the iteration at which the run's training
+                      time — rollouts, rewards, updates and validation, summed over resumes, logged as
+                      `time/elapsed_s` beside the process CPU time `time/cpu_s` — reaches this many minutes
+                      (None: run all `iterations`); for comparisons of update rules on equal compute
 
     algo: the update rule; every one shares the data, Perlin noise, rollouts, rewards, advantages, processes,
     diagnostics, checkpoints and resume (reference/grpo-for-diffusion.md §6, §8):
@@ -461,6 +465,7 @@ class TrainGRPOConfig:
     checkpoint_every: int = 50
     seed: int = 0
     resume: bool = False
+    time_budget_minutes: float | None = None
     algo: str = "grpo"
     draft_k: int = 3
     nft_beta: float = 1.0

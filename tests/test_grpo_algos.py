@@ -230,6 +230,25 @@ def test_kill_and_resume_equals_an_uninterrupted_run_for_nft(cmu_small: Path, ti
     assert [_strip_times(r) for r in _records(tmp_path / "a")] == [_strip_times(r) for r in _records(tmp_path / "b")]
 
 
+def test_a_time_budget_stops_with_a_checkpoint_and_its_clock_continues_over_a_resume(
+    cmu_small: Path, tiny_prior: Path, tmp_path: Path
+) -> None:
+    """A budget smaller than one iteration stops after it — validated and checkpointed although neither falls
+    due — and the resumed run's clock starts where the first left off."""
+    changes = dict(iterations=4, checkpoint_every=3, val_every=3, val_windows=1, val_seeds=1)
+    first = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "run", **changes, time_budget_minutes=1e-6))
+    records = _records(tmp_path / "run")
+    assert first.final_iteration == 1 and first.last_checkpoint.name == "iter_000001"
+    assert "val/mpjpe_mm" in records[-1] and records[-1]["time/elapsed_s"] > 0 and records[-1]["time/cpu_s"] > 0
+    second = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "run", **changes, resume=True))
+    records = _records(tmp_path / "run")
+    assert second.final_iteration == 4 and [r["iteration"] for r in records] == [0, 1, 2, 3, 4]
+    elapsed = [r["time/elapsed_s"] for r in records[1:]]
+    assert all(b > a for a, b in zip(elapsed, elapsed[1:], strict=False)), elapsed
+    with pytest.raises(EgogrpoError, match="--time-budget must be"):
+        train_grpo(_config(cmu_small, tiny_prior, tmp_path / "bad", time_budget_minutes=0.0))
+
+
 WORKER = """
 import sys
 from pathlib import Path

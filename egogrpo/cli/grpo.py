@@ -81,6 +81,10 @@ def train_grpo_command(
     nft_beta: Annotated[float, typer.Option(help="--algo nft: DiffusionNFT's β.")] = 1.0,
     val_every: Annotated[int | None, typer.Option(help="Override: val MPJPE every N iterations (0: never).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N iterations.")] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(help="Stop (validated and checkpointed) once the run has trained this many minutes, resumes summed."),
+    ] = None,
     reward_model: Annotated[
         Path | None,
         typer.Option("--reward", help="Perceptual model from `train-reward`: adds the frozen visual reward exp(ω·s)."),
@@ -117,7 +121,7 @@ def train_grpo_command(
         sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window), projection=projection), kl_weight=kl_weight,
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
-        seed=seed, resume=resume, algo=algo, draft_k=draft_k, nft_beta=nft_beta,
+        seed=seed, resume=resume, time_budget_minutes=time_budget, algo=algo, draft_k=draft_k, nft_beta=nft_beta,
         reward_model=None if reward_model is None else str(reward_model), **values,
     )  # fmt: skip
     interactive = err_console.is_terminal

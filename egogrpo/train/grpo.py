@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -72,7 +73,7 @@ from egogrpo.train.run_dir import (
 from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary, trained_positions
 
 #: TrainGRPOConfig fields that may change when a run is resumed.
-RESUMABLE = {"resume", "iterations", "val_every", "checkpoint_every", "micro_batch"}
+RESUMABLE = {"resume", "iterations", "val_every", "checkpoint_every", "micro_batch", "time_budget_minutes"}
 #: The update rules of `TrainGRPOConfig.algo` (see its docstring); grpo, the paper's, is the default.
 ALGORITHMS = ("grpo", "awm", "nft", "draft")
 #: Options that only the GRPO objective reads (refused with another algorithm rather than silently ignored).
@@ -109,6 +110,9 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--clip-range must be in (0, 1), got {config.clip_range}")
     if config.seed < 0:
         raise EgogrpoError(f"--seed must be ≥ 0, got {config.seed}")
+    budget = config.time_budget_minutes
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise EgogrpoError(f"--time-budget must be a finite positive number of minutes, got {budget}")
     if config.train_steps_per_trajectory is not None and config.train_steps_per_trajectory < 1:
         raise EgogrpoError(f"--train-steps must be ≥ 1, got {config.train_steps_per_trajectory}")
     p = config.perlin
@@ -261,6 +265,7 @@ def train_grpo(
         start, best_val = int(restored[1]["iteration"]), float(restored[1]["best_val_mpjpe"])
         if accelerator.is_main_process:
             truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
+    clock = _RunClock.resumed(run_dir / "metrics.jsonl", start)
 
     state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
     per_rank = B * G // world
@@ -286,6 +291,7 @@ def train_grpo(
     iteration = start
     for iteration in range(start, config.iterations):
         times: dict[str, float] = {}
+        clock.start_iteration()
         tick = time.perf_counter()
         crops = iteration_crops(dataset, config, iteration).to(device)
         keys = perlin_keys(config.seed, iteration, torch.arange(B), torch.arange(G), config.perlin.scope).to(device)
@@ -334,12 +340,15 @@ def train_grpo(
             pair = torch.stack((rewards[..., names.index("vis")].flatten(), member_mpjpe.to(rewards.dtype)))
             correlation = float(torch.corrcoef(pair)[0, 1])
             record["reward/vis_mpjpe_corr"] = correlation if math.isfinite(correlation) else None
-        is_checkpoint = done % config.checkpoint_every == 0 or done == config.iterations
-        if val_windows is not None and (done % config.val_every == 0 or done == config.iterations):
+        out_of_time = _budget_spent(clock, config.time_budget_minutes, accelerator)
+        last = done == config.iterations or out_of_time
+        is_checkpoint = done % config.checkpoint_every == 0 or last
+        if val_windows is not None and (done % config.val_every == 0 or last):
             if accelerator.is_main_process:
                 tick = time.perf_counter()
                 record.update(validation_errors(model, config, model_config, body_device, val_windows.crops.to(device)))
                 record["seconds/val"] = _lap(tick)
+        record.update(clock.stop_iteration())
         if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
             raise EgogrpoError(f"{run_dir}: a non-finite value at iteration {done} ({_non_finite(record)}); lower --lr")
         if accelerator.is_main_process:
@@ -359,7 +368,50 @@ def train_grpo(
                 progress(done, config.iterations, record)
         accelerator.wait_for_everyone()
         iteration = done
+        if out_of_time:
+            break
     return GRPOSummary(run_dir, iteration, last_checkpoint, best_checkpoint, time.perf_counter() - start_time)
+
+
+class _RunClock:
+    """The run's training time, summed over resumes: wall seconds and this process's CPU seconds (all threads).
+
+    Counts the iterations only (rollouts, rewards, updates, validation), not start-up or checkpoint writing,
+    so runs compare on the compute their update rule spends.
+    """
+
+    def __init__(self, elapsed_s: float, cpu_s: float) -> None:
+        self.elapsed_s, self.cpu_s = elapsed_s, cpu_s
+        self._wall, self._cpu = 0.0, 0.0
+
+    @classmethod
+    def resumed(cls, metrics: Path, iteration: int) -> _RunClock:
+        """The clock as the run left it at `iteration` (zero for a new run or a log without times)."""
+        records = [r for r in read_metrics(metrics) if r.get("iteration") == iteration] if iteration else []
+        last = records[-1] if records else {}
+        return cls(float(last.get("time/elapsed_s", 0.0)), float(last.get("time/cpu_s", 0.0)))
+
+    def start_iteration(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def running_minutes(self) -> float:
+        """Minutes of training so far, the current iteration included."""
+        return (self.elapsed_s + time.perf_counter() - self._wall) / 60
+
+    def stop_iteration(self) -> dict[str, float]:
+        self.elapsed_s += time.perf_counter() - self._wall
+        self.cpu_s += time.process_time() - self._cpu
+        return {"time/elapsed_s": self.elapsed_s, "time/cpu_s": self.cpu_s}
+
+
+def _budget_spent(clock: _RunClock, budget_minutes: float | None, accelerator: Any) -> bool:
+    """Whether the time budget is spent — rank 0's clock decides, so every process stops at the same iteration."""
+    if budget_minutes is None:
+        return False
+    spent = torch.tensor([float(clock.running_minutes() >= budget_minutes)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        torch.distributed.broadcast(spent, src=0)
+    return bool(spent.item())
 
 
 def _update(inputs: UpdateInputs) -> dict[str, float]:
