@@ -7,6 +7,7 @@ two gloo processes giving the same update as one process.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -244,7 +245,7 @@ def test_a_time_budget_stops_with_a_checkpoint_and_its_clock_continues_over_a_re
     records = _records(tmp_path / "run")
     assert second.final_iteration == 4 and [r["iteration"] for r in records] == [0, 1, 2, 3, 4]
     elapsed = [r["time/elapsed_s"] for r in records[1:]]
-    assert all(b > a for a, b in zip(elapsed, elapsed[1:], strict=False)), elapsed
+    assert all(b > a for a, b in itertools.pairwise(elapsed)), elapsed
     with pytest.raises(EgogrpoError, match="--time-budget must be"):
         train_grpo(_config(cmu_small, tiny_prior, tmp_path / "bad", time_budget_minutes=0.0))
 

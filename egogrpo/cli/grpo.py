@@ -83,7 +83,9 @@ def train_grpo_command(
     checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N iterations.")] = None,
     time_budget: Annotated[
         float | None,
-        typer.Option(help="Stop (validated and checkpointed) once the run has trained this many minutes, resumes summed."),
+        typer.Option(
+            help="Stop (validated and checkpointed) once the run has trained this many minutes, resumes summed."
+        ),
     ] = None,
     reward_model: Annotated[
         Path | None,
