@@ -314,6 +314,8 @@ class TrainPriorConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # for validation sampling
     num_workers: int = 0  # DataLoader worker processes per training process
     preload: bool = True  # read the whole motion file into memory (small datasets)
+    ema_decay: float = 0.0  # EMA of the weights, decay min(d, (1+step)/(10+step)); validated, checkpointed and
+    #                         shipped instead of the raw weights when > 0 (0: off, EgoAllo's recipe)
     seed: int = 0
     resume: bool = False
     autocast: bool = False  # bf16 autocast of the denoiser's forward/backward (the loss in float32)

@@ -458,6 +458,7 @@ CASES = [
     Case("train-grpo-updates-per-epoch-zero", lambda c, t: _grpo(c, t, "--updates-per-epoch", "0"), "--updates-per-epoch"),
     Case("train-grpo-checkpoint-every-zero", lambda c, t: _grpo(c, t, "--checkpoint-every", "0"), "--checkpoint-every"),
     Case("train-grpo-val-every-negative", lambda c, t: _grpo(c, t, "--val-every", "-1"), "--val-every"),
+    Case("train-grpo-time-budget-negative", lambda c, t: _grpo(c, t, "--time-budget", "-5"), "--time-budget must be"),
     Case("train-grpo-perlin-lambda-infinite", lambda c, t: _grpo(c, t, "--perlin-lambda", "inf"), "--perlin-lambda"),
     Case("train-grpo-clip-range-zero", lambda c, t: _grpo(c, t, "--clip-range", "0"), "--clip-range"),
     Case(
@@ -475,6 +476,7 @@ CASES = [
     Case("train-grpo-reward-missing", lambda c, t: _grpo(c, t, "--reward", str(t / "absent")), "--reward"),
     Case("train-prior-augment-unknown", lambda c, t: _prior(c, t, "--augment", "heavy"), "--augment"),
     Case("train-prior-speed-range-reversed", lambda c, t: _prior(c, t, "--speed-range", "1.2:0.8"), "--speed-range"),
+    Case("train-prior-ema-decay-one", lambda c, t: _prior(c, t, "--ema-decay", "1"), "--ema-decay must be in [0, 1)"),
     Case("train-grpo-iterations-not-a-number", lambda c, t: _grpo(c, t, "--iterations", "ten"), "--iterations", 2),
     Case(
         "train-grpo-data-missing",

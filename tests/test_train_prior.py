@@ -36,12 +36,13 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss/total"] for r in records}
 
 
-def test_interrupted_run_resumes_exactly(cmu_small: Path, tmp_path: Path) -> None:
-    straight = train_prior(_config(cmu_small, tmp_path / "a"))
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_interrupted_run_resumes_exactly(cmu_small: Path, tmp_path: Path, ema_decay: float) -> None:
+    straight = train_prior(_config(cmu_small, tmp_path / "a", ema_decay=ema_decay))
     assert straight.final_step == 8 and (tmp_path / "a/checkpoints/step_0000008/model.safetensors").is_file()
-    train_prior(_config(cmu_small, tmp_path / "b", max_steps=6))  # "killed" after step 6; last checkpoint at 6
+    train_prior(_config(cmu_small, tmp_path / "b", max_steps=6, ema_decay=ema_decay))  # "killed" after step 6
     (tmp_path / "b/checkpoints/latest").write_text("step_0000004\n")  # pretend the crash came before step 6's save
-    resumed = train_prior(_config(cmu_small, tmp_path / "b", resume=True))
+    resumed = train_prior(_config(cmu_small, tmp_path / "b", resume=True, ema_decay=ema_decay))
     assert resumed.final_step == 8
     a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
     assert sorted(b) == list(range(1, 9))  # steps 5–6 were dropped from the log and recomputed
@@ -55,6 +56,9 @@ def test_interrupted_run_resumes_exactly(cmu_small: Path, tmp_path: Path) -> Non
         assert torch.equal(tensor, weights_b[name]), name
     state_a, state_b = (torch.load(folder / "training_state.pt", weights_only=True) for folder in (final_a, final_b))
     assert state_a["step"] == state_b["step"] == 8
+    assert ("raw_model" in state_a) == (ema_decay > 0)
+    for name, tensor in state_a.get("raw_model", {}).items():  # the raw weights behind the average, too
+        assert torch.equal(tensor, state_b["raw_model"][name]), name
     assert state_a["optimizer"]["param_groups"] == state_b["optimizer"]["param_groups"]
     moments_a, moments_b = state_a["optimizer"]["state"], state_b["optimizer"]["state"]
     assert sorted(moments_a) == sorted(moments_b) and len(moments_a) > 0  # (frozen rotary tables have none)
@@ -64,6 +68,26 @@ def test_interrupted_run_resumes_exactly(cmu_small: Path, tmp_path: Path) -> Non
     # …and differs from the weights at the checkpoint it resumed from (so the comparison can fail).
     resumed_from = load_file(tmp_path / "b/checkpoints/step_0000004/model.safetensors")
     assert any(not torch.equal(resumed_from[name], weights_b[name]) for name in weights_b)
+
+
+def test_saved_weights_are_the_float64_moving_average_of_the_raw_weights(cmu_small: Path, tmp_path: Path) -> None:
+    """ē_k = d_k·ē_(k−1) + (1 − d_k)·θ_k, d_k = min(d, (1+k)/(10+k)), ē from the initial weights, recomputed in
+    float64 from the raw weights each step's training state keeps; the raw weights themselves differ from it."""
+    decay = 0.5  # below the warm-up ramp's 0.1, 0.18, 0.25, 0.31: both branches of the min are taken
+    train_prior(_config(cmu_small, tmp_path / "run", max_steps=4, checkpoint_every=1, ema_decay=decay))
+    torch.manual_seed(0)
+    from egogrpo.model.denoiser import EgoDenoiser
+
+    average = {k: v.double() for k, v in EgoDenoiser(TINY).state_dict().items()}
+    for step in range(4):
+        folder = tmp_path / f"run/checkpoints/step_{step + 1:07d}"
+        raw = torch.load(folder / "training_state.pt", weights_only=True)["raw_model"]
+        d = min(decay, (1 + step) / (10 + step))
+        saved = load_file(folder / "model.safetensors")
+        for name, tensor in saved.items():
+            average[name] = d * average[name] + (1 - d) * raw[name].double()
+            torch.testing.assert_close(tensor.double(), average[name], rtol=0, atol=1e-6)
+        assert any(not torch.equal(saved[name], raw[name]) for name in saved)
 
 
 def test_validation_mpjpe_and_run_directory(cmu_small: Path, tmp_path: Path) -> None:

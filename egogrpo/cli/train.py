@@ -39,6 +39,9 @@ def train_prior(
     speed_range: Annotated[
         str | None, typer.Option(help="Playback-speed factor range MIN:MAX, e.g. 0.8:1.2 (1:1 = off).")
     ] = None,
+    ema_decay: Annotated[
+        float, typer.Option(help="EMA of the weights (e.g. 0.999), validated and saved instead of them (0: off).")
+    ] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Train the EgoAllo-style diffusion prior (one process, torchrun or accelerate launch; CPU or CUDA)."""
@@ -52,6 +55,7 @@ def train_prior(
         data=str(data), run_dir=str(run_dir), body=body, model=model, batch_size=batch_size, max_steps=max_steps,
         learning_rate=learning_rate, warmup_steps=warmup_steps, val_every=val_every, checkpoint_every=checkpoint_every,
         log_every=log_every, num_workers=num_workers, seed=seed, resume=resume, augment=augmentation,
+        ema_decay=ema_decay,
     )  # fmt: skip
     columns = (
         TextColumn("[bold]train-prior"),

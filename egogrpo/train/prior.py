@@ -9,11 +9,14 @@ as if it had never stopped. Rank 0 writes the run directory:
     run_dir/meta.json            egogrpo version, git commit, torch, world size, device
     run_dir/metrics.jsonl        one JSON object per logged step (losses, lr, grad norm, speed, val MPJPE)
     run_dir/checkpoints/step_N/  model.safetensors + config.json (a model checkpoint) + training_state.pt
+                                 (with `ema_decay` > 0 the model checkpoint holds the averaged weights and
+                                 training_state.pt the raw ones)
     run_dir/checkpoints/latest   the name of the newest complete checkpoint
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -127,6 +130,24 @@ def step_noise(
     return t, noise.normal(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 1, device=device), shape)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's parameters: after optimizer step `step` (0-based),
+    ē ← d·ē + (1 − d)·θ with d = min(decay, (1 + step)/(10 + step)) (the usual warm-up, so early averages
+    are not dominated by the random initial weights). Buffers are copied, not averaged."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for average, current in zip(self.model.parameters(), model.parameters(), strict=True):
+            average.lerp_(current, 1 - d)
+        for average, current in zip(self.model.buffers(), model.buffers(), strict=True):
+            average.copy_(current)
+
+
 def learning_rate(config: TrainPriorConfig, step: int) -> float:
     """Linear warm-up over `warmup_steps`, then constant (EgoAllo's LambdaLR)."""
     return config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
@@ -170,6 +191,8 @@ def validate_config(config: TrainPriorConfig) -> None:
         config,
         (("learning_rate", "--lr", False), ("weight_decay", "weight_decay", True), ("grad_clip", "grad_clip", False)),
     )
+    if not (math.isfinite(config.ema_decay) and 0 <= config.ema_decay < 1):
+        raise EgogrpoError(f"--ema-decay must be in [0, 1) (0: off), got {config.ema_decay}")
     validate_augment(config.augment)
 
 
@@ -233,8 +256,12 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     start_step = 0
     restored = restore_latest(run_dir, model, optimizer) if config.resume else None
     checkpoint = None if restored is None else restored[0]
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     if restored is not None:
         start_step = int(restored[1]["step"])
+        if average is not None:  # the checkpoint's model holds the average, its training state the raw weights
+            average.model.load_state_dict(model.state_dict())
+            model.load_state_dict(restored[1]["raw_model"])
         if accelerator.is_main_process:
             truncate_metrics(run_dir / "metrics.jsonl", start_step)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -268,6 +295,8 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         optimizer.step()
+        if average is not None:
+            average.update(accelerator.unwrap_model(model), step)
 
         done = step + 1
         if done % config.log_every == 0 or done == config.max_steps:
@@ -283,8 +312,8 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
             tick, tick_step = now, done
             if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
                 if accelerator.is_main_process:
-                    unwrapped = accelerator.unwrap_model(model)
-                    record["val/mpjpe_mm"] = validation_mpjpe(unwrapped, config, body, val_windows, device)
+                    evaluated = accelerator.unwrap_model(model) if average is None else average.model
+                    record["val/mpjpe_mm"] = validation_mpjpe(evaluated, config, body, val_windows, device)
                 accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 append_metrics(run_dir / "metrics.jsonl", record)
@@ -295,7 +324,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
         if done % config.checkpoint_every == 0 or done == config.max_steps:
             if accelerator.is_main_process:
                 last_checkpoint = _save(
-                    run_dir, done, accelerator.unwrap_model(model), optimizer, config, body, mean_training_pose
+                    run_dir, done, accelerator.unwrap_model(model), optimizer, config, body, mean_training_pose, average
                 )
             accelerator.wait_for_everyone()
     return TrainSummary(
@@ -314,16 +343,24 @@ def _save(
     config: TrainPriorConfig,
     body: BodyModel,
     mean_training_pose: dict,
+    average: WeightAverage | None,
 ) -> Path:
     """A complete checkpoint (model + training state), then the `latest` pointer (both atomic).
 
     `mean_training_pose` (`eval.windows.mean_pose_to_json`) lets `eval --baseline` use the training data's
-    mean pose without the training file.
+    mean pose without the training file. With a weight average, the model checkpoint is the average and the
+    training state keeps the raw weights for resuming.
     """
     folder = run_dir / CHECKPOINTS / f"step_{step:07d}"
     extra = {"step": step, "data": config.data, "mean_training_pose": mean_training_pose}
-    save_checkpoint(folder, model, config.model, body_model_id=body.model_id, extra=extra)
-    save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": step})
+    if average is not None:
+        extra["ema_decay"] = average.decay
+    shipped = model if average is None else average.model
+    save_checkpoint(folder, shipped, config.model, body_model_id=body.model_id, extra=extra)
+    state = {"optimizer": optimizer.state_dict(), "step": step}
+    if average is not None:
+        state["raw_model"] = model.state_dict()
+    save_training_state(folder, state)
     point_to(run_dir, "latest", folder)
     best = best_checkpoint(run_dir)
     if best is not None:
