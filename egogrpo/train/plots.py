@@ -38,3 +38,36 @@ def plot_reward_curves(records: list[dict[str, Any]], path: str | Path) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def plot_val_against_time(runs: dict[str, list[dict[str, Any]]], path: str | Path) -> None:
+    """PNG of each run's val MPJPE against its training wall-clock minutes (left) and CPU minutes (right).
+
+    `runs` maps a label to a post-training run's metrics records (`time/elapsed_s`, `time/cpu_s` as logged by
+    train-grpo; the iteration-0 validation sits at time 0). Written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for label, records in runs.items():
+        for axis, key in zip(axes, ("time/elapsed_s", "time/cpu_s"), strict=True):
+            points = [
+                (r.get(key, 0.0 if r["iteration"] == 0 else float("nan")) / 60, r["val/mpjpe_mm"])
+                for r in records
+                if "val/mpjpe_mm" in r
+            ]
+            if points:
+                axis.plot(*zip(*points, strict=True), marker=".", label=label)
+    for axis, title in zip(axes, ("wall-clock minutes of training", "CPU minutes (all threads)"), strict=True):
+        axis.set_xlabel(title)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("val MPJPE (mm)")
+    if axes[0].lines:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
