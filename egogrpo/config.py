@@ -472,6 +472,19 @@ class TrainGRPOConfig:
     draft_k: int = 3
     nft_beta: float = 1.0
     reward_model: str | None = None  # perceptual checkpoint (`train-reward`): adds the frozen visual reward R_vis
+    # --reward-online (paper §3.4.1 "online contrastive learning"; reference/grpo-for-diffusion.md §5): the scorer
+    # starts from `reward_model` and keeps learning from the current policy, slower than the policy; R_vis comes from
+    # an EMA copy of it. Each update is one AdamW step of InfoNCE (δ = reward_temperature): every condition's ground
+    # truth against its G members, each as the x̂₀ of one of its last three sampling steps in THIS iteration's
+    # rollouts (a keyed draw per (seed, iteration, group)); negatives within reward_min_negative_error metres MPJPE
+    # of the ground truth are dropped as false negatives. Gradients are clipped to `grad_clip`.
+    reward_online: bool = False
+    reward_update_every: int = 5  # iterations between scorer updates (the slower cadence)
+    reward_ema_decay: float = 0.9  # d of the scoring copy: ē ← d·ē + (1 − d)·φ after every scorer update
+    reward_learning_rate: float = 1e-5  # AdamW lr of the scorer (train-reward's 1e-4 / 10: a slowly moving target)
+    reward_weight_decay: float = 1e-2  # AdamW weight decay of the scorer (train-reward's)
+    reward_temperature: float = 0.07  # δ of the online InfoNCE (paper)
+    reward_min_negative_error: float = 0.005  # metres: the false-negative drop (train-reward's)
 
 
 #: Named post-training recipes: the paper's, and one sized for a laptop CPU (one iteration of the shipped
@@ -590,6 +603,7 @@ class EvalConfig:
     chunk_size: int = 64  # windows sampled at once (results do not depend on it)
     projection: str | None = None  # override the protocol sampler's SO(3) projection: "svd" or "polar"
     bf16: bool = False  # bf16 autocast of the denoiser while sampling (faster; the record says so)
+    reward: str | None = None  # a perceptual checkpoint (train-reward): adds Accuracy / Wrong Count (paper Eq. 21)
 
 
 # --- recovery --------------------------------------------------------------------------------------------

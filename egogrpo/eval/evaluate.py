@@ -7,7 +7,9 @@ trajectory), in chunks of a fixed number of windows, the body is placed by head 
 per-window metrics are computed. A row reports, per metric, the mean over all (window, sample, seed)
 values ± the standard error (EgoAllo's aggregation). Every table also holds a ground-truth row (the
 plausibility metrics of the real motion) and an oracle row (the ground-truth state placed on the
-ground-truth CPF: the floor of the accuracy metrics under head anchoring and the label source). The
+ground-truth CPF: the floor of the accuracy metrics under head anchoring and the label source). With a
+perceptual model (`reward`), the checkpoint and baseline rows also report how often it scores the ground
+truth above their motions (Accuracy and Wrong Count, paper Eq. 21; `egogrpo.eval.discrimination`). The
 record written beside the table holds everything needed to reproduce it: file hashes, sequence list,
 slicing, sampler, window rule, label source, metric definitions, samples, seeds, body model,
 checkpoint hashes, device, egogrpo version.
@@ -32,6 +34,7 @@ from egogrpo.data.hdf5_schema import SPLITS, MotionFile, require_body_model
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval import metrics as m
+from egogrpo.eval.discrimination import Judge, Tally, ground_truth_logits, load_judge, motion_logits
 from egogrpo.eval.windows import (
     LABEL_SOURCES,
     SLICINGS,
@@ -229,7 +232,8 @@ def resolve_device(text: str) -> torch.device:
 class Row:
     """One table row with mean and standard error per metric (a metric it has no value for is absent).
 
-    kind: "ground_truth", "oracle", "checkpoint" or "baseline".
+    kind: "ground_truth", "oracle", "checkpoint" or "baseline"; perceptual: `Tally.summary` of its motions
+    (checkpoint and baseline rows, with a perceptual model), else None.
     """
 
     name: str
@@ -238,6 +242,7 @@ class Row:
     weights_sha256: str | None
     values: dict[str, tuple[float, float]]
     seconds: float
+    perceptual: dict | None = None
 
 
 @dataclass
@@ -348,6 +353,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         folder = resolve_checkpoint(spec)
         model, model_config, meta = load_checkpoint(folder, device=device)
         models.append((spec, folder, model, model_config, meta))
+    judge = None if config.reward is None else load_judge(config.reward, body.model_id, device)
     with MotionFile(config.data) as motion:
         info = motion.info
         require_body_model(config.data, info, body.model_id, body.sha256)
@@ -368,16 +374,33 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
             baseline = _baseline_pose(config, protocol, motion, body, [meta for *_, meta in models])
     body_device = body.to(device=device, dtype=torch.float32)
     chunks = [(a, min(a + config.chunk_size, len(windows))) for a in range(0, len(windows), config.chunk_size)]
+    gt_logits = None  # each window's ground truth, scored once for every row
+    if judge is not None:
+        gt_logits = ground_truth_logits(judge, body_device, windows, protocol.labels, config.chunk_size, device)
 
-    def fixed_row(name: str, kind: str, state_of: Callable[[Windows], MotionState | None]) -> Row:
-        """A row without sampling (ground truth, oracle, baseline), its metrics computed chunk by chunk."""
+    def judged(tally: Tally | None, state: MotionState, part: Windows, first: int) -> None:
+        """Add the perceptual pairs of a chunk of windows (from window `first`) to `tally` (None: no model)."""
+        if tally is not None and judge is not None and gt_logits is not None:
+            generated = motion_logits(judge, body_device, state, part, config.chunk_size).cpu()
+            tally.add(gt_logits[first : first + len(part)], generated)
+
+    def summary(tally: Tally | None) -> dict | None:
+        return None if tally is None or gt_logits is None else tally.summary(gt_logits)
+
+    def fixed_row(name: str, kind: str, state_of: Callable[[Windows], MotionState | None], scored: bool = False) -> Row:
+        """A row without sampling (ground truth, oracle, baseline), its metrics computed chunk by chunk; `scored`:
+        its motions are also judged by the perceptual model."""
         start = time.perf_counter()
         values: dict[str, list[Tensor]] = {}
+        tally = Tally() if scored and judge is not None else None
         for a, b in chunks:
             part = windows.chunk(a, b, device)
-            for k, v in _metric_values(protocol, body_device, state_of(part), part).items():
+            motion = state_of(part)
+            for k, v in _metric_values(protocol, body_device, motion, part).items():
                 values.setdefault(k, []).append(v)
-        return Row(name, kind, "", None, _aggregate(values), time.perf_counter() - start)
+            if motion is not None:
+                judged(tally, motion, part, a)
+        return Row(name, kind, "", None, _aggregate(values), time.perf_counter() - start, summary(tally))
 
     rows = [
         fixed_row("ground truth: the label motion", "ground_truth", lambda part: None),
@@ -387,6 +410,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     for spec, folder, model, model_config, meta in models:
         start = time.perf_counter()
         values: dict[str, list[Tensor]] = {k: [] for k in protocol.metrics}
+        tally = Tally() if judge is not None else None
         for seed in protocol.seeds:
             for a, b in chunks:
                 part = windows.chunk(a, b, device)
@@ -397,19 +421,20 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
                     states = _post_guidance(body_device, states, part)
                 for k, v in _metric_values(protocol, body_device, states, part).items():
                     values[k].append(v)
+                judged(tally, states, part, a)
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{spec}: seed {seed}, windows {b}/{len(windows)}")
         rows.append(
             Row(str(spec), "checkpoint", str(folder), meta.get("weights_sha256"), _aggregate(values),
-                time.perf_counter() - start)
+                time.perf_counter() - start, summary(tally))
         )  # fmt: skip
     baseline_source = None
     if baseline is not None:
         state, baseline_source = baseline
         state = state.to(device)
-        rows.append(fixed_row("baseline: mean training pose at the head", "baseline", lambda part: state))
-    record = _record(config, protocol, info, windows, rows, body, device, baseline_source)
+        rows.append(fixed_row("baseline: mean training pose at the head", "baseline", lambda part: state, True))
+    record = _record(config, protocol, info, windows, rows, body, device, baseline_source, judge)
     if config.out:
         write_reports(Path(config.out), protocol, rows, record)
     return EvalResult(protocol, rows, record)
@@ -442,6 +467,7 @@ def _record(
     body: BodyModel,
     device: torch.device,
     baseline_source: str | None,
+    judge: Judge | None = None,
 ) -> dict:
     sampler = protocol.sampler
     return {
@@ -487,6 +513,7 @@ def _record(
         },
         "body_model": {"id": body.model_id, "sha256": body.sha256},
         "baseline_pose": baseline_source,
+        "perceptual": None if judge is None else judge.record,
         "rows": [
             {
                 "name": r.name,
@@ -497,32 +524,46 @@ def _record(
                 "metrics": {
                     k: {"mean": v[0], "standard_error": v[1], "unit": METRICS[k].unit} for k, v in r.values.items()
                 },
+                **({} if judge is None else {"perceptual": r.perceptual}),
             }
             for r in rows
         ],
     }
 
 
-def table_columns(protocol: Protocol) -> list[str]:
-    return [
+#: The table's perceptual columns (with a perceptual model): Accuracy in %, and Wrong Count of all pairs.
+PERCEPTUAL_COLUMNS = ("Acc (%)", "Wrong")
+
+
+def table_columns(protocol: Protocol, perceptual: bool = False) -> list[str]:
+    """Column headers: the protocol's metrics, then the perceptual columns when a perceptual model judged."""
+    metrics = [
         f"{METRICS[k].label} ({METRICS[k].unit})" if METRICS[k].unit else METRICS[k].label for k in protocol.metrics
     ]
+    return metrics + list(PERCEPTUAL_COLUMNS) if perceptual else metrics
 
 
 def format_value(mean: float, error: float) -> str:
     return f"{mean:.3f} ± {error:.3f}"
 
 
-def row_cells(protocol: Protocol, row: Row) -> list[str]:
-    """The row's table cells, one per protocol metric ("—" where it has no value)."""
-    return [format_value(*row.values[k]) if k in row.values else "—" for k in protocol.metrics]
+def row_cells(protocol: Protocol, row: Row, perceptual: bool = False) -> list[str]:
+    """The row's table cells, one per protocol metric ("—" where it has no value), then, when `perceptual`,
+    Accuracy (%) and "wrong/pairs"."""
+    cells = [format_value(*row.values[k]) if k in row.values else "—" for k in protocol.metrics]
+    if not perceptual:
+        return cells
+    judged = row.perceptual
+    if judged is None:
+        return [*cells, "—", "—"]
+    return [*cells, f"{100.0 * judged['accuracy']:.2f}", f"{judged['wrong_count']}/{judged['pairs']}"]
 
 
-def markdown_table(protocol: Protocol, rows: list[Row]) -> list[str]:
+def markdown_table(protocol: Protocol, rows: list[Row], perceptual: bool = False) -> list[str]:
     """The table as Markdown lines (the .md report, and the terminal output when stdout is not a terminal)."""
-    columns = table_columns(protocol)
+    columns = table_columns(protocol, perceptual)
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    return lines + ["| " + r.name + " | " + " | ".join(row_cells(protocol, r)) + " |" for r in rows]
+    return lines + ["| " + r.name + " | " + " | ".join(row_cells(protocol, r, perceptual)) + " |" for r in rows]
 
 
 def summary_line(protocol: Protocol, record: dict) -> str:
@@ -535,16 +576,42 @@ def summary_line(protocol: Protocol, record: dict) -> str:
 
 
 def write_reports(out: Path, protocol: Protocol, rows: list[Row], record: dict) -> None:
-    """OUT.json (the full record), OUT.md and OUT.csv (the table), each written atomically."""
+    """OUT.json (the full record), OUT.md and OUT.csv (the table), each written atomically.
+
+    With a perceptual model (record["perceptual"]) the tables gain its columns; the CSV holds accuracy (a
+    fraction), wrong_count, pairs and the mean scores of the ground truth and of the generated motions."""
+    perceptual = record.get("perceptual") is not None
     with atomic_output(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"Protocol `{protocol.name}`: {protocol.description}", "", *markdown_table(protocol, rows)]
+    lines = [f"Protocol `{protocol.name}`: {protocol.description}", "", *markdown_table(protocol, rows, perceptual)]
     lines += ["", summary_line(protocol, record)]
     with atomic_output(out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-    csv = ["method," + ",".join(f"{k}_mean,{k}_standard_error" for k in protocol.metrics)]
+    header = [f"{k}_mean,{k}_standard_error" for k in protocol.metrics]
+    if perceptual:
+        header.append(",".join(f"perceptual_{k}" for k in PERCEPTUAL_CSV))
+    csv = ["method," + ",".join(header)]
     for r in rows:
         cells = [f"{r.values[k][0]:.6f},{r.values[k][1]:.6f}" if k in r.values else "," for k in protocol.metrics]
+        if perceptual:
+            cells.append(",".join(_perceptual_csv(r.perceptual)))
         csv.append(f'"{r.name}",' + ",".join(cells))
     with atomic_output(out.with_suffix(".csv")) as tmp:
         tmp.write_text("\n".join(csv) + "\n")
+
+
+#: The CSV's perceptual columns (each prefixed "perceptual_").
+PERCEPTUAL_CSV = ("accuracy", "wrong_count", "pairs", "score_gt_mean", "score_generated_mean")
+
+
+def _perceptual_csv(judged: dict | None) -> list[str]:
+    """A row's PERCEPTUAL_CSV cells (empty when the row was not judged)."""
+    if judged is None:
+        return [""] * len(PERCEPTUAL_CSV)
+    return [
+        f"{judged['accuracy']:.6f}",
+        str(judged["wrong_count"]),
+        str(judged["pairs"]),
+        f"{judged['score_gt']['mean']:.6f}",
+        f"{judged['score_generated']['mean']:.6f}",
+    ]

@@ -103,6 +103,11 @@ def load_checkpoint(
     return model.to(device).eval(), config, meta
 
 
+def read_checkpoint_meta(directory: str | Path) -> dict[str, Any]:
+    """A checkpoint folder's metadata (format, egogrpo_version, body_model_id, …) from its config.json, weights unread."""
+    return _read_config(Path(directory) / CONFIG_FILE)[1]
+
+
 def _read_config(path: Path) -> tuple[DenoiserConfig, dict[str, Any]]:
     """config.json → (DenoiserConfig, metadata)."""
     try:

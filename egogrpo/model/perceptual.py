@@ -37,7 +37,7 @@ from egogrpo.config import PerceptualConfig, config_from_dict, config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output, one_line, sha256_of_file
 from egogrpo.geometry import quat_from_matrix, quat_to_matrix, rotation_about_z, yaw_of_forward_axis
-from egogrpo.model.checkpoint import read_safetensors
+from egogrpo.model.checkpoint import read_checkpoint_meta, read_safetensors, resolve_checkpoint
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.state import MotionState
 
@@ -176,6 +176,22 @@ def score_logits(
         return model(body, head)
 
 
+def chunked_logits(
+    model: PerceptualModel,
+    body_quats: Float[Tensor, "N T 21 4"],
+    joints: Float[Tensor, "N T 21 3"],
+    T_world_cpf: Float[Tensor, "N T 7"],
+    chunk: int = 64,
+) -> Float[Tensor, "N"]:  # noqa: F821
+    """The logits of N motions, `chunk` at a time, without gradients (float32)."""
+    with torch.no_grad():
+        parts = [
+            score_logits(model, body_quats[i : i + chunk], joints[i : i + chunk], T_world_cpf[i : i + chunk])
+            for i in range(0, body_quats.shape[0], chunk)
+        ]
+    return torch.cat(parts) if parts else body_quats.new_zeros(0)
+
+
 def score(
     model: PerceptualModel,
     body_quats: Float[Tensor, "N T 21 4"],
@@ -184,14 +200,7 @@ def score(
     chunk: int = 64,
 ) -> Float[Tensor, "N"]:  # noqa: F821
     """Plausibility scores s ∈ (0, 1) of N motions, `chunk` at a time, without gradients."""
-    with torch.no_grad():
-        parts = [
-            torch.sigmoid(
-                score_logits(model, body_quats[i : i + chunk], joints[i : i + chunk], T_world_cpf[i : i + chunk])
-            )
-            for i in range(0, body_quats.shape[0], chunk)
-        ]
-    return torch.cat(parts) if parts else body_quats.new_zeros(0)
+    return torch.sigmoid(chunked_logits(model, body_quats, joints, T_world_cpf, chunk))
 
 
 class PerceptualScorer:
@@ -263,6 +272,22 @@ def load_perceptual(
     model.load_state_dict(tensors, strict=True)
     meta["directory"] = str(directory)
     return model.to(device).eval(), meta
+
+
+def perceptual_body_model_id(meta: dict[str, Any]) -> tuple[str | None, str]:
+    """The body model a perceptual checkpoint (its `load_perceptual` metadata) was trained for, and where that
+    was read: `extra.body_model_id`, else the body model of the prior recorded in `extra.prior` (train-reward's
+    hard-negative policy, trained for the same body). (None, why) when neither is recorded or the prior is gone."""
+    extra = meta.get("extra") or {}
+    if isinstance(extra.get("body_model_id"), str):
+        return extra["body_model_id"], "extra.body_model_id"
+    prior = extra.get("prior")
+    if not isinstance(prior, str):
+        return None, "not recorded (no extra.body_model_id or extra.prior)"
+    folder = resolve_checkpoint(prior)
+    if not folder.is_dir():
+        return None, f"not checked: its prior {prior} (extra.prior) is not on this machine"
+    return str(read_checkpoint_meta(folder)["body_model_id"]), f"its prior {prior} (extra.prior)"
 
 
 # --- discrimination metrics (paper Eq. 21) ------------------------------------------------------------

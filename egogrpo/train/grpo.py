@@ -142,6 +142,41 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--draft-k must be ≥ 1, got {config.draft_k}")
     if not (math.isfinite(config.nft_beta) and config.nft_beta > 0):
         raise EgogrpoError(f"--nft-beta must be a finite positive number, got {config.nft_beta}")
+    validate_online_reward(config)
+
+
+#: The options of --reward-online: refused without it rather than silently ignored.
+ONLINE_ONLY = {
+    "reward_update_every": "--reward-update-every", "reward_ema_decay": "--reward-ema-decay",
+    "reward_learning_rate": "--reward-lr", "reward_weight_decay": "reward_weight_decay",
+    "reward_temperature": "reward_temperature", "reward_min_negative_error": "--reward-min-negative-error",
+}  # fmt: skip
+
+
+def validate_online_reward(config: TrainGRPOConfig) -> None:
+    """EgogrpoError naming the option for a --reward-online setting the loop cannot run with."""
+    if config.reward_update_every < 1:
+        raise EgogrpoError(f"--reward-update-every must be ≥ 1, got {config.reward_update_every}")
+    if not (math.isfinite(config.reward_ema_decay) and 0 <= config.reward_ema_decay < 1):
+        raise EgogrpoError(f"--reward-ema-decay must be in [0, 1), got {config.reward_ema_decay}")
+    for name, zero_ok in (
+        ("reward_learning_rate", False), ("reward_weight_decay", True), ("reward_temperature", False),
+        ("reward_min_negative_error", True),
+    ):  # fmt: skip
+        value = getattr(config, name)
+        if not (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+            kind = "a finite number ≥ 0" if zero_ok else "a finite positive number"
+            raise EgogrpoError(f"{ONLINE_ONLY[name]} must be {kind}, got {value}")
+    if not config.reward_online:
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainGRPOConfig)}
+        for name, option in ONLINE_ONLY.items():
+            if getattr(config, name) != defaults[name]:
+                raise EgogrpoError(f"{option} applies to --reward-online only")
+        return
+    if config.algo == "draft":
+        raise EgogrpoError("--reward-online does not apply to --algo draft (it differentiates the joint rewards only)")
+    if config.reward_model is None:
+        raise EgogrpoError("--reward-online needs --reward CKPT: the perceptual model it starts from")
 
 
 def batch_arithmetic(config: TrainGRPOConfig, world: int, num_mdp: int, num_transitions: int) -> str:
@@ -190,11 +225,39 @@ def iteration_crops(dataset: MotionCropDataset, config: TrainGRPOConfig, iterati
 
 
 def validation_errors(
-    model: torch.nn.Module, config: TrainGRPOConfig, model_config: DenoiserConfig, body: BodyModel, crops: MotionCrop
-) -> dict[str, float]:
-    """Val-split MPJPE / PA-MPJPE (mm), the body placed on the ground-truth CPF, over `val_seeds` seeds."""
-    errors = sampled_errors(model, model_config, config.sampler, body, crops, tuple(range(config.val_seeds)))
-    return {f"val/{name}_mm": value for name, value in errors.items()}
+    model: torch.nn.Module,
+    config: TrainGRPOConfig,
+    model_config: DenoiserConfig,
+    body: BodyModel,
+    crops: MotionCrop,
+    scorer: Scorer | None = None,
+) -> dict[str, float | None]:
+    """Val-split MPJPE / PA-MPJPE (mm), the body placed on the ground-truth CPF, over `val_seeds` seeds.
+
+    With a scorer, also the mean visual reward of those samples (`val/vis`) and its Pearson correlation with their
+    MPJPE (`val/vis_mpjpe_corr`, held out: negative while the reward tracks accuracy; a rise towards 0 or above
+    while the training reward climbs is reward hacking).
+    """
+    errors: dict[str, list[Tensor]] = {"mpjpe": [], "pa_mpjpe": []}
+    visual: list[Tensor] = []
+    for seed in range(config.val_seeds):
+        states = sample_states(model, model_config, config.sampler, crops, seed=seed)  # leading (N, 1)
+        for name, value in joint_errors(body, states, crops).items():
+            errors[name].append(value)
+        if scorer is not None:
+            visual.append(visual_reward(scorer(states, crops), config.reward))
+    record: dict[str, float | None] = {f"val/{k}_mm": float(torch.cat(v).mean()) for k, v in errors.items()}
+    if visual:
+        rewards = torch.cat(visual)
+        record["val/vis"] = float(rewards.mean())
+        record["val/vis_mpjpe_corr"] = correlation(rewards.flatten(), torch.cat(errors["mpjpe"]).flatten())
+    return record
+
+
+def correlation(a: Tensor, b: Tensor) -> float | None:
+    """Pearson correlation of two equally long series (None when undefined: fewer than 2 values or no spread)."""
+    value = float(torch.corrcoef(torch.stack((a, b.to(a.dtype))))[0, 1]) if a.numel() > 1 else math.nan
+    return value if math.isfinite(value) else None
 
 
 # --- the loop -----------------------------------------------------------------------------------------
@@ -337,9 +400,13 @@ def train_grpo(
         }
         if "vis" in names:  # reward hacking shows as a visual reward that stops tracking the joint error
             member_mpjpe = (all_joints - truth_joints(crops)[:, None]).norm(dim=-1).mean(dim=(-1, -2)).flatten()
-            pair = torch.stack((rewards[..., names.index("vis")].flatten(), member_mpjpe.to(rewards.dtype)))
-            correlation = float(torch.corrcoef(pair)[0, 1])
-            record["reward/vis_mpjpe_corr"] = correlation if math.isfinite(correlation) else None
+            record["reward/vis_mpjpe_corr"] = correlation(rewards[..., names.index("vis")].flatten(), member_mpjpe)
+        if online is not None and online.is_due(iteration):  # after the rewards: they came from the EMA before it
+            tick = time.perf_counter()
+            negatives = online.negatives(rollout.x0_hat_last, local_rows, iteration)
+            unpacked = MotionState.unpack(negatives[:, None], model_config.num_betas, model_config.include_hands)
+            record.update(online.update(crops, unpacked, local_rows, accelerator))
+            record["seconds/reward_model"] = _lap(tick)
         out_of_time = _budget_spent(clock, config.time_budget_minutes, accelerator)
         last = done == config.iterations or out_of_time
         is_checkpoint = done % config.checkpoint_every == 0 or last

@@ -19,17 +19,19 @@ training_state.pt) with a `latest` pointer.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from egogrpo.body import BodyModel, load_body_model
-from egogrpo.config import DenoiserConfig, TrainRewardConfig
+from egogrpo.config import DenoiserConfig, TrainGRPOConfig, TrainRewardConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe
@@ -39,6 +41,7 @@ from egogrpo.model.checkpoint import load_checkpoint_for_body
 from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.perceptual import (
     PerceptualModel,
+    PerceptualScorer,
     check_perceptual_config,
     discrimination,
     load_perceptual,
@@ -50,6 +53,7 @@ from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutI
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
+from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
@@ -64,6 +68,7 @@ from egogrpo.train.run_dir import (
     save_training_state,
     truncate_metrics,
 )
+from egogrpo.train.update import sum_gradients
 
 #: TrainRewardConfig fields that may change when a run is resumed.
 RESUMABLE = {"resume", "max_steps", "log_every", "checkpoint_every", "val_every"}
@@ -132,11 +137,20 @@ def policy_negatives(
     last = rollout.x0_hat_last  # (N, M, 3, L, D)
     if last is None:
         raise EgogrpoError("the sampler recorded no x̂₀ (it needs at least one transition)")
-    keys = noise.stream_key(seed, noise.PURPOSE_NEGATIVE, step, rows.to(cond.device), 0, device=cond.device)
-    draws = noise.uniform(keys, (M,))  # (N, M)
-    available = last.shape[2]
-    choice = (draws * available).long().clamp_max(available - 1)
-    return last.gather(2, choice[:, :, None, None, None].expand(-1, -1, 1, *last.shape[3:]))[:, :, 0]
+    return pick_last_predictions(last, last_step_choice(seed, step, rows, M, last.shape[2], cond.device))
+
+
+def last_step_choice(seed: int, step: int, rows: Tensor, M: int, available: int, device: torch.device) -> Tensor:
+    """(N, M) which of the `available` last x̂₀ each of the M negatives of conditions `rows` (N,) takes: a uniform
+    draw keyed by (seed, step, row, 0) (train-reward: step; train-grpo --reward-online: iteration, row = group)."""
+    keys = noise.stream_key(seed, noise.PURPOSE_NEGATIVE, step, rows.to(device), 0, device=device)
+    return (noise.uniform(keys, (M,)) * available).long().clamp_max(available - 1)
+
+
+def pick_last_predictions(last: Tensor, choice: Tensor) -> Tensor:
+    """The x̂₀ `choice` (*lead) of each member of `last` (*lead, 3, L, D): shape (*lead, L, D)."""
+    index = choice[..., None, None, None].expand(*choice.shape, 1, *last.shape[-2:])
+    return last.gather(choice.dim(), index).squeeze(choice.dim())
 
 
 def make_negatives(
@@ -160,19 +174,35 @@ def make_negatives(
         return MotionState.unpack(packed, prior_config.num_betas, prior_config.include_hands)
 
 
-def pair_scores(
-    model: PerceptualModel, body: BodyModel, crops: MotionCrop, negatives: MotionState, min_negative_error: float
-) -> tuple[Tensor, Tensor]:
-    """Scores (N, 1 + M) of each crop's ground truth (column 0) and its negatives (leading (N, M)), all placed on
-    the crop's CPF, and which negatives count (N, M): those at least `min_negative_error` metres MPJPE away."""
+def placed_negatives(
+    body: BodyModel, crops: MotionCrop, negatives: MotionState, min_negative_error: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The model's inputs of negatives (leading (N, M)) placed on their crop's CPF — local quaternions
+    (N, M, T, 21, 4) and joints (N, M, T, 21, 3) — and which count (N, M): the false-negative drop keeps those at
+    least `min_negative_error` metres MPJPE (21 joints) from the crop's ground truth. No gradients."""
     N, M = negatives.body_rotmats.shape[:2]
     T_world_cpf = crops.T_world_cpf
     with torch.no_grad():
         quats, joints = state_inputs(body, negatives, T_world_cpf[:, None].expand(N, M, *T_world_cpf.shape[1:]))
-        truth = truth_joints(crops)[..., 1:, :]  # (N, T, 21, 3): the joints the model sees
-        valid = mpjpe(joints, truth[:, None]).mean(dim=-1) / 1000.0 >= min_negative_error  # mm → m
+        valid = mpjpe(joints, positive_joints(crops)[:, None]).mean(dim=-1) / 1000.0 >= min_negative_error  # mm → m
+    return quats, joints, valid
+
+
+def positive_joints(crops: MotionCrop) -> Tensor:
+    """(N, T, 21, 3) the ground truth's 21 non-root world joints: the positions the model sees of a positive."""
+    return truth_joints(crops)[..., 1:, :]
+
+
+def pair_scores(
+    model: PerceptualModel, body: BodyModel, crops: MotionCrop, negatives: MotionState, min_negative_error: float
+) -> tuple[Tensor, Tensor]:
+    """Scores (N, 1 + M) of each crop's ground truth (column 0) and its negatives (leading (N, M)), all placed on
+    the crop's CPF, and which negatives count (N, M) (`placed_negatives`)."""
+    N, M = negatives.body_rotmats.shape[:2]
+    T_world_cpf = crops.T_world_cpf
+    quats, joints, valid = placed_negatives(body, crops, negatives, min_negative_error)
     quat_all = torch.cat((crops.body_quats[:, None], quats), dim=1).flatten(0, 1)
-    joints_all = torch.cat((truth[:, None], joints), dim=1).flatten(0, 1)
+    joints_all = torch.cat((positive_joints(crops)[:, None], joints), dim=1).flatten(0, 1)
     cpf_all = T_world_cpf[:, None].expand(N, M + 1, *T_world_cpf.shape[1:]).flatten(0, 1)
     return torch.sigmoid(score_logits(model, quat_all, joints_all, cpf_all)).reshape(N, M + 1), valid
 
@@ -182,7 +212,13 @@ def step_losses(
 ) -> dict[str, Tensor]:
     """InfoNCE of the crops (positives) against the negatives (leading (N, M)), with accuracy statistics."""
     scores, valid = pair_scores(model, body, crops, negatives, config.min_negative_error)
-    loss = info_nce(scores[:, 0] / config.temperature, scores[:, 1:] / config.temperature, valid)
+    return contrastive_terms(scores, valid, config.temperature)
+
+
+def contrastive_terms(scores: Tensor, valid: Tensor, temperature: float) -> dict[str, Tensor]:
+    """InfoNCE with logits s/δ of scores (N, 1 + M) (positive in column 0; `valid` (N, M) negatives counted),
+    and its statistics: pair accuracy, wrong count, mean scores, the fraction of dropped negatives."""
+    loss = info_nce(scores[:, 0] / temperature, scores[:, 1:] / temperature, valid)
     accuracy, wrong = discrimination(scores[:, 0].detach(), scores[:, 1:].detach(), valid)
     return {
         "loss": loss,
@@ -333,3 +369,130 @@ def train_reward(
             accelerator.wait_for_everyone()
     final = step + 1 if config.max_steps > start_step else start_step
     return RewardTrainSummary(run_dir, final, last_checkpoint, time.perf_counter() - start_time)
+
+
+# --- train-grpo --reward-online: the scorer keeps learning from the current policy -------------------------
+
+
+class OnlineScorer:
+    """The perceptual model trained alongside GRPO (`TrainGRPOConfig.reward_online`), and the EMA copy that scores.
+
+    `update` takes one InfoNCE step on an iteration: each condition's ground truth (positive) against its G
+    group members, each member's negative the x̂₀ of one of its last three sampling steps (`last_step_choice`
+    keyed by (seed, iteration, group)), false negatives dropped (`placed_negatives`). Under several processes each
+    scores the negatives of its own rollout rows and the positive of every group whose first member it holds;
+    the scores are summed into one (B, 1 + G) table on every process, so the loss is the global one, and each
+    process back-propagates ∂L/∂s of its own motions, `micro_batch` at a time (a second, differentiable pass);
+    the gradients are summed over processes (`train.update.sum_gradients`) — the same step as one process.
+    After the step ē ← d·ē + (1 − d)·φ. `scorer` (the GRPO loop's `Scorer`) scores with ē.
+    """
+
+    def __init__(self, model: PerceptualModel, body: BodyModel, config: TrainGRPOConfig) -> None:
+        self.model, self.body, self.config = model, body, config
+        self.ema = copy.deepcopy(model)
+        self.scorer = PerceptualScorer(self.ema, body)  # frozen: eval, no gradients
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.reward_learning_rate, weight_decay=config.reward_weight_decay
+        )
+
+    def is_due(self, iteration: int) -> bool:
+        """Whether the scorer learns from iteration `iteration`'s rollouts (0-based)."""
+        return (iteration + 1) % self.config.reward_update_every == 0
+
+    def negatives(self, last: Tensor, local_rows: Tensor, iteration: int) -> Tensor:
+        """(n, L, D) the packed negative of each local rollout row (flat b·G + g) from its last three x̂₀
+        `last` (n, 1, 3, L, D) (`Rollout.x0_hat_last`)."""
+        G = self.config.group_size
+        groups = torch.arange(self.config.batch_groups)
+        choice = last_step_choice(self.config.seed, iteration, groups, G, last.shape[2], last.device)  # (B, G)
+        local = choice[(local_rows // G).to(last.device), (local_rows % G).to(last.device)]
+        return pick_last_predictions(last[:, 0], local)
+
+    def update(
+        self, crops: MotionCrop, negatives: MotionState, local_rows: Tensor, accelerator: Any
+    ) -> dict[str, float | int | None]:
+        """One InfoNCE step: crops (B,) every condition's ground truth; `negatives` with leading (n, 1) the negative
+        of each of this process's rollout rows `local_rows` (n,). Returns the step's statistics (global)."""
+        config, model = self.config, self.model
+        B, G = config.batch_groups, config.group_size
+        device = crops.T_world_cpf.device
+        local_rows = local_rows.to(device)
+        groups, members = local_rows // G, local_rows % G
+        row_crops = map_fields(crops, lambda t: t[groups])
+        quats, joints, valid = placed_negatives(self.body, row_crops, negatives, config.reward_min_negative_error)
+        firsts = groups[members == 0]  # the groups whose positive this process scores
+        inputs = (
+            torch.cat((quats[:, 0], crops.body_quats[firsts])),
+            torch.cat((joints[:, 0], positive_joints(crops)[firsts])),
+            torch.cat((row_crops.T_world_cpf, crops.T_world_cpf[firsts])),
+        )
+        cells = (torch.cat((groups, firsts)), torch.cat((members + 1, torch.zeros_like(firsts))))  # table cells
+        chunks = torch.arange(cells[0].numel(), device=device).split(config.micro_batch)
+        with torch.no_grad():
+            local = torch.cat([self._scores(inputs, c) for c in chunks]) if chunks else quats.new_zeros(0)
+        table = torch.zeros(B, 1 + G, device=device).index_put(cells, local)
+        counted = torch.zeros(B, G, device=device).index_put((groups, members), valid[:, 0].float())
+        if accelerator.num_processes > 1:
+            table, counted = accelerator.reduce(table, "sum"), accelerator.reduce(counted, "sum")
+        counted = counted > 0.5
+        leaf = table.clone().requires_grad_(True)
+        terms = contrastive_terms(leaf, counted, config.reward_temperature)
+        (slope,) = torch.autograd.grad(terms["loss"], leaf)  # ∂L/∂s of every scored motion
+        self.optimizer.zero_grad(set_to_none=True)
+        pairs = int(counted.sum())
+        grad_norm = 0.0
+        if pairs:  # no negative left: nothing to learn, and AdamW's momentum alone should not move φ
+            weights = slope[cells]
+            for c in chunks:
+                (self._scores(inputs, c) * weights[c]).sum().backward()
+            sum_gradients(model, accelerator)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+            self.optimizer.step()
+            self._average()
+        return {
+            "reward_model/loss": float(terms["loss"]),
+            "reward_model/accuracy": _finite_or_none(float(terms["accuracy"])),
+            "reward_model/wrong_count": int(terms["wrong_count"]),
+            "reward_model/pairs": pairs,
+            "reward_model/dropped_negatives": B * G - pairs,
+            "reward_model/score_gt": float(terms["score_gt"]),
+            "reward_model/score_negative": _finite_or_none(float(terms["score_negative"])),
+            "reward_model/grad_norm": grad_norm,
+        }
+
+    def _scores(self, inputs: tuple[Tensor, Tensor, Tensor], index: Tensor) -> Tensor:
+        quats, joints, cpf = (x[index] for x in inputs)
+        return torch.sigmoid(score_logits(self.model, quats, joints, cpf))
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        """ē ← d·ē + (1 − d)·φ (parameters; buffers copied)."""
+        decay = self.config.reward_ema_decay
+        for average, current in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            average.lerp_(current, 1 - decay)
+        for average, current in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            average.copy_(current)
+
+    def save(self, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
+        """Write folder/reward_online and folder/reward_ema (perceptual checkpoints); returns the optimizer state
+        for the training state."""
+        save_perceptual(folder / ONLINE_FOLDER, self.model, extra)
+        save_perceptual(folder / EMA_FOLDER, self.ema, {**extra, "ema_decay": self.config.reward_ema_decay})
+        return self.optimizer.state_dict()
+
+    def restore(self, folder: Path, optimizer_state: dict[str, Any] | None) -> None:
+        """Continue from a checkpoint written by `save` (EgogrpoError when it has none)."""
+        if optimizer_state is None or not (folder / ONLINE_FOLDER).is_dir() or not (folder / EMA_FOLDER).is_dir():
+            raise EgogrpoError(f"{folder}: no online reward model in this checkpoint; cannot resume --reward-online")
+        device = next(self.model.parameters()).device
+        self.model.load_state_dict(load_perceptual(folder / ONLINE_FOLDER, device)[0].state_dict())
+        self.ema.load_state_dict(load_perceptual(folder / EMA_FOLDER, device)[0].state_dict())
+        self.optimizer.load_state_dict(optimizer_state)
+
+
+#: Where a train-grpo checkpoint keeps the online scorer and its EMA (perceptual checkpoints).
+ONLINE_FOLDER, EMA_FOLDER = "reward_online", "reward_ema"
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
