@@ -46,6 +46,13 @@ def eval_command(
         str | None, typer.Option(help="Override the sampler's SO(3) projection: svd (EgoAllo's) or polar (faster).")
     ] = None,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast of the denoiser while sampling (faster).")] = False,
+    reward: Annotated[
+        Path | None,
+        typer.Option(
+            help="Perceptual model from `train-reward`: adds Acc (%) and Wrong columns (paper Eq. 21) — how often it "
+            "scores a window's ground truth above the generated motion."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write OUT.json (full protocol record), OUT.md and OUT.csv.")] = None,
 ) -> None:
     """Evaluate checkpoints: one row per checkpoint, mean ± standard error, every number with its protocol."""
@@ -56,6 +63,7 @@ def eval_command(
         samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
         baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out),
         device=device, chunk_size=chunk_size, projection=projection, bf16=bf16,
+        reward=None if reward is None else str(reward),
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (
@@ -72,18 +80,19 @@ def eval_command(
 
         result = evaluate(config, progress=progress)
     p = result.protocol
+    judged = reward is not None
     if console.is_terminal:
         table = Table(title=f"protocol {p.name}: {','.join(p.splits)} split, {len(result.record['data']['windows'])} "
                       f"windows × {p.length} frames, {p.samples} sample(s), {len(p.seeds)} seed(s)")  # fmt: skip
         table.add_column("method")
-        for column in table_columns(p):
+        for column in table_columns(p, judged):
             table.add_column(column, justify="right")
         for row in result.rows:
-            table.add_row(row.name, *row_cells(p, row))
+            table.add_row(row.name, *row_cells(p, row, judged))
         console.print(table)
     else:  # logs and CI: the full Markdown table, never cut to a terminal width
         typer.echo(f"Protocol {p.name}")
-        for line in [*markdown_table(p, result.rows), "", summary_line(p, result.record)]:
+        for line in [*markdown_table(p, result.rows, judged), "", summary_line(p, result.record)]:
             typer.echo(line)
     if out is not None:
         console.print(
