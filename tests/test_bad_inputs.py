@@ -217,6 +217,14 @@ def _truncated_prior(tmp: Path) -> Path:
     return folder
 
 
+def _perceptual(tmp: Path, prior: Path) -> Path:
+    """A tiny perceptual checkpoint whose hard negatives came from `prior` (as train-reward records it)."""
+    from egogrpo.config import PERCEPTUAL_PRESETS
+    from egogrpo.model.perceptual import PerceptualModel, save_perceptual
+
+    return save_perceptual(tmp / "judge", PerceptualModel(PERCEPTUAL_PRESETS["tiny"]), {"prior": str(prior)})
+
+
 def _smplh(tmp: Path) -> Path:
     from synthetic_body import write_synthetic_model
 
@@ -242,6 +250,13 @@ def _prior(ctx: Inputs, tmp: Path, *extra: str) -> list[str]:
 
 def _grpo(ctx: Inputs, tmp: Path, *extra: str) -> list[str]:
     return ["train-grpo", str(ctx.cmu), "--run-dir", str(tmp / "new-run"), *extra]
+
+
+def _scorer_folder(tmp: Path) -> Path:
+    """A folder that passes the CLI's look at --reward (a config.json); options are refused before it is read."""
+    folder = _folder(tmp, "scorer")
+    (folder / "config.json").write_text("{}")
+    return folder
 
 
 def _reward(ctx: Inputs, tmp: Path, *extra: str) -> list[str]:
@@ -474,6 +489,26 @@ CASES = [
     Case("train-grpo-projection-unknown", lambda c, t: _grpo(c, t, "--projection", "qr"), "--projection"),
     Case("train-grpo-algo-unknown", lambda c, t: _grpo(c, t, "--algo", "ppo"), "--algo"),
     Case("train-grpo-reward-missing", lambda c, t: _grpo(c, t, "--reward", str(t / "absent")), "--reward"),
+    Case(
+        "train-grpo-reward-online-without-reward",
+        lambda c, t: _grpo(c, t, "--reward-online"),
+        "--reward-online needs --reward",
+    ),
+    Case(
+        "train-grpo-reward-online-with-draft",
+        lambda c, t: _grpo(c, t, "--reward", str(_scorer_folder(t)), "--reward-online", "--algo", "draft"),
+        "--reward-online does not apply to --algo draft",
+    ),
+    Case(
+        "train-grpo-reward-ema-decay-one",
+        lambda c, t: _grpo(c, t, "--reward-online", "--reward-ema-decay", "1"),
+        "--reward-ema-decay must be in [0, 1)",
+    ),
+    Case(
+        "train-grpo-reward-lr-without-online",
+        lambda c, t: _grpo(c, t, "--reward", str(_scorer_folder(t)), "--reward-lr", "1e-4"),
+        "--reward-lr applies to --reward-online only",
+    ),
     Case("train-prior-augment-unknown", lambda c, t: _prior(c, t, "--augment", "heavy"), "--augment"),
     Case("train-prior-speed-range-reversed", lambda c, t: _prior(c, t, "--speed-range", "1.2:0.8"), "--speed-range"),
     Case("train-prior-ema-decay-one", lambda c, t: _prior(c, t, "--ema-decay", "1"), "--ema-decay must be in [0, 1)"),
@@ -540,6 +575,17 @@ CASES = [
     ),
     Case("eval-samples-not-a-number", lambda c, t: _eval(c, t, "--samples", "many"), "--samples", 2),
     Case("eval-missing-data-option", lambda c, t: ["eval", "default"], "Missing option '--data'", 2),
+    Case("eval-reward-missing", lambda c, t: _eval(c, t, "--reward", str(t / "absent")), "--reward: "),
+    Case(
+        "eval-reward-is-a-prior",
+        lambda c, t: _eval(c, t, "--reward", str(c.run / "checkpoints" / "step_0000002")),
+        "not a perceptual model checkpoint",
+    ),
+    Case(
+        "eval-reward-of-another-body",
+        lambda c, t: _eval(c, t, "--reward", str(_perceptual(t, c.smplh_checkpoint))),
+        "a perceptual model for body model smplh",
+    ),
     # --- recover ----------------------------------------------------------------------------------
     Case("recover-samples-zero", lambda c, t: _recover(c, t, "--samples", "0"), "--samples"),
     Case("recover-samples-negative", lambda c, t: _recover(c, t, "--samples", "-2"), "--samples"),
