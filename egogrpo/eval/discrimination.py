@@ -44,13 +44,10 @@ DEFINITION = (
 
 @dataclass(frozen=True)
 class Judge:
-    """A frozen perceptual model loaded for evaluation, with where it came from."""
+    """A frozen perceptual model loaded for evaluation, and its entry in the eval record (checkpoint path and
+    SHA-256, size, body model and where that was read, the metric's definition)."""
 
     model: PerceptualModel
-    directory: str
-    weights_sha256: str | None
-    body_model_id: str | None
-    body_model_source: str
     record: dict
 
 
@@ -76,7 +73,7 @@ def load_judge(path: str, body_model_id: str, device: torch.device | str = "cpu"
         "extra": meta.get("extra", {}),
         "definition": DEFINITION,
     }
-    return Judge(model, str(path), meta.get("weights_sha256"), trained_for, source, record)
+    return Judge(model, record)
 
 
 def ground_truth_logits(
