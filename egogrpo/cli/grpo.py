@@ -91,6 +91,26 @@ def train_grpo_command(
         Path | None,
         typer.Option("--reward", help="Perceptual model from `train-reward`: adds the frozen visual reward exp(ω·s)."),
     ] = None,
+    reward_online: Annotated[
+        bool,
+        typer.Option(
+            "--reward-online",
+            help="Keep training the --reward model on this run's rollouts (hard negatives) and score with its EMA.",
+        ),
+    ] = False,
+    reward_update_every: Annotated[
+        int | None, typer.Option(help="--reward-online: iterations between scorer updates (default 5).")
+    ] = None,
+    reward_ema_decay: Annotated[
+        float | None, typer.Option(help="--reward-online: EMA decay of the scoring copy, per update (default 0.9).")
+    ] = None,
+    reward_lr: Annotated[
+        float | None, typer.Option("--reward-lr", help="--reward-online: the scorer's AdamW lr (default 1e-5).")
+    ] = None,
+    reward_min_negative_error: Annotated[
+        float | None,
+        typer.Option(help="--reward-online: drop negatives within this MPJPE of the truth, metres (default 0.005)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data, noise and Perlin streams.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
@@ -109,7 +129,9 @@ def train_grpo_command(
     overrides = {
         "iterations": iterations, "group_size": group_size, "batch_groups": batch_groups, "learning_rate": lr,
         "train_steps_per_trajectory": train_steps, "micro_batch": micro_batch, "val_every": val_every,
-        "checkpoint_every": checkpoint_every, "clip_range": clip_range,
+        "checkpoint_every": checkpoint_every, "clip_range": clip_range, "reward_update_every": reward_update_every,
+        "reward_ema_decay": reward_ema_decay, "reward_learning_rate": reward_lr,
+        "reward_min_negative_error": reward_min_negative_error,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     perlin = PerlinConfig(scope=perlin_scope)
@@ -124,7 +146,7 @@ def train_grpo_command(
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
         seed=seed, resume=resume, time_budget_minutes=time_budget, algo=algo, draft_k=draft_k, nft_beta=nft_beta,
-        reward_model=None if reward_model is None else str(reward_model), **values,
+        reward_model=None if reward_model is None else str(reward_model), reward_online=reward_online, **values,
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (

@@ -7,7 +7,10 @@ A linear loop over iterations; each iteration is a pure function of (seed, itera
 3. rollout: `group_size` members per condition from the current policy (π_old) under no_grad; each process
             samples its contiguous share of the B·G rows (a group may span processes);
 4. reward:  the joint rewards (and the visual reward when a scorer is given) of every member, gathered
-            from all processes before the group-relative advantages are computed (`train.rewards`);
+            from all processes before the group-relative advantages are computed (`train.rewards`); with
+            --reward-online the visual reward comes from an EMA copy of a scorer that, every
+            `reward_update_every` iterations, takes an InfoNCE step on this iteration's rollouts
+            (`train.reward.OnlineScorer`);
 5. update:  inner epochs over a random subset of each trajectory's MDP transitions, shuffled and cut into
             optimizer steps; gradients are summed over processes by hand (so processes may hold different
             numbers of transitions), clipped, and applied with AdamW (`train.grpo_objective`). `config.algo`
@@ -17,9 +20,10 @@ A linear loop over iterations; each iteration is a pure function of (seed, itera
 All randomness is addressed by keys (`model.noise`), so results do not depend on the number of processes,
 and a resumed run continues exactly. Rank 0 writes the run directory (`train.run_dir`): config.json,
 meta.json, metrics.jsonl (every reward term, group std, degenerate groups, diversity, ratio statistics,
-clip fraction, approximate KL, grad norm, seconds per phase, periodic val MPJPE / PA-MPJPE),
-checkpoints/iter_N (a normal prior checkpoint + training_state.pt), `latest`, `best` (lowest val MPJPE)
-and reward_curves.png.
+clip fraction, approximate KL, grad norm, seconds per phase, periodic val MPJPE / PA-MPJPE and, with a
+scorer, the held-out correlation of the visual reward with MPJPE; reward_model/* at each online scorer update),
+checkpoints/iter_N (a normal prior checkpoint + training_state.pt; with --reward-online also reward_online/ and
+reward_ema/, perceptual checkpoints), `latest`, `best` (lowest val MPJPE) and reward_curves.png.
 """
 
 from __future__ import annotations
@@ -41,12 +45,13 @@ from egogrpo.config import DenoiserConfig, TrainGRPOConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import intra_group_diversity
-from egogrpo.eval.windows import sampled_errors, split_windows, truth_joints
+from egogrpo.eval.windows import joint_errors, sample_states, split_windows, truth_joints
 from egogrpo.model.checkpoint import (
     load_checkpoint_for_body,
     save_checkpoint,
 )
-from egogrpo.model.policy import DiffusionPolicy, RolloutIds, Transitions
+from egogrpo.model.perceptual import PerceptualScorer, load_perceptual
+from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds, Transitions
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim, state_layout
@@ -57,7 +62,8 @@ from egogrpo.train.matching import matching_update
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
 from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
-from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_joints, reward_terms
+from egogrpo.train.reward import OnlineScorer
+from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_joints, reward_terms, visual_reward
 from egogrpo.train.run_dir import (
     append_metrics,
     latest_checkpoint,
@@ -199,6 +205,13 @@ def batch_arithmetic(config: TrainGRPOConfig, world: int, num_mdp: int, num_tran
         f"{config.inner_epochs * config.updates_per_epoch} optimizer step(s), micro-batch {config.micro_batch}; "
         f"Perlin λ = {config.perlin.amplitude} m per {config.perlin.scope}; lr {config.learning_rate}; "
         f"iterations {config.iterations}"
+        + (
+            f"; online reward model: an InfoNCE step every {config.reward_update_every} iteration(s) on "
+            f"{config.batch_groups} conditions × {config.group_size} negatives, lr {config.reward_learning_rate}, "
+            f"scored by its EMA (d = {config.reward_ema_decay})"
+            if config.reward_online
+            else ""
+        )
     )
 
 
@@ -303,9 +316,17 @@ def train_grpo(
         raise EgogrpoError(
             f"--draft-k must be ≤ {policy.num_transitions} (the sampler's transitions), got {config.draft_k}"
         )
-    if config.reward_model is not None and scorer is None:
-        from egogrpo.model.perceptual import PerceptualScorer, load_perceptual
-
+    online = None
+    if config.reward_online:
+        if scorer is not None:
+            raise EgogrpoError("--reward-online trains the model of --reward: pass reward_model, not a scorer")
+        if policy.num_transitions < NUM_LAST_PREDICTIONS:
+            raise EgogrpoError(
+                f"the sampler has {policy.num_transitions} steps; --reward-online negatives need ≥ {NUM_LAST_PREDICTIONS}"
+            )
+        online = OnlineScorer(load_perceptual(config.reward_model, device=device)[0], body.to(device), config)
+        scorer = online.scorer  # R_vis from the EMA copy
+    elif config.reward_model is not None and scorer is None:
         scorer = PerceptualScorer(load_perceptual(config.reward_model, device=device)[0], body)  # frozen
     if config.algo == "draft" and scorer is not None:
         raise EgogrpoError(
@@ -326,6 +347,8 @@ def train_grpo(
     checkpoint = None if restored is None else restored[0]
     if restored is not None:
         start, best_val = int(restored[1]["iteration"]), float(restored[1]["best_val_mpjpe"])
+        if online is not None:
+            online.restore(restored[0], restored[1].get("reward_optimizer"))
         if accelerator.is_main_process:
             truncate_metrics(run_dir / "metrics.jsonl", start, key="iteration")
     clock = _RunClock.resumed(run_dir / "metrics.jsonl", start)
@@ -343,7 +366,7 @@ def train_grpo(
     if val_windows is not None and start == 0 and accelerator.is_main_process:
         initial = {
             "iteration": 0,
-            **validation_errors(model, config, model_config, body_device, val_windows.crops.to(device)),
+            **validation_errors(model, config, model_config, body_device, val_windows.crops.to(device), scorer),
         }
         append_metrics(run_dir / "metrics.jsonl", initial)
         best_val = initial["val/mpjpe_mm"]
@@ -360,7 +383,8 @@ def train_grpo(
         keys = perlin_keys(config.seed, iteration, torch.arange(B), torch.arange(G), config.perlin.scope).to(device)
         cond = perturbed_condition(crops, keys, config.perlin, model_config).flatten(0, 1)[local_rows]
         ids = RolloutIds(config.seed, iteration, local_rows // G, (local_rows % G)[:, None], config.share_initial_noise)
-        rollout = policy.rollout(model, cond[:, None], ids, state_dim, record=config.algo == "grpo", keep=keep)
+        recorded = config.algo == "grpo" or (online is not None and online.is_due(iteration))  # keeps the last x̂₀
+        rollout = policy.rollout(model, cond[:, None], ids, state_dim, record=recorded, keep=keep)
         times["rollout"] = _lap(tick)
 
         tick = time.perf_counter()
@@ -413,7 +437,8 @@ def train_grpo(
         if val_windows is not None and (done % config.val_every == 0 or last):
             if accelerator.is_main_process:
                 tick = time.perf_counter()
-                record.update(validation_errors(model, config, model_config, body_device, val_windows.crops.to(device)))
+                val_crops = val_windows.crops.to(device)
+                record.update(validation_errors(model, config, model_config, body_device, val_crops, scorer))
                 record["seconds/val"] = _lap(tick)
         record.update(clock.stop_iteration())
         if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
@@ -425,7 +450,7 @@ def train_grpo(
                 improved = record.get("val/mpjpe_mm", math.inf) < best_val
                 best_val = min(best_val, record.get("val/mpjpe_mm", math.inf))
                 last_checkpoint = _save(
-                    run_dir, done, model, model_config, optimizer, config, body, best_val, prior_folder
+                    run_dir, done, model, model_config, optimizer, config, body, best_val, prior_folder, online
                 )
                 if improved:
                     point_to(run_dir, "best", last_checkpoint)
@@ -585,13 +610,16 @@ def _save(
     body: BodyModel,
     best_val: float,
     prior_folder: Path,
+    online: OnlineScorer | None = None,
 ) -> Path:
-    """A complete checkpoint: a normal prior checkpoint + the training state, then the `latest` pointer."""
+    """A complete checkpoint: a normal prior checkpoint (+ the online scorer and its EMA) + the training state,
+    then the `latest` pointer."""
     folder = run_dir / "checkpoints" / f"iter_{iteration:06d}"
     extra = {"iteration": iteration, "algorithm": config.algo, "prior": str(prior_folder), "data": config.data}
     save_checkpoint(folder, model, model_config, body_model_id=body.model_id, extra=extra)
-    save_training_state(
-        folder, {"optimizer": optimizer.state_dict(), "iteration": iteration, "best_val_mpjpe": best_val}
-    )
+    state = {"optimizer": optimizer.state_dict(), "iteration": iteration, "best_val_mpjpe": best_val}
+    if online is not None:
+        state["reward_optimizer"] = online.save(folder, {"iteration": iteration, "start": config.reward_model})
+    save_training_state(folder, state)
     point_to(run_dir, "latest", folder)
     return folder

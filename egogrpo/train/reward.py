@@ -15,6 +15,9 @@ false negative: left out of the softmax and of the accuracy. All randomness is k
 Rank 0 writes the run directory (`train.run_dir`): config.json, meta.json, metrics.jsonl (loss, pair accuracy,
 wrong count, mean scores, dropped negatives, speed) and checkpoints/step_N (a perceptual checkpoint +
 training_state.pt) with a `latest` pointer.
+
+`OnlineScorer` serves `train-grpo --reward-online`: the same loss, negative selection and false-negative drop on
+each update iteration's own rollouts, with an EMA copy that scores the visual reward.
 """
 
 from __future__ import annotations
@@ -450,7 +453,7 @@ class OnlineScorer:
             self.optimizer.step()
             self._average()
         return {
-            "reward_model/loss": float(terms["loss"]),
+            "reward_model/loss": float(terms["loss"].detach()),
             "reward_model/accuracy": _finite_or_none(float(terms["accuracy"])),
             "reward_model/wrong_count": int(terms["wrong_count"]),
             "reward_model/pairs": pairs,
