@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
@@ -326,6 +328,11 @@ def test_perceptual_accuracy_on_a_score_table() -> None:
     assert perceptual_accuracy(positive, negative) == (4 / 6, 2)
     # One positive against two negatives each: 3 of 4 pairs right.
     assert perceptual_accuracy(torch.tensor([[1.0], [0.0]]), torch.tensor([[0.5, 0.9], [-0.1, 0.2]])) == (0.75, 1)
+    # Only the valid pairs count (dropped false negatives): the tie and the wrong pair masked out.
+    valid = torch.tensor([True, False, False, True, True, True])
+    assert perceptual_accuracy(positive, negative, valid) == (1.0, 0)
+    accuracy, wrong = perceptual_accuracy(positive, negative, torch.zeros(6, dtype=torch.bool))
+    assert math.isnan(accuracy) and wrong == 0
 
 
 def test_mean_and_standard_error() -> None:

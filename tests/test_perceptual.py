@@ -19,7 +19,6 @@ from egogrpo.model.denoiser import EgoDenoiser
 from egogrpo.model.perceptual import (
     PerceptualModel,
     PerceptualScorer,
-    discrimination,
     load_perceptual,
     save_perceptual,
     score,
@@ -100,15 +99,6 @@ def test_info_nce_matches_float64_hand_computation() -> None:
     assert float(info_nce(pos, neg, valid)) == pytest.approx(expected, rel=1e-6)
     # every negative dropped: the row costs nothing
     assert float(info_nce(pos[:1], neg[:1], torch.zeros(1, 3, dtype=torch.bool))) == 0.0
-
-
-def test_discrimination_counts_ties_as_wrong() -> None:
-    s_gt = torch.tensor([0.9, 0.4])
-    s_gen = torch.tensor([[0.1, 0.9, 0.95], [0.3, 0.5, 0.2]])
-    accuracy, wrong = discrimination(s_gt, s_gen)
-    assert wrong == 3 and accuracy == pytest.approx(3 / 6)
-    accuracy, wrong = discrimination(s_gt, s_gen, torch.tensor([[True, False, False], [True, False, True]]))
-    assert wrong == 0 and accuracy == 1.0
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from egogrpo.body.topology import BODY_JOINT_NAMES, HEAD
@@ -176,18 +176,20 @@ def intra_group_diversity(samples: Float[Tensor, "G ..."]) -> Float[Tensor, ""]:
 
 
 def perceptual_accuracy(
-    scores_positive: Float[Tensor, "*pairs"], scores_negative: Float[Tensor, "*pairs"]
+    scores_positive: Float[Tensor, "*pairs"],
+    scores_negative: Float[Tensor, "*pairs"],
+    valid: Bool[Tensor, "*pairs"] | None = None,
 ) -> tuple[float, int]:
     """Eq. 21: (Accuracy as a fraction, ×100 for Table 4's %, Wrong Count) over pairs (s_gt, s_gen).
 
-    A pair is right when s_gt > s_gen; ties and s_gt < s_gen are wrong. The two score tensors are
-    broadcast against each other (e.g. positives (N, 1) against K negatives each, (N, K)).
+    A pair is right when s_gt > s_gen; ties and s_gt < s_gen are wrong. The score tensors (and `valid`, the
+    pairs that count; all when None) are broadcast against each other (e.g. positives (N, 1) against K
+    negatives each, (N, K)). Accuracy is NaN when no pair counts.
     """
-    right = torch.gt(scores_positive, scores_negative)
-    if right.numel() == 0:
-        raise ValueError("perceptual accuracy needs at least one pair of scores")
-    num_right = int(right.sum())
-    return num_right / right.numel(), right.numel() - num_right
+    wrong = torch.le(scores_positive, scores_negative)
+    counted = torch.ones_like(wrong) if valid is None else torch.broadcast_to(valid, wrong.shape)
+    pairs, num_wrong = int(counted.sum()), int((wrong & counted).sum())
+    return ((pairs - num_wrong) / pairs if pairs else math.nan), num_wrong
 
 
 def mean_and_standard_error(values: Float[Tensor, "*n"]) -> tuple[float, float]:

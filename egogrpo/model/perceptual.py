@@ -288,19 +288,3 @@ def perceptual_body_model_id(meta: dict[str, Any]) -> tuple[str | None, str]:
     if not folder.is_dir():
         return None, f"not checked: its prior {prior} (extra.prior) is not on this machine"
     return str(read_checkpoint_meta(folder)["body_model_id"]), f"its prior {prior} (extra.prior)"
-
-
-# --- discrimination metrics (paper Eq. 21) ------------------------------------------------------------
-
-
-def discrimination(
-    s_gt: Float[Tensor, "N"],  # noqa: F821
-    s_gen: Float[Tensor, "N M"],
-    valid: Tensor | None = None,
-) -> tuple[float, int]:
-    """Accuracy (share of (condition, generated motion) pairs with s_gt > s_gen) and Wrong Count (pairs with
-    s_gt ≤ s_gen), over the pairs where `valid` (N, M) is true (all when None). Accuracy is NaN without pairs."""
-    valid = torch.ones_like(s_gen, dtype=torch.bool) if valid is None else valid
-    pairs = int(valid.sum())
-    wrong = int(((s_gt[:, None] <= s_gen) & valid).sum())
-    return ((pairs - wrong) / pairs if pairs else math.nan), wrong

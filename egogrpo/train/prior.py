@@ -16,7 +16,6 @@ as if it had never stopped. Rank 0 writes the run directory:
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from egogrpo.model.conditioning import cpf_conditioning
 from egogrpo.model.denoiser import EgoDenoiser
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
+from egogrpo.train.averaging import WeightAverage, warmup_decay
 from egogrpo.train.prior_loss import prior_loss
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
@@ -128,24 +128,6 @@ def step_noise(
     levels = noise.uniform(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 0, device=device), ())
     t = (1 + (levels * max_t).long()).clamp_max(max_t)
     return t, noise.normal(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 1, device=device), shape)
-
-
-class WeightAverage:
-    """Exponential moving average of a model's parameters: after optimizer step `step` (0-based),
-    ē ← d·ē + (1 − d)·θ with d = min(decay, (1 + step)/(10 + step)) (the usual warm-up, so early averages
-    are not dominated by the random initial weights). Buffers are copied, not averaged."""
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.model = copy.deepcopy(model).requires_grad_(False)
-        self.decay = decay
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        for average, current in zip(self.model.parameters(), model.parameters(), strict=True):
-            average.lerp_(current, 1 - d)
-        for average, current in zip(self.model.buffers(), model.buffers(), strict=True):
-            average.copy_(current)
 
 
 def learning_rate(config: TrainPriorConfig, step: int) -> float:
@@ -256,7 +238,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     start_step = 0
     restored = restore_latest(run_dir, model, optimizer) if config.resume else None
     checkpoint = None if restored is None else restored[0]
-    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+    average = WeightAverage(model) if config.ema_decay > 0 else None
     if restored is not None:
         start_step = int(restored[1]["step"])
         if average is not None:  # the checkpoint's model holds the average, its training state the raw weights
@@ -296,7 +278,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
             group["lr"] = learning_rate(config, step)
         optimizer.step()
         if average is not None:
-            average.update(accelerator.unwrap_model(model), step)
+            average.update(accelerator.unwrap_model(model), warmup_decay(config.ema_decay, step))
 
         done = step + 1
         if done % config.log_every == 0 or done == config.max_steps:
@@ -354,7 +336,7 @@ def _save(
     folder = run_dir / CHECKPOINTS / f"step_{step:07d}"
     extra = {"step": step, "data": config.data, "mean_training_pose": mean_training_pose}
     if average is not None:
-        extra["ema_decay"] = average.decay
+        extra["ema_decay"] = config.ema_decay
     shipped = model if average is None else average.model
     save_checkpoint(folder, shipped, config.model, body_model_id=body.model_id, extra=extra)
     state = {"optimizer": optimizer.state_dict(), "step": step}

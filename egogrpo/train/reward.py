@@ -22,7 +22,6 @@ each update iteration's own rollouts, with an EMA copy that scores the visual re
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import DenoiserConfig, TrainGRPOConfig, TrainRewardConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
-from egogrpo.eval.metrics import mpjpe
+from egogrpo.eval.metrics import mpjpe, perceptual_accuracy
 from egogrpo.eval.windows import Windows, split_windows, truth_joints
 from egogrpo.model import noise
 from egogrpo.model.checkpoint import load_checkpoint_for_body
@@ -46,7 +45,6 @@ from egogrpo.model.perceptual import (
     PerceptualModel,
     PerceptualScorer,
     check_perceptual_config,
-    discrimination,
     load_perceptual,
     save_perceptual,
     score_logits,
@@ -57,6 +55,7 @@ from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
 from egogrpo.tensor_dataclass import map_fields
+from egogrpo.train.averaging import WeightAverage
 from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
@@ -222,7 +221,7 @@ def contrastive_terms(scores: Tensor, valid: Tensor, temperature: float) -> dict
     """InfoNCE with logits s/δ of scores (N, 1 + M) (positive in column 0; `valid` (N, M) negatives counted),
     and its statistics: pair accuracy, wrong count, mean scores, the fraction of dropped negatives."""
     loss = info_nce(scores[:, 0] / temperature, scores[:, 1:] / temperature, valid)
-    accuracy, wrong = discrimination(scores[:, 0].detach(), scores[:, 1:].detach(), valid)
+    accuracy, wrong = perceptual_accuracy(scores[:, :1].detach(), scores[:, 1:].detach(), valid)
     return {
         "loss": loss,
         "accuracy": torch.tensor(accuracy),
@@ -258,7 +257,7 @@ def held_out_discrimination(
         negatives = make_negatives(config, policy, prior, prior_config, part, HELD_OUT_STEP, rows)
         with torch.no_grad():
             scores, valid = pair_scores(model, body, part, negatives, config.min_negative_error)
-        _, part_wrong = discrimination(scores[:, 0], scores[:, 1:], valid)
+        _, part_wrong = perceptual_accuracy(scores[:, :1], scores[:, 1:], valid)
         wrong, pairs = wrong + part_wrong, pairs + int(valid.sum())
     return {
         "val/accuracy": (pairs - wrong) / pairs if pairs else math.nan,
@@ -392,7 +391,8 @@ class OnlineScorer:
 
     def __init__(self, model: PerceptualModel, body: BodyModel, config: TrainGRPOConfig) -> None:
         self.model, self.body, self.config = model, body, config
-        self.ema = copy.deepcopy(model)
+        self.average = WeightAverage(model)
+        self.ema = self.average.model
         self.scorer = PerceptualScorer(self.ema, body)  # frozen: eval, no gradients
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.reward_learning_rate, weight_decay=config.reward_weight_decay
@@ -451,7 +451,7 @@ class OnlineScorer:
             sum_gradients(model, accelerator)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
             self.optimizer.step()
-            self._average()
+            self.average.update(model, self.config.reward_ema_decay)
         return {
             "reward_model/loss": float(terms["loss"].detach()),
             "reward_model/accuracy": _finite_or_none(float(terms["accuracy"])),
@@ -466,15 +466,6 @@ class OnlineScorer:
     def _scores(self, inputs: tuple[Tensor, Tensor, Tensor], index: Tensor) -> Tensor:
         quats, joints, cpf = (x[index] for x in inputs)
         return torch.sigmoid(score_logits(self.model, quats, joints, cpf))
-
-    @torch.no_grad()
-    def _average(self) -> None:
-        """ē ← d·ē + (1 − d)·φ (parameters; buffers copied)."""
-        decay = self.config.reward_ema_decay
-        for average, current in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-            average.lerp_(current, 1 - decay)
-        for average, current in zip(self.ema.buffers(), self.model.buffers(), strict=True):
-            average.copy_(current)
 
     def save(self, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
         """Write folder/reward_online and folder/reward_ema (perceptual checkpoints); returns the optimizer state
