@@ -3,6 +3,7 @@ chunking, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -161,6 +162,30 @@ def test_chunked_results_equal_unchunked(data_and_checkpoint) -> None:
         for k, (mean, error) in a.values.items():
             assert b.values[k][0] == pytest.approx(mean, rel=1e-5, abs=1e-4), k  # oracle: float32 noise
             assert b.values[k][1] == pytest.approx(error, rel=1e-4, abs=1e-4), k
+
+
+def test_paired_differences_line_up_windows_across_checkpoint_rows(data_and_checkpoint, tmp_path: Path) -> None:
+    """The same checkpoint twice differs by exactly 0 per window (misaligned windows would not), and another model's
+    paired mean equals the difference of the two rows' means (equal samples per window); the paired table is written."""
+    data, checkpoint = data_and_checkpoint
+    out = tmp_path / "paired"
+    config = EvalConfig(
+        data=str(data), checkpoints=(str(checkpoint), str(checkpoint), "default-prior"), protocol="cmu-test",
+        seeds=2, chunk_size=2, out=str(out),
+    )  # fmt: skip
+    result = evaluate(config)
+    paired = result.record["paired"]
+    first, twin, other = (r for r in result.rows if r.kind == "checkpoint")
+    assert paired["reference"] == first.name and first.values["mpjpe"][1] > 0
+    same, different = paired["rows"][twin.name], paired["rows"][other.name]
+    assert all(same[k]["mean"] == 0 and same[k]["standard_error"] == 0 for k in same)
+    for k in ("mpjpe", "pa_mpjpe", "jitter"):
+        expected = other.values[k][0] - first.values[k][0]
+        assert different[k]["mean"] == pytest.approx(expected, rel=1e-6, abs=1e-9), k
+        assert different[k]["standard_error"] > 0
+    assert "Paired difference to" in out.with_suffix(".md").read_text()
+    single = evaluate(dataclasses.replace(config, checkpoints=(str(checkpoint),), out=None))
+    assert single.record["paired"] is None
 
 
 def test_polar_projection_and_bf16_are_recorded_and_close(data_and_checkpoint) -> None:

@@ -56,7 +56,14 @@ def eval_command(
     out: Annotated[Path | None, typer.Option(help="Write OUT.json (full protocol record), OUT.md and OUT.csv.")] = None,
 ) -> None:
     """Evaluate checkpoints: one row per checkpoint, mean ± standard error, every number with its protocol."""
-    from egogrpo.eval.evaluate import evaluate, markdown_table, row_cells, summary_line, table_columns
+    from egogrpo.eval.evaluate import (
+        evaluate,
+        markdown_table,
+        paired_markdown,
+        row_cells,
+        summary_line,
+        table_columns,
+    )  # fmt: skip
 
     config = EvalConfig(
         data=str(data), checkpoints=tuple(checkpoints), protocol=protocol, body=body, split=split,
@@ -90,9 +97,13 @@ def eval_command(
         for row in result.rows:
             table.add_row(row.name, *row_cells(p, row, judged))
         console.print(table)
+        for line in paired_markdown(p, result.record["paired"]):
+            console.print(line, soft_wrap=True, markup=False)
     else:  # logs and CI: the full Markdown table, never cut to a terminal width
         typer.echo(f"Protocol {p.name}")
-        for line in [*markdown_table(p, result.rows, judged), "", summary_line(p, result.record)]:
+        paired = paired_markdown(p, result.record["paired"])
+        lines = [*markdown_table(p, result.rows, judged), "", *paired, *([""] if paired else [])]
+        for line in [*lines, summary_line(p, result.record)]:
             typer.echo(line)
     if out is not None:
         console.print(

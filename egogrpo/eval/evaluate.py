@@ -243,6 +243,7 @@ class Row:
     values: dict[str, tuple[float, float]]
     seconds: float
     perceptual: dict | None = None
+    window_means: dict[str, Tensor] | None = None  # checkpoint rows: per window, the mean over seeds and samples
 
 
 @dataclass
@@ -410,6 +411,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     for spec, folder, model, model_config, meta in models:
         start = time.perf_counter()
         values: dict[str, list[Tensor]] = {k: [] for k in protocol.metrics}
+        window_means = {k: torch.zeros(len(windows), dtype=torch.float64) for k in protocol.metrics}
         tally = Tally() if judge is not None else None
         for seed in protocol.seeds:
             for a, b in chunks:
@@ -421,13 +423,14 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
                     states = _post_guidance(body_device, states, part)
                 for k, v in _metric_values(protocol, body_device, states, part).items():
                     values[k].append(v)
+                    window_means[k][a:b] += v.double().reshape(b - a, -1).mean(dim=1) / len(protocol.seeds)
                 judged(tally, states, part, a)
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{spec}: seed {seed}, windows {b}/{len(windows)}")
         rows.append(
             Row(str(spec), "checkpoint", str(folder), meta.get("weights_sha256"), _aggregate(values),
-                time.perf_counter() - start, summary(tally))
+                time.perf_counter() - start, summary(tally), window_means)
         )  # fmt: skip
     baseline_source = None
     if baseline is not None:
@@ -514,6 +517,7 @@ def _record(
         "body_model": {"id": body.model_id, "sha256": body.sha256},
         "baseline_pose": baseline_source,
         "perceptual": None if judge is None else judge.record,
+        "paired": paired_differences(rows),
         "rows": [
             {
                 "name": r.name,
@@ -529,6 +533,53 @@ def _record(
             for r in rows
         ],
     }
+
+
+def paired_differences(rows: list[Row]) -> dict | None:
+    """Each later checkpoint row minus the first, paired by window: per metric the mean ± standard error over
+    the windows of (row − first) of the per-window means over seeds and samples, and the mean change in % of
+    the first row's mean. Pairing removes the window-to-window spread that dominates each row's own ± (None
+    with fewer than two checkpoint rows)."""
+    checkpoints = [r for r in rows if r.window_means is not None]
+    if len(checkpoints) < 2:
+        return None
+    first = checkpoints[0]
+    differences = {}
+    for row in checkpoints[1:]:
+        entry = {}
+        for k, reference in first.window_means.items():
+            mean, error = m.mean_and_standard_error(row.window_means[k] - reference)
+            base = float(reference.mean())
+            entry[k] = {"mean": mean, "standard_error": error, "percent": 100.0 * mean / base if base else None}
+        differences[row.name] = entry
+    return {
+        "reference": first.name,
+        "definition": "per window: the mean over seeds and samples; then the mean ± standard error (ddof 0) over "
+        "windows of (row − reference), and that mean in % of the reference's mean",
+        "rows": differences,
+    }
+
+
+def paired_markdown(protocol: Protocol, paired: dict | None) -> list[str]:
+    """The paired differences as Markdown lines (empty without them)."""
+    if paired is None:
+        return []
+    columns = table_columns(protocol)
+    lines = [
+        f"Paired difference to `{paired['reference']}` (per-window means over seeds and samples; mean ± s.e. over "
+        "windows; % of the reference):",
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for name, entry in paired["rows"].items():
+        cells = [
+            f"{entry[k]['mean']:+.3f} ± {entry[k]['standard_error']:.3f}"
+            + (f" ({entry[k]['percent']:+.1f} %)" if entry[k]["percent"] is not None else "")
+            for k in protocol.metrics
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 #: The table's perceptual columns (with a perceptual model): Accuracy in %, and Wrong Count of all pairs.
@@ -584,7 +635,8 @@ def write_reports(out: Path, protocol: Protocol, rows: list[Row], record: dict) 
     with atomic_output(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"Protocol `{protocol.name}`: {protocol.description}", "", *markdown_table(protocol, rows, perceptual)]
-    lines += ["", summary_line(protocol, record)]
+    paired = paired_markdown(protocol, record.get("paired"))
+    lines += ["", *paired, *([""] if paired else []), summary_line(protocol, record)]
     with atomic_output(out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     header = [f"{k}_mean,{k}_standard_error" for k in protocol.metrics]
