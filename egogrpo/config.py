@@ -310,6 +310,7 @@ class TrainPriorConfig:
     log_every: int = 50
     val_every: int = 1000  # sampled MPJPE on the validation split (0: never)
     val_windows: int = 16  # validation windows: non-overlapping 128-frame windows of the val split, at most this many
+    val_seeds: int = 1  # samples per val window (seeds seed, seed+1, …): fewer sampling-noise ups and downs
     checkpoint_every: int = 1000
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # for validation sampling
     num_workers: int = 0  # DataLoader worker processes per training process

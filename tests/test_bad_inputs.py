@@ -413,6 +413,7 @@ CASES = [
     Case("train-prior-lr-infinite", lambda c, t: _prior(c, t, "--lr", "inf"), "--lr"),
     Case("train-prior-warmup-negative", lambda c, t: _prior(c, t, "--warmup-steps", "-1"), "--warmup-steps"),
     Case("train-prior-val-every-negative", lambda c, t: _prior(c, t, "--val-every", "-1"), "--val-every"),
+    Case("train-prior-val-seeds-zero", lambda c, t: _prior(c, t, "--val-seeds", "0"), "--val-seeds"),
     Case("train-prior-checkpoint-every-zero", lambda c, t: _prior(c, t, "--checkpoint-every", "0"), "--checkpoint-every"),
     Case("train-prior-log-every-zero", lambda c, t: _prior(c, t, "--log-every", "0"), "--log-every"),
     Case("train-prior-num-workers-negative", lambda c, t: _prior(c, t, "--num-workers", "-1"), "--num-workers"),

@@ -90,10 +90,32 @@ def test_saved_weights_are_the_float64_moving_average_of_the_raw_weights(cmu_sma
         assert any(not torch.equal(saved[name], raw[name]) for name in saved)
 
 
+def test_validation_averages_val_seeds_consecutive_seeds(cmu_small: Path, tmp_path: Path) -> None:
+    """val_seeds = 2 from seed 0 is the mean of the single-seed validations at seeds 0 and 1 (equal window counts),
+    which differ from each other; PA-MPJPE is reported beside MPJPE."""
+    from egogrpo.body import load_body_model
+    from egogrpo.eval.windows import split_windows
+    from egogrpo.model.denoiser import EgoDenoiser
+    from egogrpo.train.prior import validation_errors
+
+    torch.manual_seed(3)
+    model, body = EgoDenoiser(TINY).eval(), load_body_model("default")
+    windows = split_windows(str(cmu_small), "val", 128, 2)
+
+    def errors(seed: int, val_seeds: int) -> dict[str, float]:
+        config = _config(cmu_small, tmp_path / "unused", seed=seed, val_seeds=val_seeds)
+        return validation_errors(model, config, body, windows, torch.device("cpu"))
+
+    both, first, second = errors(0, 2), errors(0, 1), errors(1, 1)
+    assert first["val/mpjpe_mm"] != second["val/mpjpe_mm"]
+    for key in ("val/mpjpe_mm", "val/pa_mpjpe_mm"):
+        assert both[key] == pytest.approx((first[key] + second[key]) / 2, rel=1e-5), key
+
+
 def test_validation_mpjpe_and_run_directory(cmu_small: Path, tmp_path: Path) -> None:
     train_prior(_config(cmu_small, tmp_path / "run", max_steps=4, val_every=2, checkpoint_every=2, val_windows=2))
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    assert 50 < records[-1]["val/mpjpe_mm"] < 2000
+    assert 50 < records[-1]["val/mpjpe_mm"] < 2000 and 0 < records[-1]["val/pa_mpjpe_mm"] < records[-1]["val/mpjpe_mm"]
     # checkpoints/best names the saved step with the lowest val MPJPE
     val = {r["step"]: r["val/mpjpe_mm"] for r in records if "val/mpjpe_mm" in r}
     assert sorted(val) == [2, 4] and val[2] != val[4]

@@ -26,6 +26,7 @@ def train_prior(
     learning_rate: Annotated[float, typer.Option("--lr", help="AdamW learning rate after warm-up.")] = 1e-4,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 1000,
     val_every: Annotated[int, typer.Option(help="Sampled val MPJPE every N steps (0: never).")] = 1000,
+    val_seeds: Annotated[int, typer.Option(help="Samples per val window (seeds seed, seed+1, …).")] = 1,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 1000,
     log_every: Annotated[int, typer.Option(help="Log metrics every N steps.")] = 50,
     num_workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 0,
@@ -55,7 +56,7 @@ def train_prior(
         data=str(data), run_dir=str(run_dir), body=body, model=model, batch_size=batch_size, max_steps=max_steps,
         learning_rate=learning_rate, warmup_steps=warmup_steps, val_every=val_every, checkpoint_every=checkpoint_every,
         log_every=log_every, num_workers=num_workers, seed=seed, resume=resume, augment=augmentation,
-        ema_decay=ema_decay,
+        ema_decay=ema_decay, val_seeds=val_seeds,
     )  # fmt: skip
     columns = (
         TextColumn("[bold]train-prior"),

@@ -54,7 +54,16 @@ from egogrpo.train.run_dir import (
 )
 
 #: TrainPriorConfig fields that may change when a run is resumed.
-RESUMABLE = {"resume", "max_steps", "log_every", "val_every", "checkpoint_every", "num_workers", "compile"}
+RESUMABLE = {
+    "resume",
+    "max_steps",
+    "log_every",
+    "val_every",
+    "val_seeds",
+    "checkpoint_every",
+    "num_workers",
+    "compile",
+}
 
 
 @dataclass
@@ -138,12 +147,15 @@ def learning_rate(config: TrainPriorConfig, step: int) -> float:
 # --- validation ---------------------------------------------------------------------------------------
 
 
-def validation_mpjpe(
+def validation_errors(
     model: torch.nn.Module, config: TrainPriorConfig, body: BodyModel, windows: Windows, device: torch.device
-) -> float:
-    """Sampled MPJPE (mm) over the 22 body joints, the body placed on the ground-truth CPF (EgoAllo's protocol)."""
+) -> dict[str, float]:
+    """Sampled MPJPE and PA-MPJPE (mm) over the 22 body joints, the body placed on the ground-truth CPF
+    (EgoAllo's protocol), averaged over `val_seeds` samples per window."""
     crops = windows.crops.to(device)
-    return sampled_errors(model, config.model, config.sampler, body.to(device), crops, (config.seed,))["mpjpe"]
+    seeds = tuple(range(config.seed, config.seed + config.val_seeds))
+    errors = sampled_errors(model, config.model, config.sampler, body.to(device), crops, seeds)
+    return {"val/mpjpe_mm": errors["mpjpe"], "val/pa_mpjpe_mm": errors["pa_mpjpe"]}
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -165,7 +177,7 @@ def validate_config(config: TrainPriorConfig) -> None:
     """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
     minimum = {
         "batch_size": 1, "max_steps": 1, "warmup_steps": 0, "val_every": 0, "checkpoint_every": 1,
-        "log_every": 1, "num_workers": 0, "seed": 0, "crop_length": 1, "val_windows": 1,
+        "log_every": 1, "num_workers": 0, "seed": 0, "crop_length": 1, "val_windows": 1, "val_seeds": 1,
     }  # fmt: skip
     options = {"num_workers": "--num-workers", "crop_length": "crop_length", "val_windows": "val_windows"}
     check_whole_numbers(config, minimum, options)
@@ -295,7 +307,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
             if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
                 if accelerator.is_main_process:
                     evaluated = accelerator.unwrap_model(model) if average is None else average.model
-                    record["val/mpjpe_mm"] = validation_mpjpe(evaluated, config, body, val_windows, device)
+                    record.update(validation_errors(evaluated, config, body, val_windows, device))
                 accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 append_metrics(run_dir / "metrics.jsonl", record)
