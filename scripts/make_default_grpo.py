@@ -12,6 +12,8 @@
    names it and `default-prior` the plain prior.
 
     python scripts/make_default_grpo.py --work runs/default_grpo --iterations 300 [--ship]
+    python scripts/make_default_grpo.py --work runs/default_draft --algo draft --group-size 2 --batch-groups 16 \
+        --perlin-lambda 0 --iterations 1000 --time-budget 45
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--perlin-lambda", type=float, default=0.1)
+    parser.add_argument("--algo", default="grpo", choices=("grpo", "awm", "nft", "draft"), help="update rule")
+    parser.add_argument("--draft-k", type=int, default=3)
+    parser.add_argument("--group-size", type=int, default=None, help="override the cpu preset's G")
+    parser.add_argument("--batch-groups", type=int, default=None, help="override the cpu preset's conditions")
+    parser.add_argument("--time-budget", type=float, default=None, help="minutes of training (resumes summed)")
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds")
     parser.add_argument("--ship", action="store_true", help="copy the chosen checkpoint into the package")
     args = parser.parse_args()
@@ -53,9 +60,13 @@ def main() -> None:
     preset = {**GRPO_PRESETS["cpu"], "iterations": args.iterations}
     if args.lr is not None:
         preset["learning_rate"] = args.lr
+    for key, value in (("group_size", args.group_size), ("batch_groups", args.batch_groups)):
+        if value is not None:
+            preset[key] = value
     config = TrainGRPOConfig(
         prior=str(default_prior_dir()), data=str(data), run_dir=str(run_dir),
-        perlin=PerlinConfig(amplitude=args.perlin_lambda), resume=(run_dir / "config.json").exists(), **preset,
+        perlin=PerlinConfig(amplitude=args.perlin_lambda), resume=(run_dir / "config.json").exists(), algo=args.algo,
+        draft_k=args.draft_k, time_budget_minutes=args.time_budget, **preset,
     )  # fmt: skip
     summary = train_grpo(config, progress=lambda i, n, record: print(json.dumps(record), flush=True))
     records = read_metrics(run_dir / "metrics.jsonl")
@@ -73,7 +84,7 @@ def main() -> None:
     table = {row.name: {k: {"mean": v[0], "se": v[1]} for k, v in row.values.items()} for row in result.rows}
     run_config = json.loads((run_dir / "config.json").read_text())
     report = {
-        "model": "egogrpo default prior post-trained with MotionGRPO (joint rewards, Perlin noise)",
+        "model": f"egogrpo default prior post-trained with train-grpo --algo {args.algo} (joint rewards)",
         "starting_prior": f"{DEFAULT_PRIOR_NAME} (egogrpo/model/assets/default_prior)",
         "chosen_checkpoint": {"iteration": int(best.name.split("_")[-1]), "rule": "lowest val-split MPJPE"},
         "training": {
