@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from egogrpo.cli.common import console, err_console
+from egogrpo.cli.common import console, err_console, training_progress
 from egogrpo.config import GRPO_PRESETS, PerlinConfig, RewardConfig, SamplerConfig, TrainGRPOConfig
 from egogrpo.errors import EgogrpoError
 
@@ -148,24 +147,16 @@ def train_grpo_command(
         seed=seed, resume=resume, time_budget_minutes=time_budget, algo=algo, draft_k=draft_k, nft_beta=nft_beta,
         reward_model=None if reward_model is None else str(reward_model), reward_online=reward_online, **values,
     )  # fmt: skip
-    interactive = err_console.is_terminal
-    columns = (
-        TextColumn("[bold]train-grpo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-    )  # fmt: skip
-    with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
-        task = bar.add_task("grpo", total=config.iterations, info="")
 
-        def progress(done: int, total: int, record: dict) -> None:
-            info = ""
-            if "reward/total" in record:
-                info = f"reward {record['reward/total']:.4f}  degenerate {record['degenerate_fraction']:.2f}"
-            if "val/mpjpe_mm" in record:
-                info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
-            bar.update(task, completed=done, info=info)
-            if not interactive:  # logs, CI, nohup: one line per iteration
-                err_console.print(f"iteration {done}/{total} {info}", soft_wrap=True)
+    def describe(record: dict) -> str:
+        info = ""
+        if "reward/total" in record:
+            info = f"reward {record['reward/total']:.4f}  degenerate {record['degenerate_fraction']:.2f}"
+        if "val/mpjpe_mm" in record:
+            info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
+        return info
 
+    with training_progress("train-grpo", "iteration", config.iterations, describe) as progress:
         summary = train_grpo(config, progress, announce=lambda text: err_console.print(text, soft_wrap=True))
     best = summary.best_checkpoint if summary.best_checkpoint is not None else "the prior (no iteration beat it on val)"
     console.print(

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from egogrpo.cli.common import console, err_console
+from egogrpo.cli.common import console, training_progress
 from egogrpo.config import PERCEPTUAL_PRESETS, TrainRewardConfig
 from egogrpo.errors import EgogrpoError
 
@@ -58,20 +57,11 @@ def train_reward_command(
         min_negative_error=min_negative_error, batch_size=batch_size, learning_rate=lr, max_steps=steps,
         log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
     )  # fmt: skip
-    interactive = err_console.is_terminal
-    columns = (
-        TextColumn("[bold]train-reward"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-    )  # fmt: skip
-    with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
-        task = bar.add_task("reward", total=steps, info="")
 
-        def progress(done: int, total: int, record: dict) -> None:
-            info = f"loss {record['train/loss']:.4f}  accuracy {record['train/accuracy']:.3f}"
-            bar.update(task, completed=done, info=info)
-            if not interactive:  # logs, CI, nohup: one line per logging interval
-                err_console.print(f"step {done}/{total} {info}", soft_wrap=True)
+    def describe(record: dict) -> str:
+        return f"loss {record['train/loss']:.4f}  accuracy {record['train/accuracy']:.3f}"
 
+    with training_progress("train-reward", "step", steps, describe) as progress:
         summary = train_reward(config, progress)
     console.print(
         f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from egogrpo.cli.common import console, err_console
+from egogrpo.cli.common import console, training_progress
 from egogrpo.config import AUGMENT_PRESETS, DENOISER_PRESETS, AugmentConfig, TrainPriorConfig
 from egogrpo.errors import EgogrpoError
 
@@ -58,26 +57,14 @@ def train_prior(
         log_every=log_every, num_workers=num_workers, seed=seed, resume=resume, augment=augmentation,
         ema_decay=ema_decay, val_seeds=val_seeds,
     )  # fmt: skip
-    columns = (
-        TextColumn("[bold]train-prior"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    interactive = err_console.is_terminal
-    with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
-        task = bar.add_task("train", total=max_steps, info="")
 
-        def progress(step: int, total: int, record: dict) -> None:
-            info = f"loss {record['loss/total']:.4f}"
-            if "val/mpjpe_mm" in record:
-                info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
-            bar.update(task, completed=step, info=info)
-            if not interactive:  # logs, CI, nohup: one line per logging interval
-                err_console.print(f"step {step}/{total} {info}", soft_wrap=True)
+    def describe(record: dict) -> str:
+        info = f"loss {record['loss/total']:.4f}"
+        if "val/mpjpe_mm" in record:
+            info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
+        return info
 
+    with training_progress("train-prior", "step", max_steps, describe) as progress:
         summary = run(config, progress)
     console.print(
         f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"

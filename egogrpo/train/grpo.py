@@ -73,6 +73,7 @@ from egogrpo.train.run_dir import (
     read_metrics,
     restore_latest,
     save_training_state,
+    start_processes,
     tensorboard_writer,
     truncate_metrics,
 )
@@ -286,15 +287,11 @@ def train_grpo(
 
     `announce` receives the batch arithmetic once every input has been checked (rank 0).
     """
-    from accelerate import Accelerator  # slow to import; only training needs it
 
     start_time = time.perf_counter()
     validate_config(config)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     B, G = config.batch_groups, config.group_size
-    if (B * G) % world:
-        raise EgogrpoError(f"{B} groups × {G} members = {B * G} rollouts do not split evenly over {world} processes")
+    accelerator, rank, world, device = start_processes(B * G, f"{B} groups × {G} members = {B * G} rollouts")
     body = load_body_model(config.body)
     prior_folder, model, model_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(

@@ -50,6 +50,7 @@ from egogrpo.train.run_dir import (
     read_metrics,
     restore_latest,
     save_training_state,
+    start_processes,
     truncate_metrics,
 )
 
@@ -210,16 +211,12 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     (new and writable, or resumable with a readable checkpoint) are checked before the run folder
     is written, so a refused run leaves nothing behind.
     """
-    from accelerate import Accelerator  # imported here: it is slow to import and only training needs it
 
     start_time = time.perf_counter()
     validate_config(config)
     run_dir = Path(config.run_dir)
     check_run_dir(run_dir, config.resume)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
-    if config.batch_size % world:
-        raise EgogrpoError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
+    accelerator, rank, world, device = start_processes(config.batch_size, f"--batch-size {config.batch_size}")
     body = load_body_model(config.body)
     dataset = MotionCropDataset(
         config.data,

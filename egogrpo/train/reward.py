@@ -68,6 +68,7 @@ from egogrpo.train.run_dir import (
     point_to,
     prepare_run_dir,
     save_training_state,
+    start_processes,
     truncate_metrics,
 )
 from egogrpo.train.update import sum_gradients
@@ -273,16 +274,12 @@ def train_reward(
 
     Options, the prior, the data and the run folder are checked before anything is written.
     """
-    from accelerate import Accelerator  # slow to import; only training needs it
 
     start_time = time.perf_counter()
     validate_config(config)
     run_dir = Path(config.run_dir)
     check_run_dir(run_dir, config.resume)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
-    if config.batch_size % world:
-        raise EgogrpoError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
+    accelerator, rank, world, device = start_processes(config.batch_size, f"--batch-size {config.batch_size}")
     body = load_body_model(config.body)
     prior_folder, prior, prior_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(
@@ -391,9 +388,8 @@ class OnlineScorer:
 
     def __init__(self, model: PerceptualModel, body: BodyModel, config: TrainGRPOConfig) -> None:
         self.model, self.body, self.config = model, body, config
-        self.average = WeightAverage(model)
-        self.ema = self.average.model
-        self.scorer = PerceptualScorer(self.ema, body)  # frozen: eval, no gradients
+        self.average = WeightAverage(model)  # ē, the scoring copy
+        self.scorer = PerceptualScorer(self.average.model, body)  # frozen: eval, no gradients
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.reward_learning_rate, weight_decay=config.reward_weight_decay
         )
@@ -471,7 +467,7 @@ class OnlineScorer:
         """Write folder/reward_online and folder/reward_ema (perceptual checkpoints); returns the optimizer state
         for the training state."""
         save_perceptual(folder / ONLINE_FOLDER, self.model, extra)
-        save_perceptual(folder / EMA_FOLDER, self.ema, {**extra, "ema_decay": self.config.reward_ema_decay})
+        save_perceptual(folder / EMA_FOLDER, self.average.model, {**extra, "ema_decay": self.config.reward_ema_decay})
         return self.optimizer.state_dict()
 
     def restore(self, folder: Path, optimizer_state: dict[str, Any] | None) -> None:
@@ -480,7 +476,7 @@ class OnlineScorer:
             raise EgogrpoError(f"{folder}: no online reward model in this checkpoint; cannot resume --reward-online")
         device = next(self.model.parameters()).device
         self.model.load_state_dict(load_perceptual(folder / ONLINE_FOLDER, device)[0].state_dict())
-        self.ema.load_state_dict(load_perceptual(folder / EMA_FOLDER, device)[0].state_dict())
+        self.average.model.load_state_dict(load_perceptual(folder / EMA_FOLDER, device)[0].state_dict())
         self.optimizer.load_state_dict(optimizer_state)
 
 

@@ -1,4 +1,4 @@
-"""Run directories shared by the training commands (train-prior, train-grpo).
+"""Run directories and process start-up shared by the training commands (train-prior, train-grpo, train-reward).
 
     run_dir/config.json          the resolved config
     run_dir/meta.json            egogrpo version, git commit, torch, world size, device
@@ -28,6 +28,19 @@ from egogrpo.model.checkpoint import load_checkpoint
 
 CHECKPOINTS = "checkpoints"
 C = TypeVar("C")
+
+
+def start_processes(units: int, what: str) -> tuple[Any, int, int, torch.device]:
+    """HF accelerate for this process (CUDA when available, else CPU/gloo): (accelerator, rank, world size,
+    device). EgogrpoError unless the `units` of global work (`what` names them for the message) split evenly
+    over the processes."""
+    from accelerate import Accelerator  # slow to import; only training needs it
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world = accelerator.num_processes
+    if units % world:
+        raise EgogrpoError(f"{what} cannot be split evenly over {world} processes")
+    return accelerator, accelerator.process_index, world, accelerator.device
 
 
 def git_commit() -> str:
