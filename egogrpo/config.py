@@ -544,6 +544,10 @@ class TrainRewardConfig:
     min_negative_error: a negative whose MPJPE to the ground truth (placed on the same CPF) is below this many
                         metres is a false negative and left out of the loss and the accuracy
     batch_size:         conditions per step, each with 1 positive and `num_negatives` negatives (paper: 16)
+    batch_reuse:        R: each batch of conditions serves R consecutive steps, its policy rollouts computed once
+                        (each step re-draws which of the last three x̂₀ each negative takes; gt-noise negatives are
+                        drawn afresh); 1 (paper): new conditions and rollouts every step. R > 1 divides the rollout
+                        cost of policy negatives by R, for CPUs
     learning_rate, weight_decay, grad_clip: AdamW (paper lr 1e-4) with gradient-norm clipping
     crop_length:        frames per motion (T)
     sampler:            the prior's sampler for the policy negatives
@@ -562,6 +566,7 @@ class TrainRewardConfig:
     temperature: float = 0.07
     min_negative_error: float = 0.005
     batch_size: int = 16
+    batch_reuse: int = 1
     learning_rate: float = 1e-4
     weight_decay: float = 1e-2
     grad_clip: float = 1.0

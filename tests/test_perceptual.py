@@ -27,7 +27,14 @@ from egogrpo.model.policy import DiffusionPolicy
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
-from egogrpo.train.reward import gt_noise_negatives, info_nce, policy_negatives, step_losses, train_reward
+from egogrpo.train.reward import (
+    gt_noise_negatives,
+    info_nce,
+    policy_last_predictions,
+    policy_negatives,
+    step_losses,
+    train_reward,
+)
 
 TINY = PERCEPTUAL_PRESETS["tiny"]
 FAST = SamplerConfig(rule="ddim", num_steps=5, eta=1.0)
@@ -119,7 +126,7 @@ def test_policy_negatives_are_the_rollouts_last_three_predictions(tiny_prior: Pa
     cond = torch.randn(2, 8, 154)
     rows = torch.tensor([5, 9])
     D = 10 + 21 * 9 + 21
-    negatives = policy_negatives(policy, prior, cond, 0, 3, rows, 4, D)
+    negatives = policy_negatives(policy_last_predictions(policy, prior, cond, 0, 3, rows, 4, D), 0, 3, rows)
     ids = RolloutIds(0, 3, rows, torch.arange(4).expand(2, 4), share_initial=False)
     last = policy.rollout(prior, cond[:, None].expand(-1, 4, -1, -1), ids, D, record=True).x0_hat_last
     for b in range(2):
@@ -127,7 +134,7 @@ def test_policy_negatives_are_the_rollouts_last_three_predictions(tiny_prior: Pa
             matches = [torch.equal(negatives[b, m], last[b, m, k]) for k in range(3)]
             assert any(matches), (b, m)
     # all three steps are drawn from over many negatives
-    many = policy_negatives(policy, prior, cond, 0, 3, rows, 12, D)
+    many = policy_negatives(policy_last_predictions(policy, prior, cond, 0, 3, rows, 12, D), 0, 3, rows)
     ids = RolloutIds(0, 3, rows, torch.arange(12).expand(2, 12), share_initial=False)
     last = policy.rollout(prior, cond[:, None].expand(-1, 12, -1, -1), ids, D, record=True).x0_hat_last
     used = {k for b in range(2) for m in range(12) for k in range(3) if torch.equal(many[b, m], last[b, m, k])}
@@ -203,12 +210,51 @@ def test_train_reward_policy_negatives_run(cmu_small: Path, tiny_prior: Path, tm
     assert records[0]["train/dropped_negatives"] == 0.0
 
 
+def test_train_reward_batch_reuse_rolls_out_once_per_block_and_resumes_mid_block(
+    cmu_small: Path, tiny_prior: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import egogrpo.train.reward as reward_module
+
+    torch.set_num_threads(1)
+    calls: list[int] = []
+    rollouts = reward_module.crop_rollouts
+
+    def counted(config, policy, prior, prior_config, crops, step, rows):  # type: ignore[no-untyped-def]
+        calls.append(step)
+        return rollouts(config, policy, prior, prior_config, crops, step, rows)
+
+    seen: list[torch.Tensor] = []
+    negatives = reward_module.make_negatives
+
+    def spied(config, policy, prior, prior_config, crops, step, rows, last=None):  # type: ignore[no-untyped-def]
+        seen.append(crops.T_world_cpf.clone())
+        return negatives(config, policy, prior, prior_config, crops, step, rows, last)
+
+    monkeypatch.setattr(reward_module, "crop_rollouts", counted)
+    monkeypatch.setattr(reward_module, "make_negatives", spied)
+    changes = dict(negatives="policy", batch_size=2, batch_reuse=2, log_every=1, checkpoint_every=3)
+    full = train_reward(_config(cmu_small, tiny_prior, tmp_path / "full", max_steps=4, **changes))
+    assert calls == [0, 2]  # one rollout per block of R = 2 steps, keyed by the block's first step
+    # the same conditions serve steps 0 and 1, new ones steps 2 and 3
+    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[2], seen[3]) and not torch.equal(seen[1], seen[2])
+
+    calls.clear()
+    part = _config(cmu_small, tiny_prior, tmp_path / "part", max_steps=3, **changes)
+    train_reward(part)  # a checkpoint at step 3, inside the block of steps 2–3
+    resumed = train_reward(dataclasses.replace(part, max_steps=4, resume=True))
+    assert calls == [0, 2, 2]  # the resumed run recomputes its block's rollouts
+    a, b = load_perceptual(full.last_checkpoint)[0], load_perceptual(resumed.last_checkpoint)[0]
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=0, msg=name)
+
+
 def test_train_reward_refuses_bad_options(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
     for changes, option in (
         ({"negatives": "random"}, "--negatives"),
         ({"alpha": -1.0}, "--alpha"),
         ({"temperature": 0.0}, "--temperature"),
         ({"num_negatives": 0}, "--num-negatives"),
+        ({"batch_reuse": 0}, "--batch-reuse"),
     ):
         with pytest.raises(EgogrpoError, match=option):
             train_reward(_config(cmu_small, tiny_prior, tmp_path / "never", **changes))

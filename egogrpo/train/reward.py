@@ -100,10 +100,13 @@ def info_nce(logits_pos: Tensor, logits_neg: Tensor, valid: Tensor | None = None
 def validate_config(config: TrainRewardConfig) -> None:
     """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
     minimum = {
-        "batch_size": 1, "max_steps": 1, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
+        "batch_size": 1, "batch_reuse": 1, "max_steps": 1, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
         "crop_length": 2, "seed": 0, "val_every": 0, "val_windows": 1,
     }  # fmt: skip
-    options = {"num_negatives": "--num-negatives", "crop_length": "--crop-length", "max_steps": "--steps"}
+    options = {
+        "num_negatives": "--num-negatives", "crop_length": "--crop-length", "max_steps": "--steps",
+        "batch_reuse": "--batch-reuse",
+    }  # fmt: skip
     check_whole_numbers(config, minimum, options)
     if config.negatives not in NEGATIVES:
         raise EgogrpoError(f"--negatives must be one of {', '.join(NEGATIVES)}, got {config.negatives!r}")
@@ -130,17 +133,23 @@ def gt_noise_negatives(x0: Tensor, alpha: float, seed: int, step: int, rows: Ten
     return x0[:, None] + alpha * noise.normal(keys, tuple(x0.shape[1:]))
 
 
-def policy_negatives(
+def policy_last_predictions(
     policy: DiffusionPolicy, prior: torch.nn.Module, cond: Tensor, seed: int, step: int, rows: Tensor, M: int, D: int
 ) -> Tensor:
-    """(N, M, L, D): per condition, M rollouts of the prior, each giving the x̂₀ of one of its last three sampling
-    steps chosen by a keyed uniform draw (seed, step, row, 0)."""
+    """(N, M, 3, L, D): per condition, M rollouts of the prior (independent x_T, keyed by (seed, step, row,
+    member)), each with the x̂₀ of its last three sampling steps."""
     ids = RolloutIds(seed, step, rows, torch.arange(M).expand(rows.shape[0], M), share_initial=False)
     rollout = policy.rollout(prior, cond[:, None].expand(-1, M, -1, -1), ids, D, record=True)
-    last = rollout.x0_hat_last  # (N, M, 3, L, D)
-    if last is None:
+    if rollout.x0_hat_last is None:
         raise EgogrpoError("the sampler recorded no x̂₀ (it needs at least one transition)")
-    return pick_last_predictions(last, last_step_choice(seed, step, rows, M, last.shape[2], cond.device))
+    return rollout.x0_hat_last
+
+
+def policy_negatives(last: Tensor, seed: int, step: int, rows: Tensor) -> Tensor:
+    """(N, M, L, D): each of the M rollouts of conditions `rows` (N,) gives the x̂₀ of one of its last three sampling
+    steps (`last` (N, M, 3, L, D), `policy_last_predictions`), chosen by a keyed uniform draw (seed, step, row, 0)."""
+    M, available = last.shape[1], last.shape[2]
+    return pick_last_predictions(last, last_step_choice(seed, step, rows, M, available, last.device))
 
 
 def last_step_choice(seed: int, step: int, rows: Tensor, M: int, available: int, device: torch.device) -> Tensor:
@@ -156,6 +165,23 @@ def pick_last_predictions(last: Tensor, choice: Tensor) -> Tensor:
     return last.gather(choice.dim(), index).squeeze(choice.dim())
 
 
+def crop_rollouts(
+    config: TrainRewardConfig,
+    policy: DiffusionPolicy,
+    prior: torch.nn.Module,
+    prior_config: DenoiserConfig,
+    crops: MotionCrop,
+    step: int,
+    rows: Tensor,
+) -> Tensor:
+    """(N, M, 3, L, D): `config.num_negatives` rollouts of the prior on each crop's condition, keyed by
+    (seed, step, rows), with the x̂₀ of their last three sampling steps (`policy_last_predictions`)."""
+    with torch.no_grad():
+        cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=prior_config)
+        D = MotionState.from_crop(crops, include_hands=prior_config.include_hands).pack().shape[-1]
+        return policy_last_predictions(policy, prior, cond, config.seed, step, rows, config.num_negatives, D)
+
+
 def make_negatives(
     config: TrainRewardConfig,
     policy: DiffusionPolicy,
@@ -164,16 +190,21 @@ def make_negatives(
     crops: MotionCrop,
     step: int,
     rows: Tensor,
+    last: Tensor | None = None,
 ) -> MotionState:
-    """`config.num_negatives` negatives of each crop (config.negatives), leading (N, M), keyed by (seed, step, rows)."""
+    """`config.num_negatives` negatives of each crop (config.negatives), leading (N, M), keyed by (seed, step, rows).
+
+    Policy negatives come from `last` (N, M, 3, L, D), the crops' rollouts' last three x̂₀ when the caller holds
+    them (`crop_rollouts`), else from rollouts keyed by `step`."""
     with torch.no_grad():
         x0 = MotionState.from_crop(crops, include_hands=prior_config.include_hands).pack()
         M = config.num_negatives
         if config.negatives == "gt-noise":
             packed = gt_noise_negatives(x0, config.alpha, config.seed, step, rows, M)
         else:
-            cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=prior_config)
-            packed = policy_negatives(policy, prior, cond, config.seed, step, rows, M, x0.shape[-1])
+            if last is None:
+                last = crop_rollouts(config, policy, prior, prior_config, crops, step, rows)
+            packed = policy_negatives(last, config.seed, step, rows)
         return MotionState.unpack(packed, prior_config.num_betas, prior_config.include_hands)
 
 
@@ -322,9 +353,15 @@ def train_reward(
     rows = torch.arange(rank * batches.local, (rank + 1) * batches.local)
     last_checkpoint = checkpoint
     tick, tick_step, step = time.perf_counter(), start_step, start_step
+    block, crops, last = None, None, None  # the batch (and its rollouts) of steps block … block + R − 1
     for step in range(start_step, config.max_steps):
-        crops = collate_crops([indexed[i] for i in batches.batch_items(step)]).to(device)
-        negatives = make_negatives(config, policy, prior, prior_config, crops, step, rows)
+        if block != step - step % config.batch_reuse:
+            block = step - step % config.batch_reuse
+            crops = collate_crops([indexed[i] for i in batches.batch_items(block)]).to(device)
+            last = None
+            if config.negatives == "policy":
+                last = crop_rollouts(config, policy, prior, prior_config, crops, block, rows)
+        negatives = make_negatives(config, policy, prior, prior_config, crops, step, rows, last)
         losses = step_losses(model, body_device, crops, negatives, config)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["loss"])
