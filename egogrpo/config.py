@@ -549,6 +549,7 @@ class TrainRewardConfig:
                         drawn afresh); 1 (paper): new conditions and rollouts every step. R > 1 divides the rollout
                         cost of policy negatives by R, for CPUs
     learning_rate, weight_decay, grad_clip: AdamW (paper lr 1e-4) with gradient-norm clipping
+    warmup_steps:       linear learning-rate warm-up over this many steps, then constant (0: none)
     crop_length:        frames per motion (T)
     sampler:            the prior's sampler for the policy negatives
     val_every:          Accuracy and Wrong Count (paper Eq. 21) on `val_windows` windows of `val_split`, each against
@@ -570,6 +571,7 @@ class TrainRewardConfig:
     learning_rate: float = 1e-4
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
+    warmup_steps: int = 0
     max_steps: int = 2000
     log_every: int = 10
     checkpoint_every: int = 200

@@ -210,7 +210,7 @@ def test_train_reward_policy_negatives_run(cmu_small: Path, tiny_prior: Path, tm
     assert records[0]["train/dropped_negatives"] == 0.0
 
 
-def test_train_reward_batch_reuse_rolls_out_once_per_block_and_resumes_mid_block(
+def test_train_reward_batch_reuse_rolls_out_once_per_block_warms_up_and_resumes_mid_block(
     cmu_small: Path, tiny_prior: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import egogrpo.train.reward as reward_module
@@ -232,9 +232,11 @@ def test_train_reward_batch_reuse_rolls_out_once_per_block_and_resumes_mid_block
 
     monkeypatch.setattr(reward_module, "crop_rollouts", counted)
     monkeypatch.setattr(reward_module, "make_negatives", spied)
-    changes = dict(negatives="policy", batch_size=2, batch_reuse=2, log_every=1, checkpoint_every=3)
+    changes = dict(negatives="policy", batch_size=2, batch_reuse=2, log_every=1, checkpoint_every=3, warmup_steps=3)
     full = train_reward(_config(cmu_small, tiny_prior, tmp_path / "full", max_steps=4, **changes))
     assert calls == [0, 2]  # one rollout per block of R = 2 steps, keyed by the block's first step
+    # linear warm-up over 3 steps of lr 1e-3, then constant
+    assert [r["lr"] for r in _records(tmp_path / "full")] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])
     # the same conditions serve steps 0 and 1, new ones steps 2 and 3
     assert torch.equal(seen[0], seen[1]) and torch.equal(seen[2], seen[3]) and not torch.equal(seen[1], seen[2])
 
@@ -255,6 +257,7 @@ def test_train_reward_refuses_bad_options(cmu_small: Path, tiny_prior: Path, tmp
         ({"temperature": 0.0}, "--temperature"),
         ({"num_negatives": 0}, "--num-negatives"),
         ({"batch_reuse": 0}, "--batch-reuse"),
+        ({"warmup_steps": -1}, "--warmup-steps"),
     ):
         with pytest.raises(EgogrpoError, match=option):
             train_reward(_config(cmu_small, tiny_prior, tmp_path / "never", **changes))

@@ -35,6 +35,7 @@ def train_reward_command(
         typer.Option(help="Each batch and its policy rollouts serve R steps (1: fresh every step, the paper)."),
     ] = 1,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (paper: 1e-4).")] = 1e-4,
+    warmup_steps: Annotated[int, typer.Option(help="Linear learning-rate warm-up over N steps (0: none).")] = 0,
     temperature: Annotated[float, typer.Option(help="InfoNCE temperature δ (paper: 0.07).")] = 0.07,
     min_negative_error: Annotated[
         float, typer.Option(help="Negatives closer than this MPJPE (metres) to the truth are dropped.")
@@ -58,7 +59,8 @@ def train_reward_command(
     config = TrainRewardConfig(
         data=str(data), prior=prior, run_dir=str(run_dir), body=body, model=PERCEPTUAL_PRESETS[preset],
         negatives=negatives, alpha=alpha, num_negatives=num_negatives, temperature=temperature,
-        min_negative_error=min_negative_error, batch_size=batch_size, batch_reuse=batch_reuse, learning_rate=lr, max_steps=steps,
+        min_negative_error=min_negative_error, batch_size=batch_size, batch_reuse=batch_reuse, learning_rate=lr,
+        warmup_steps=warmup_steps, max_steps=steps,
         log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
     )  # fmt: skip
 

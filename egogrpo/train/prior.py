@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from egogrpo.body import BodyModel, load_body_model
-from egogrpo.config import AugmentConfig, DenoiserConfig, TrainPriorConfig
+from egogrpo.config import AugmentConfig, DenoiserConfig, TrainPriorConfig, TrainRewardConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
@@ -140,8 +140,8 @@ def step_noise(
     return t, noise.normal(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 1, device=device), shape)
 
 
-def learning_rate(config: TrainPriorConfig, step: int) -> float:
-    """Linear warm-up over `warmup_steps`, then constant (EgoAllo's LambdaLR)."""
+def learning_rate(config: TrainPriorConfig | TrainRewardConfig, step: int) -> float:
+    """Linear warm-up over `warmup_steps`, then constant (EgoAllo's LambdaLR); step 0-based."""
     return config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
 
 

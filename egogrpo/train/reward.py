@@ -56,7 +56,7 @@ from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.averaging import WeightAverage
-from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
+from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data, learning_rate
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
     append_metrics,
@@ -100,12 +100,12 @@ def info_nce(logits_pos: Tensor, logits_neg: Tensor, valid: Tensor | None = None
 def validate_config(config: TrainRewardConfig) -> None:
     """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
     minimum = {
-        "batch_size": 1, "batch_reuse": 1, "max_steps": 1, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
+        "batch_size": 1, "batch_reuse": 1, "max_steps": 1, "warmup_steps": 0, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
         "crop_length": 2, "seed": 0, "val_every": 0, "val_windows": 1,
     }  # fmt: skip
     options = {
         "num_negatives": "--num-negatives", "crop_length": "--crop-length", "max_steps": "--steps",
-        "batch_reuse": "--batch-reuse",
+        "batch_reuse": "--batch-reuse", "warmup_steps": "--warmup-steps",
     }  # fmt: skip
     check_whole_numbers(config, minimum, options)
     if config.negatives not in NEGATIVES:
@@ -363,6 +363,8 @@ def train_reward(
                 last = crop_rollouts(config, policy, prior, prior_config, crops, block, rows)
         negatives = make_negatives(config, policy, prior, prior_config, crops, step, rows, last)
         losses = step_losses(model, body_device, crops, negatives, config)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["loss"])
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -376,6 +378,7 @@ def train_reward(
                 "step": done,
                 **{f"train/{k}": v for k, v in reduced.items()},
                 "grad_norm": float(grad_norm),
+                "lr": learning_rate(config, step),
                 "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
             }
             tick, tick_step = now, done
