@@ -240,3 +240,24 @@ def test_config_validation_names_the_option(cmu_small: Path, tiny_prior: Path, t
         with pytest.raises(EgogrpoError, match=fragment):
             train_grpo(config)
     assert not (tmp_path / "r").exists()
+
+
+def test_validation_samples_with_the_full_sampler_not_the_sde_window(cmu_small: Path, tiny_prior: Path) -> None:
+    from egogrpo.eval.windows import joint_errors, sample_states, split_windows
+    from egogrpo.train.grpo import validation_errors
+
+    torch.set_num_threads(1)
+    model, model_config, _ = load_checkpoint(tiny_prior)
+    body = load_body_model("default")
+    crops = split_windows(str(cmu_small), "val", 128, 2).crops
+    windowed = _config(
+        cmu_small, tiny_prior, Path("unused"), sampler=dataclasses.replace(FAST, stochastic_steps=(0, 1))
+    )
+    full = dataclasses.replace(windowed, sampler=FAST)
+    record = validation_errors(model, windowed, model_config, body, crops)
+    assert record == validation_errors(model, full, model_config, body, crops)
+    # sampling with the window itself gives other numbers: the test can tell the two samplers apart
+    states = sample_states(model, model_config, windowed.sampler, crops, seed=0)
+    with_window = float(joint_errors(body, states, crops)["mpjpe"].mean())
+    states = sample_states(model, model_config, FAST, crops, seed=0)
+    assert abs(with_window - float(joint_errors(body, states, crops)["mpjpe"].mean())) > 1e-3

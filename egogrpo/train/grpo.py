@@ -248,14 +248,18 @@ def validation_errors(
 ) -> dict[str, float | None]:
     """Val-split MPJPE / PA-MPJPE (mm), the body placed on the ground-truth CPF, over `val_seeds` seeds.
 
+    Samples with the rollout sampler made stochastic at every step (its SDE window dropped): the SDE window is a
+    training device, and the model is used, and evaluated, with the full sampler.
+
     With a scorer, also the mean visual reward of those samples (`val/vis`) and its Pearson correlation with their
     MPJPE (`val/vis_mpjpe_corr`, held out: negative while the reward tracks accuracy; a rise towards 0 or above
     while the training reward climbs is reward hacking).
     """
     errors: dict[str, list[Tensor]] = {"mpjpe": [], "pa_mpjpe": []}
     visual: list[Tensor] = []
+    sampler = dataclasses.replace(config.sampler, stochastic_steps=None)
     for seed in range(config.val_seeds):
-        states = sample_states(model, model_config, config.sampler, crops, seed=seed)  # leading (N, 1)
+        states = sample_states(model, model_config, sampler, crops, seed=seed)  # leading (N, 1)
         for name, value in joint_errors(body, states, crops).items():
             errors[name].append(value)
         if scorer is not None:
