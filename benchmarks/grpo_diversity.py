@@ -6,12 +6,18 @@ the table), exactly as `train-grpo` does at iteration 0. Printed per row: Eq. 22
 world joints (metres, the flattened T×22×3 motion), mean per-joint spread within a group (mm), each joint
 reward's mean within-group std, the share of degenerate groups and the joint error of the members (mm).
 
-    python benchmarks/grpo_diversity.py [--groups 8] [--group-size 8] [--data cmu.h5]
+`--per-step` asks instead which sampling step's noise makes a group's members differ: with λ = 0 and x_T shared,
+noise is drawn at one transition k only (an SDE window k:k+1, every other step deterministic), and the table gives
+the members' within-group spread of joint error (mm) and of each joint reward, per k. Where the spread comes from
+is where GRPO's log-probability gradient carries signal (train-grpo --sde-window).
+
+    python benchmarks/grpo_diversity.py [--groups 8] [--group-size 8] [--data cmu.h5] [--per-step]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -76,14 +82,43 @@ def measure(data: str, groups: int, group_size: int, seed: int = 0) -> None:
             )
 
 
+def measure_per_step(data: str, groups: int, group_size: int, seed: int = 0) -> None:
+    model, model_config, _ = load_checkpoint(resolve_checkpoint("default"))
+    body = load_body_model("default")
+    config = TrainGRPOConfig(prior="default", data=data, run_dir="", batch_groups=groups, group_size=group_size)
+    dataset = MotionCropDataset(data, splits=("train",), crop_length=128, seed=seed, preload=True)
+    crops = iteration_crops(dataset, config, 0)
+    state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
+    B, G = groups, group_size
+    cond = perturbed_condition(crops, perlin_keys(seed, 0, torch.arange(B), torch.arange(G), "group"),
+                               PerlinConfig(amplitude=0.0), model_config)  # fmt: skip
+    K = len(DiffusionPolicy(NoiseSchedule.cosine(), SamplerConfig()).plan) - 1
+    print(f"shipped prior, CMU train crops: {B} groups × G = {G}, x_T shared; noise at the listed transitions only")
+    print(f"{'noisy steps':>12} {'error spread':>12} " + " ".join(f"{'std ' + n:>9}" for n in JOINT_REWARDS))
+    windows = [None] + [(k, k + 1) for k in (0, 1, 2, 3, 5, 8, 12, 17, 22, K - 2)] + [(0, 3), (3, K - 1)]
+    for window in windows:
+        sampler = dataclasses.replace(SamplerConfig(), stochastic_steps=window)
+        policy = DiffusionPolicy(NoiseSchedule.cosine(), sampler, body_rotation_projection(model_config.num_betas))
+        rollout = policy.rollout(model, cond, RolloutIds.grid(seed, 0, B, G), state_dim, record=False)
+        state = MotionState.unpack(rollout.final, model_config.num_betas, model_config.include_hands)
+        terms = reward_terms(body, state, crops, RewardConfig())
+        joints, _ = placed_joints(body, state, crops)
+        error = (joints - truth_joints(crops)[:, None]).norm(dim=-1).mean(dim=(-1, -2)) * 1000  # (B, G) mm
+        label = "all" if window is None else f"{window[0]}:{window[1]}"
+        stds = " ".join(f"{float(terms[n].std(dim=1).mean()):9.5f}" for n in JOINT_REWARDS)
+        print(f"{label:>12} {float(error.std(dim=1).mean()):12.2f} {stds}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--data", type=str, default=None, help="a CMU HDF5 (default: preprocess the sample data)")
+    parser.add_argument("--per-step", action="store_true", help="which step's noise spreads a group's rewards")
     args = parser.parse_args([] if __name__ != "__main__" else None)
+    run = measure_per_step if args.per_step else measure
     if args.data is not None:
-        measure(args.data, args.groups, args.group_size)
+        run(args.data, args.groups, args.group_size)
         return
     subjects = cmu_subjects()
     if subjects is None:
@@ -95,7 +130,7 @@ def main() -> None:
                 source="cmu", inputs=(str(subjects),), out=out, skip_short=True, workers=1, splits=("train",)
             )
         )
-        measure(out, args.groups, args.group_size)
+        run(out, args.groups, args.group_size)
 
 
 if __name__ == "__main__":
