@@ -44,12 +44,17 @@ from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_terms
 
 
-def measure(data: str, groups: int, group_size: int, seed: int = 0) -> None:
+def setup(data: str, groups: int, group_size: int, seed: int) -> tuple:
+    """The shipped prior, its config, the body, train-grpo's iteration-0 crops and the packed state size."""
     model, model_config, _ = load_checkpoint(resolve_checkpoint("default"))
-    body = load_body_model("default")
     config = TrainGRPOConfig(prior="default", data=data, run_dir="", batch_groups=groups, group_size=group_size)
     dataset = MotionCropDataset(data, splits=("train",), crop_length=128, seed=seed, preload=True)
     crops = iteration_crops(dataset, config, 0)
+    return model, model_config, load_body_model("default"), crops
+
+
+def measure(data: str, groups: int, group_size: int, seed: int = 0) -> None:
+    model, model_config, body, crops = setup(data, groups, group_size, seed)
     policy = DiffusionPolicy(NoiseSchedule.cosine(), SamplerConfig(), body_rotation_projection(model_config.num_betas))
     state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
     B, G = groups, group_size
@@ -83,11 +88,7 @@ def measure(data: str, groups: int, group_size: int, seed: int = 0) -> None:
 
 
 def measure_per_step(data: str, groups: int, group_size: int, seed: int = 0) -> None:
-    model, model_config, _ = load_checkpoint(resolve_checkpoint("default"))
-    body = load_body_model("default")
-    config = TrainGRPOConfig(prior="default", data=data, run_dir="", batch_groups=groups, group_size=group_size)
-    dataset = MotionCropDataset(data, splits=("train",), crop_length=128, seed=seed, preload=True)
-    crops = iteration_crops(dataset, config, 0)
+    model, model_config, body, crops = setup(data, groups, group_size, seed)
     state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
     B, G = groups, group_size
     cond = perturbed_condition(crops, perlin_keys(seed, 0, torch.arange(B), torch.arange(G), "group"),
