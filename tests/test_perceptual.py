@@ -63,6 +63,27 @@ def test_score_shape_range_and_batch_independence() -> None:
     torch.testing.assert_close(score(model, -quats, joints, cpf), s, atol=1e-6, rtol=0)
 
 
+def test_attention_equals_torch_multihead_attention_with_gradients() -> None:
+    from torch import nn
+
+    from egogrpo.model.perceptual import attention
+
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True)
+    x, context = torch.randn(3, 7, 16, requires_grad=True), torch.randn(3, 5, 16, requires_grad=True)
+    for ours, theirs in (
+        (attention(mha, x), mha(x, x, x)[0]),
+        (attention(mha, x, context), mha(x, context, context)[0]),
+    ):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+        grads = torch.autograd.grad(ours.square().sum(), (x, context, mha.in_proj_weight), allow_unused=True)
+        expected = torch.autograd.grad(theirs.square().sum(), (x, context, mha.in_proj_weight), allow_unused=True)
+        for a, b in zip(grads, expected, strict=True):
+            assert (a is None) == (b is None) or float(b.abs().max()) == 0.0
+            if a is not None:
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_score_invariant_to_world_translation_and_yaw() -> None:
     torch.manual_seed(1)
     model = PerceptualModel(TINY).eval()

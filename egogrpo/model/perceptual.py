@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from safetensors.torch import save_file
 from torch import Tensor, nn
@@ -102,6 +103,21 @@ def frame_encoding(T: int, d: int, device: torch.device) -> Float[Tensor, "T d"]
     return encoding
 
 
+def attention(mha: nn.MultiheadAttention, x: Float[Tensor, "S Lq d"], context: Tensor | None = None) -> Tensor:
+    """`mha(x, c, c)` (batch-first, no mask, no dropout) with c = context or x: the module's own parameters in
+    fused projections and one `scaled_dot_product_attention`, without `nn.MultiheadAttention`'s layout copies
+    (the same numbers to float32 rounding, faster on CPUs). Shapes (S, Lq, d) → (S, Lq, d)."""
+    d, h = mha.embed_dim, mha.num_heads
+    weight, bias = mha.in_proj_weight, mha.in_proj_bias
+    if context is None:
+        q, k, v = F.linear(x, weight, bias).unflatten(-1, (3, h, d // h)).permute(2, 0, 3, 1, 4).unbind(0)
+    else:
+        q = F.linear(x, weight[:d], bias[:d]).unflatten(-1, (h, d // h)).transpose(1, 2)
+        kv = F.linear(context, weight[d:], bias[d:]).unflatten(-1, (2, h, d // h))
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+    return mha.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(-2))
+
+
 class _Block(nn.Module):
     """MLP, spatial attention over joints, temporal attention over frames; each pre-norm and residual."""
 
@@ -116,10 +132,9 @@ class _Block(nn.Module):
     def forward(self, x: Float[Tensor, "N T J d"]) -> Float[Tensor, "N T J d"]:
         N, T, J, d = x.shape
         x = x + self.mlp(self.mlp_norm(x))
-        y = self.spatial_norm(x).reshape(N * T, J, d)
-        x = x + self.spatial(y, y, y, need_weights=False)[0].reshape(N, T, J, d)
+        x = x + attention(self.spatial, self.spatial_norm(x).reshape(N * T, J, d)).reshape(N, T, J, d)
         y = self.temporal_norm(x).transpose(1, 2).reshape(N * J, T, d)
-        return x + self.temporal(y, y, y, need_weights=False)[0].reshape(N, J, T, d).transpose(1, 2)
+        return x + attention(self.temporal, y).reshape(N, J, T, d).transpose(1, 2)
 
 
 class PerceptualModel(nn.Module):
@@ -145,7 +160,7 @@ class PerceptualModel(nn.Module):
         x = torch.einsum("ntjf,jfd->ntjd", body, self.joint_weight) + self.joint_bias + frames[:, None, :]
         h = self.head_norm(self.head_embed(head) + frames)  # (N, T, d)
         tokens = x.reshape(N, T * J, -1)
-        tokens = tokens + self.fuse(self.body_norm(tokens), h, h, need_weights=False)[0]
+        tokens = tokens + attention(self.fuse, self.body_norm(tokens), h)
         x = tokens.reshape(N, T, J, -1)
         for block in self.blocks:
             x = block(x)
