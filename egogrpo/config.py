@@ -409,6 +409,8 @@ class TrainGRPOConfig:
     log_prob_fields:  state fields the log-probability averages over (None: all — exact); e.g.
                       ("body_rotmats",): a biased, lower-variance surrogate ignoring what no reward sees
     sampler:          the rollout sampler (also the policy); `stochastic_steps` sets an SDE window
+    augment:          on-the-fly augmentation of the training crops, train-prior's (`AugmentConfig`), keyed by
+                      (seed, epoch, crop); off by default (the paper post-trains on the plain crops)
     val_every:        iterations between val-split MPJPE / PA-MPJPE (and checkpoints; 0: never)
     val_windows, val_seeds: validation windows (non-overlapping 128-frame windows of the val split) and seeds
     time_budget_minutes: stop (with validation and a checkpoint) after the iteration at which the run's training
@@ -460,6 +462,7 @@ class TrainGRPOConfig:
     perlin: PerlinConfig = field(default_factory=PerlinConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     train_splits: tuple[str, ...] = ("train",)
     val_split: str = "val"
     val_every: int = 50

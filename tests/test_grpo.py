@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from egogrpo.body import load_body_model
-from egogrpo.config import DENOISER_PRESETS, PerlinConfig, SamplerConfig, TrainGRPOConfig
+from egogrpo.config import (
+    AUGMENT_PRESETS,
+    DENOISER_PRESETS,
+    AugmentConfig,
+    PerlinConfig,
+    SamplerConfig,
+    TrainGRPOConfig,
+)
 from egogrpo.data.crops import MotionCropDataset
 from egogrpo.errors import EgogrpoError
 from egogrpo.model.checkpoint import load_checkpoint, save_checkpoint
@@ -204,6 +211,7 @@ def test_a_ratio_far_from_one_before_the_first_update_is_an_error() -> None:
         (["--batch-groups", "3", "--group-size", "3", "--micro-batch", "0"], "--micro-batch"),
         (["--prior", "/nonexistent/prior"], "/nonexistent/prior"),
         (["--resume"], "no run to resume"),
+        (["--augment", "heavy"], "unknown --augment"),
     ],
 )
 def test_cli_refuses_bad_input_in_one_line(
@@ -235,6 +243,7 @@ def test_config_validation_names_the_option(cmu_small: Path, tiny_prior: Path, t
         ({"group_size": 1}, "--group-size must be ≥ 2"),
         ({"kl_weight": float("inf")}, "--kl-weight"),
         ({"train_steps_per_trajectory": 0}, "--train-steps"),
+        ({"augment": AugmentConfig(mirror=1.5)}, "--mirror"),
     ):
         config = dataclasses.replace(_config(cmu_small, tiny_prior, tmp_path / "r"), **changes)
         with pytest.raises(EgogrpoError, match=fragment):
@@ -261,3 +270,15 @@ def test_validation_samples_with_the_full_sampler_not_the_sde_window(cmu_small: 
     with_window = float(joint_errors(body, states, crops)["mpjpe"].mean())
     states = sample_states(model, model_config, FAST, crops, seed=0)
     assert abs(with_window - float(joint_errors(body, states, crops)["mpjpe"].mean())) > 1e-3
+
+
+def test_augment_trains_on_augmented_crops(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    rewards = {}
+    for name in ("plain", "again", "augmented"):
+        augment = AUGMENT_PRESETS["standard" if name == "augmented" else "none"]
+        config = _config(cmu_small, tiny_prior, tmp_path / name, iterations=1, checkpoint_every=1, augment=augment)
+        train_grpo(config)
+        rewards[name] = [_records(tmp_path / name)[0][f"reward/{k}"] for k in ("rot", "pos", "vel")]
+    assert rewards["plain"] == rewards["again"]  # the same crops and keys: the same rewards
+    assert rewards["augmented"] != rewards["plain"]  # mirrored / reshaped / retimed crops: other ground truth

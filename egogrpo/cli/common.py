@@ -1,13 +1,17 @@
-"""Console objects and error reporting shared by the command modules (no numerics here)."""
+"""Console objects, error reporting and option parsing shared by the command modules (no numerics here)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from egogrpo.config import AUGMENT_PRESETS, AugmentConfig
+from egogrpo.errors import EgogrpoError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,3 +43,26 @@ def training_progress(
                 err_console.print(f"{unit} {done}/{total} {info}", soft_wrap=True)
 
         yield progress
+
+
+def augmentation_options(
+    preset: str,
+    mirror: float | None = None,
+    shape_prob: float | None = None,
+    shape_std: float | None = None,
+    speed_range: str | None = None,
+) -> AugmentConfig:
+    """The augmentation preset with the options given on the command line replacing its fields."""
+    if preset not in AUGMENT_PRESETS:
+        raise EgogrpoError(f"unknown --augment {preset!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
+    fields: dict[str, float] = {}
+    for name, value in (("mirror", mirror), ("shape_prob", shape_prob), ("shape_std", shape_std)):
+        if value is not None:
+            fields[name] = value
+    if speed_range is not None:
+        try:
+            low, high = (float(part) for part in speed_range.split(":"))
+        except ValueError:
+            raise EgogrpoError(f"--speed-range must be MIN:MAX (e.g. 0.8:1.2), got {speed_range!r}") from None
+        fields["speed_min"], fields["speed_max"] = low, high
+    return dataclasses.replace(AUGMENT_PRESETS[preset], **fields)

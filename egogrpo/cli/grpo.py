@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from egogrpo.cli.common import console, err_console, training_progress
-from egogrpo.config import GRPO_PRESETS, PerlinConfig, RewardConfig, SamplerConfig, TrainGRPOConfig
+from egogrpo.cli.common import augmentation_options, console, err_console, training_progress
+from egogrpo.config import AUGMENT_PRESETS, GRPO_PRESETS, PerlinConfig, RewardConfig, SamplerConfig, TrainGRPOConfig
 from egogrpo.errors import EgogrpoError
 
 
@@ -80,6 +80,9 @@ def train_grpo_command(
     nft_beta: Annotated[float, typer.Option(help="--algo nft: DiffusionNFT's β.")] = 1.0,
     val_every: Annotated[int | None, typer.Option(help="Override: val MPJPE every N iterations (0: never).")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N iterations.")] = None,
+    augment: Annotated[
+        str, typer.Option(help=f"Crop augmentation as train-prior's: {', '.join(AUGMENT_PRESETS)} (default: none).")
+    ] = "none",
     time_budget: Annotated[
         float | None,
         typer.Option(
@@ -144,7 +147,7 @@ def train_grpo_command(
         sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window), projection=projection), kl_weight=kl_weight,
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
-        seed=seed, resume=resume, time_budget_minutes=time_budget, algo=algo, draft_k=draft_k, nft_beta=nft_beta,
+        seed=seed, resume=resume, time_budget_minutes=time_budget, augment=augmentation_options(augment), algo=algo, draft_k=draft_k, nft_beta=nft_beta,
         reward_model=None if reward_model is None else str(reward_model), reward_online=reward_online, **values,
     )  # fmt: skip
 

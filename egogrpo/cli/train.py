@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from egogrpo.cli.common import console, training_progress
-from egogrpo.config import AUGMENT_PRESETS, DENOISER_PRESETS, AugmentConfig, TrainPriorConfig
+from egogrpo.cli.common import augmentation_options, console, training_progress
+from egogrpo.config import AUGMENT_PRESETS, DENOISER_PRESETS, TrainPriorConfig
 from egogrpo.errors import EgogrpoError
 
 
@@ -50,7 +49,7 @@ def train_prior(
     if preset not in DENOISER_PRESETS:
         raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(DENOISER_PRESETS)}")
     model = DENOISER_PRESETS[preset]
-    augmentation = _augmentation(augment, mirror_prob, shape_prob, shape_std, speed_range)
+    augmentation = augmentation_options(augment, mirror_prob, shape_prob, shape_std, speed_range)
     config = TrainPriorConfig(
         data=str(data), run_dir=str(run_dir), body=body, model=model, batch_size=batch_size, max_steps=max_steps,
         learning_rate=learning_rate, warmup_steps=warmup_steps, val_every=val_every, checkpoint_every=checkpoint_every,
@@ -69,22 +68,3 @@ def train_prior(
     console.print(
         f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"
     )
-
-
-def _augmentation(
-    preset: str, mirror: float | None, shape_prob: float | None, shape_std: float | None, speed_range: str | None
-) -> AugmentConfig:
-    """The augmentation preset with the options given on the command line replacing its fields."""
-    if preset not in AUGMENT_PRESETS:
-        raise EgogrpoError(f"unknown --augment {preset!r}; choose one of {', '.join(AUGMENT_PRESETS)}")
-    fields: dict[str, float] = {}
-    for name, value in (("mirror", mirror), ("shape_prob", shape_prob), ("shape_std", shape_std)):
-        if value is not None:
-            fields[name] = value
-    if speed_range is not None:
-        try:
-            low, high = (float(part) for part in speed_range.split(":"))
-        except ValueError:
-            raise EgogrpoError(f"--speed-range must be MIN:MAX (e.g. 0.8:1.2), got {speed_range!r}") from None
-        fields["speed_min"], fields["speed_max"] = low, high
-    return dataclasses.replace(AUGMENT_PRESETS[preset], **fields)

@@ -61,7 +61,7 @@ from egogrpo.train.grpo_objective import gaussian_mean_kl, grpo_objective
 from egogrpo.train.matching import matching_update
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
-from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data
+from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data, validate_augment
 from egogrpo.train.reward import OnlineScorer
 from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_joints, reward_terms, visual_reward
 from egogrpo.train.run_dir import (
@@ -117,6 +117,7 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--clip-range must be in (0, 1), got {config.clip_range}")
     if config.seed < 0:
         raise EgogrpoError(f"--seed must be ≥ 0, got {config.seed}")
+    validate_augment(config.augment)
     budget = config.time_budget_minutes
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise EgogrpoError(f"--time-budget must be a finite positive number of minutes, got {budget}")
@@ -299,8 +300,9 @@ def train_grpo(
     body = load_body_model(config.body)
     prior_folder, model, model_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(
-        config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True
-    )
+        config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True,
+        augment=config.augment, body=body,
+    )  # fmt: skip
     check_training_data(config.data, dataset, body, model_config)
     dim_weights = log_prob_weights(model_config, config.log_prob_fields)
     val_windows = None
