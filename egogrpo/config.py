@@ -554,6 +554,8 @@ class TrainRewardConfig:
     learning_rate, weight_decay, grad_clip: AdamW (paper lr 1e-4) with gradient-norm clipping
     warmup_steps:       linear learning-rate warm-up over this many steps, then constant (0: none)
     crop_length:        frames per motion (T)
+    augment:            on-the-fly augmentation of the conditions and their positives, train-prior's
+                        (`AugmentConfig`; off by default): more varied motion for the same data
     sampler:            the prior's sampler for the policy negatives
     val_every:          Accuracy and Wrong Count (paper Eq. 21) on `val_windows` windows of `val_split`, each against
                         `num_negatives` fixed held-out negatives of the same kind, every N steps (0: never)
@@ -579,6 +581,7 @@ class TrainRewardConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     crop_length: int = 128
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train_splits: tuple[str, ...] = ("train",)
     val_split: str = "val"

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from egogrpo.body import load_body_model
-from egogrpo.config import DENOISER_PRESETS, PERCEPTUAL_PRESETS, SamplerConfig, TrainRewardConfig
+from egogrpo.config import (
+    AUGMENT_PRESETS,
+    DENOISER_PRESETS,
+    PERCEPTUAL_PRESETS,
+    AugmentConfig,
+    SamplerConfig,
+    TrainRewardConfig,
+)
 from egogrpo.errors import EgogrpoError
 from egogrpo.geometry import quat_from_matrix, quat_to_matrix, rotation_about_z
 from egogrpo.model.checkpoint import save_checkpoint
@@ -279,6 +286,7 @@ def test_train_reward_refuses_bad_options(cmu_small: Path, tiny_prior: Path, tmp
         ({"num_negatives": 0}, "--num-negatives"),
         ({"batch_reuse": 0}, "--batch-reuse"),
         ({"warmup_steps": -1}, "--warmup-steps"),
+        ({"augment": AugmentConfig(shape_prob=-0.5)}, "--shape-prob"),
     ):
         with pytest.raises(EgogrpoError, match=option):
             train_reward(_config(cmu_small, tiny_prior, tmp_path / "never", **changes))
@@ -359,3 +367,14 @@ def test_the_visual_reward_is_the_same_with_two_processes(cmu_small: Path, tiny_
     for key in ("reward/vis", "group_std/vis", "reward/vis_mpjpe_corr"):
         assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-6), key
     assert one["group_std/vis"] > 0  # the scores differ between members: the reward is not a constant
+
+
+def test_train_reward_augment_reaches_the_positives(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    scores = {}
+    for name in ("plain", "again", "augmented"):
+        augment = AUGMENT_PRESETS["standard" if name == "augmented" else "none"]
+        train_reward(_config(cmu_small, tiny_prior, tmp_path / name, max_steps=1, log_every=1, augment=augment))
+        scores[name] = _records(tmp_path / name)[0]["train/score_gt"]
+    assert scores["plain"] == scores["again"]  # the same crops and weights: the same score
+    assert scores["augmented"] != scores["plain"]  # mirrored / reshaped / retimed ground truth scores otherwise

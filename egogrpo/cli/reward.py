@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from egogrpo.cli.common import console, training_progress
-from egogrpo.config import PERCEPTUAL_PRESETS, TrainRewardConfig
+from egogrpo.cli.common import augmentation_options, console, training_progress
+from egogrpo.config import AUGMENT_PRESETS, PERCEPTUAL_PRESETS, TrainRewardConfig
 from egogrpo.errors import EgogrpoError
 
 
@@ -41,6 +41,9 @@ def train_reward_command(
         float, typer.Option(help="Negatives closer than this MPJPE (metres) to the truth are dropped.")
     ] = 0.005,
     crop_length: Annotated[int, typer.Option(help="Frames per motion.")] = 128,
+    augment: Annotated[
+        str, typer.Option(help=f"Crop augmentation as train-prior's: {', '.join(AUGMENT_PRESETS)} (default: none).")
+    ] = "none",
     log_every: Annotated[int, typer.Option(help="Log every N steps.")] = 10,
     val_every: Annotated[
         int, typer.Option(help="Held-out Accuracy / Wrong Count on the val split every N steps (0: never).")
@@ -60,7 +63,7 @@ def train_reward_command(
         data=str(data), prior=prior, run_dir=str(run_dir), body=body, model=PERCEPTUAL_PRESETS[preset],
         negatives=negatives, alpha=alpha, num_negatives=num_negatives, temperature=temperature,
         min_negative_error=min_negative_error, batch_size=batch_size, batch_reuse=batch_reuse, learning_rate=lr,
-        warmup_steps=warmup_steps, max_steps=steps,
+        warmup_steps=warmup_steps, max_steps=steps, augment=augmentation_options(augment),
         log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
     )  # fmt: skip
 

@@ -56,7 +56,7 @@ from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.averaging import WeightAverage
-from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data, learning_rate
+from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data, learning_rate, validate_augment
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
     append_metrics,
@@ -122,6 +122,7 @@ def validate_config(config: TrainRewardConfig) -> None:
         ),
     )
     check_perceptual_config(config.model)
+    validate_augment(config.augment)
 
 
 def gt_noise_negatives(x0: Tensor, alpha: float, seed: int, step: int, rows: Tensor, num_negatives: int) -> Tensor:
@@ -314,8 +315,9 @@ def train_reward(
     body = load_body_model(config.body)
     prior_folder, prior, prior_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(
-        config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True
-    )
+        config.data, splits=config.train_splits, crop_length=config.crop_length, seed=config.seed, preload=True,
+        augment=config.augment, body=body,
+    )  # fmt: skip
     check_training_data(config.data, dataset, body, prior_config)
     val_windows = None
     if config.val_every:
