@@ -364,8 +364,11 @@ def test_the_visual_reward_is_the_same_with_two_processes(cmu_small: Path, tiny_
         out = subprocess.run(command(run_dir, processes), capture_output=True, text=True, env=env, timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
     one, two = _records(tmp_path / "one")[-1], _records(tmp_path / "two")[-1]
-    for key in ("reward/vis", "group_std/vis", "reward/vis_mpjpe_corr"):
+    for key in ("reward/vis", "group_std/vis"):
         assert one[key] == pytest.approx(two[key], rel=1e-4, abs=1e-6), key
+    # a correlation over 6 near-equal scores magnifies their float32 rounding, which depends on the batch each
+    # process scores (measured: 0.43806 against 0.43801); a wrong gather would move it by far more
+    assert one["reward/vis_mpjpe_corr"] == pytest.approx(two["reward/vis_mpjpe_corr"], abs=1e-3)
     assert one["group_std/vis"] > 0  # the scores differ between members: the reward is not a constant
 
 
