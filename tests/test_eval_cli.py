@@ -310,3 +310,13 @@ def test_post_guidance_is_recorded_and_smooths(data_and_checkpoint, tmp_path: Pa
     assert jitter["post"] < jitter["none"]
     bad = run_cli("eval", str(checkpoint), "--data", str(data), "--guidance", "inner")
     assert bad.exit_code == 1 and "unknown guidance 'inner'" in bad.stderr
+
+
+def test_report_paths_keep_a_dotted_name_and_replace_a_report_suffix(tmp_path: Path) -> None:
+    from egogrpo.eval.evaluate import report_paths
+
+    dotted = report_paths(tmp_path / "eval_alpha0.05")
+    assert [p.name for p in dotted.values()] == ["eval_alpha0.05.json", "eval_alpha0.05.md", "eval_alpha0.05.csv"]
+    named = report_paths(tmp_path / "table.md")
+    assert [p.name for p in named.values()] == ["table.json", "table.md", "table.csv"]
+    assert all(p.parent == tmp_path for p in (*dotted.values(), *named.values()))

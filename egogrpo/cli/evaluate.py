@@ -60,6 +60,7 @@ def eval_command(
         evaluate,
         markdown_table,
         paired_markdown,
+        report_paths,
         row_cells,
         summary_line,
         table_columns,
@@ -106,7 +107,8 @@ def eval_command(
         for line in [*lines, summary_line(p, result.record)]:
             typer.echo(line)
     if out is not None:
+        paths = report_paths(out)
         console.print(
-            f"record: {out.with_suffix('.json')}, tables: {out.with_suffix('.md')}, {out.with_suffix('.csv')}",
+            f"record: {paths['.json']}, tables: {paths['.md']}, {paths['.csv']}",
             soft_wrap=True,
         )

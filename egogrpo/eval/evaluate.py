@@ -346,8 +346,8 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     _at_least_one(config.chunk_size, "--chunk-size")
     device = resolve_device(config.device)
     if config.out:
-        for suffix in (".json", ".md", ".csv"):
-            check_writable(Path(config.out).with_suffix(suffix), "--out")
+        for path in report_paths(config.out).values():
+            check_writable(path, "--out")
     body = load_body_model(config.body)
     models = []
     for spec in config.checkpoints:
@@ -626,18 +626,30 @@ def summary_line(protocol: Protocol, record: dict) -> str:
     )
 
 
+REPORT_SUFFIXES = (".json", ".md", ".csv")
+
+
+def report_paths(out: str | Path) -> dict[str, Path]:
+    """The files `--out OUT` names, by suffix: OUT.json, OUT.md, OUT.csv. A report suffix on OUT is replaced
+    (table.md → table.json, …); any other dot stays part of the name (eval_alpha0.05 → eval_alpha0.05.json)."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix in REPORT_SUFFIXES else out
+    return {suffix: stem.with_name(stem.name + suffix) for suffix in REPORT_SUFFIXES}
+
+
 def write_reports(out: Path, protocol: Protocol, rows: list[Row], record: dict) -> None:
     """OUT.json (the full record), OUT.md and OUT.csv (the table), each written atomically.
 
     With a perceptual model (record["perceptual"]) the tables gain its columns; the CSV holds accuracy (a
     fraction), wrong_count, pairs and the mean scores of the ground truth and of the generated motions."""
     perceptual = record.get("perceptual") is not None
-    with atomic_output(out.with_suffix(".json")) as tmp:
+    paths = report_paths(out)
+    with atomic_output(paths[".json"]) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"Protocol `{protocol.name}`: {protocol.description}", "", *markdown_table(protocol, rows, perceptual)]
     paired = paired_markdown(protocol, record.get("paired"))
     lines += ["", *paired, *([""] if paired else []), summary_line(protocol, record)]
-    with atomic_output(out.with_suffix(".md")) as tmp:
+    with atomic_output(paths[".md"]) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     header = [f"{k}_mean,{k}_standard_error" for k in protocol.metrics]
     if perceptual:
@@ -648,7 +660,7 @@ def write_reports(out: Path, protocol: Protocol, rows: list[Row], record: dict) 
         if perceptual:
             cells.append(",".join(_perceptual_csv(r.perceptual)))
         csv.append(f'"{r.name}",' + ",".join(cells))
-    with atomic_output(out.with_suffix(".csv")) as tmp:
+    with atomic_output(paths[".csv"]) as tmp:
         tmp.write_text("\n".join(csv) + "\n")
 
 
