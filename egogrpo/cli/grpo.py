@@ -147,7 +147,8 @@ def train_grpo_command(
         sampler=SamplerConfig(stochastic_steps=_parse_window(sde_window), projection=projection), kl_weight=kl_weight,
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
-        seed=seed, resume=resume, time_budget_minutes=time_budget, augment=augmentation_options(augment), algo=algo, draft_k=draft_k, nft_beta=nft_beta,
+        seed=seed, resume=resume, time_budget_minutes=time_budget, augment=augmentation_options(augment), algo=algo,
+        draft_k=draft_k, nft_beta=nft_beta,
         reward_model=None if reward_model is None else str(reward_model), reward_online=reward_online, **values,
     )  # fmt: skip
 

@@ -53,7 +53,7 @@ from egogrpo.model.perceptual import (
 from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
-from egogrpo.model.state import MotionState
+from egogrpo.model.state import MotionState, packed_dim
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.averaging import WeightAverage
 from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data, learning_rate, validate_augment
@@ -100,8 +100,8 @@ def info_nce(logits_pos: Tensor, logits_neg: Tensor, valid: Tensor | None = None
 def validate_config(config: TrainRewardConfig) -> None:
     """EgogrpoError naming the option for any value the loop cannot run with (checked before any work)."""
     minimum = {
-        "batch_size": 1, "batch_reuse": 1, "max_steps": 1, "warmup_steps": 0, "log_every": 1, "checkpoint_every": 1, "num_negatives": 1,
-        "crop_length": 2, "seed": 0, "val_every": 0, "val_windows": 1,
+        "batch_size": 1, "batch_reuse": 1, "max_steps": 1, "warmup_steps": 0, "log_every": 1, "checkpoint_every": 1,
+        "num_negatives": 1, "crop_length": 2, "seed": 0, "val_every": 0, "val_windows": 1,
     }  # fmt: skip
     options = {
         "num_negatives": "--num-negatives", "crop_length": "--crop-length", "max_steps": "--steps",
@@ -177,9 +177,9 @@ def crop_rollouts(
 ) -> Tensor:
     """(N, M, 3, L, D): `config.num_negatives` rollouts of the prior on each crop's condition, keyed by
     (seed, step, rows), with the x̂₀ of their last three sampling steps (`policy_last_predictions`)."""
+    D = packed_dim(prior_config.num_betas, prior_config.include_hands)
     with torch.no_grad():
         cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=prior_config)
-        D = MotionState.from_crop(crops, include_hands=prior_config.include_hands).pack().shape[-1]
         return policy_last_predictions(policy, prior, cond, config.seed, step, rows, config.num_negatives, D)
 
 
@@ -198,10 +198,9 @@ def make_negatives(
     Policy negatives come from `last` (N, M, 3, L, D), the crops' rollouts' last three x̂₀ when the caller holds
     them (`crop_rollouts`), else from rollouts keyed by `step`."""
     with torch.no_grad():
-        x0 = MotionState.from_crop(crops, include_hands=prior_config.include_hands).pack()
-        M = config.num_negatives
         if config.negatives == "gt-noise":
-            packed = gt_noise_negatives(x0, config.alpha, config.seed, step, rows, M)
+            x0 = MotionState.from_crop(crops, include_hands=prior_config.include_hands).pack()
+            packed = gt_noise_negatives(x0, config.alpha, config.seed, step, rows, config.num_negatives)
         else:
             if last is None:
                 last = crop_rollouts(config, policy, prior, prior_config, crops, step, rows)
@@ -355,14 +354,15 @@ def train_reward(
     rows = torch.arange(rank * batches.local, (rank + 1) * batches.local)
     last_checkpoint = checkpoint
     tick, tick_step, step = time.perf_counter(), start_step, start_step
-    block, crops, last = None, None, None  # the batch (and its rollouts) of steps block … block + R − 1
     for step in range(start_step, config.max_steps):
-        if block != step - step % config.batch_reuse:
-            block = step - step % config.batch_reuse
+        if step % config.batch_reuse == 0 or step == start_step:  # a new block of R steps, or a resume inside one
+            block = step - step % config.batch_reuse  # the block's batch and rollouts are keyed by its first step
             crops = collate_crops([indexed[i] for i in batches.batch_items(block)]).to(device)
-            last = None
-            if config.negatives == "policy":
-                last = crop_rollouts(config, policy, prior, prior_config, crops, block, rows)
+            last = (
+                crop_rollouts(config, policy, prior, prior_config, crops, block, rows)
+                if config.negatives == "policy"
+                else None
+            )
         negatives = make_negatives(config, policy, prior, prior_config, crops, step, rows, last)
         losses = step_losses(model, body_device, crops, negatives, config)
         for group in optimizer.param_groups:
