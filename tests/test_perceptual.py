@@ -381,3 +381,21 @@ def test_train_reward_augment_reaches_the_positives(cmu_small: Path, tiny_prior:
         scores[name] = _records(tmp_path / name)[0]["train/score_gt"]
     assert scores["plain"] == scores["again"]  # the same crops and weights: the same score
     assert scores["augmented"] != scores["plain"]  # mirrored / reshaped / retimed ground truth scores otherwise
+
+
+def test_false_negatives_within_the_error_floor_are_dropped(cmu_small: Path) -> None:
+    from egogrpo.data.crops import MotionCropDataset, collate_crops
+    from egogrpo.train.reward import placed_negatives
+
+    dataset = MotionCropDataset(str(cmu_small), splits=("train",), crop_length=16, seed=0, preload=True)
+    crops = collate_crops([dataset[0], dataset[1]])
+    x0 = MotionState.from_crop(crops, include_hands=False).pack()
+    rows = torch.arange(2)
+    same = gt_noise_negatives(x0, 0.0, 0, 0, rows, 1)  # the ground truth itself: a false negative
+    far = gt_noise_negatives(x0, 0.3, 0, 0, rows, 1)  # rotations far off: joints centimetres to decimetres away
+    negatives = MotionState.unpack(torch.cat((same, far), dim=1), 10, False)
+    body = load_body_model("default")
+    _, _, valid = placed_negatives(body, crops, negatives, 0.005)  # 5 mm floor
+    assert valid.tolist() == [[False, True], [False, True]]
+    _, _, valid = placed_negatives(body, crops, negatives, 10.0)  # a 10 m floor drops everything
+    assert not bool(valid.any())
