@@ -225,9 +225,11 @@ def test_jacobians_match_autograd(body: BodyModel) -> None:
     torch.testing.assert_close(g.reshape(N, T, 21, 3), Jtr, rtol=1e-9, atol=1e-8)
 
 
-def test_block_banded_solve_matches_dense() -> None:
-    gen = torch.Generator().manual_seed(1)
-    N, T, n = 2, 6, 4
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 6, 7, 8, 13, 33])
+def test_block_banded_solve_matches_dense(T: int) -> None:
+    """The cyclic-reduction solve equals a dense float64 solve for even, odd and power-of-two lengths."""
+    gen = torch.Generator().manual_seed(T)
+    N, n = 2, 4
     J = torch.zeros(N, 3 * T, T * n, dtype=torch.float64)  # rows couple three consecutive frames
     for t in range(T):
         J[:, 3 * t : 3 * t + 3, t * n : min(t + 3, T) * n] = torch.randn(N, 3, (min(t + 3, T) - t) * n, generator=gen)
@@ -236,7 +238,26 @@ def test_block_banded_solve_matches_dense() -> None:
     idx = torch.arange(T)
     rhs = torch.randn(N, T, n, generator=gen, dtype=torch.float64)
     x = rf._solve_block_banded(blocks[:, idx, idx], blocks[:, idx[1:], idx[:-1]], blocks[:, idx[2:], idx[:-2]], rhs)
-    torch.testing.assert_close(x.reshape(N, -1), torch.linalg.solve(H, rhs.reshape(N, -1)))
+    torch.testing.assert_close(x.reshape(N, -1), torch.linalg.solve(H, rhs.reshape(N, -1)), rtol=1e-9, atol=1e-10)
+
+
+def test_block_banded_solve_marks_an_indefinite_row_nan() -> None:
+    """A row whose matrix is not positive definite gives NaN (LM rejects that step); the other row is solved."""
+    N, T, n = 2, 5, 3
+    diag = torch.eye(n, dtype=torch.float64).repeat(N, T, 1, 1) * 2.0
+    diag[1, 3] = -torch.eye(n, dtype=torch.float64)
+    sub1 = torch.full((N, T - 1, n, n), 0.1, dtype=torch.float64)
+    sub2 = torch.zeros(N, T - 2, n, n, dtype=torch.float64)
+    rhs = torch.ones(N, T, n, dtype=torch.float64)
+    x = rf._solve_block_banded(diag, sub1, sub2, rhs)
+    assert bool(x[1].isnan().any())
+    H = torch.zeros(T * n, T * n, dtype=torch.float64)
+    for t in range(T):
+        H[t * n : (t + 1) * n, t * n : (t + 1) * n] = diag[0, t]
+    for t in range(T - 1):
+        H[(t + 1) * n : (t + 2) * n, t * n : (t + 1) * n] = sub1[0, t]
+        H[t * n : (t + 1) * n, (t + 1) * n : (t + 2) * n] = sub1[0, t].T
+    torch.testing.assert_close(x[0].reshape(-1), torch.linalg.solve(H, rhs[0].reshape(-1)))
 
 
 def test_refine_a_jittery_walk(body: BodyModel) -> None:
