@@ -227,7 +227,7 @@ def test_jacobians_match_autograd(body: BodyModel) -> None:
 
 @pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 6, 7, 8, 13, 33])
 def test_block_banded_solve_matches_dense(T: int) -> None:
-    """The cyclic-reduction solve equals a dense float64 solve for even, odd and power-of-two lengths."""
+    """The block Cholesky solve equals a dense float64 solve for even, odd and power-of-two lengths."""
     gen = torch.Generator().manual_seed(T)
     N, n = 2, 4
     J = torch.zeros(N, 3 * T, T * n, dtype=torch.float64)  # rows couple three consecutive frames
@@ -251,13 +251,21 @@ def test_block_banded_solve_marks_an_indefinite_row_nan() -> None:
     rhs = torch.ones(N, T, n, dtype=torch.float64)
     x = rf._solve_block_banded(diag, sub1, sub2, rhs)
     assert bool(x[1].isnan().any())
-    H = torch.zeros(T * n, T * n, dtype=torch.float64)
-    for t in range(T):
-        H[t * n : (t + 1) * n, t * n : (t + 1) * n] = diag[0, t]
-    for t in range(T - 1):
-        H[(t + 1) * n : (t + 2) * n, t * n : (t + 1) * n] = sub1[0, t]
-        H[t * n : (t + 1) * n, (t + 1) * n : (t + 2) * n] = sub1[0, t].T
-    torch.testing.assert_close(x[0].reshape(-1), torch.linalg.solve(H, rhs[0].reshape(-1)))
+    torch.testing.assert_close(
+        x[0].reshape(-1), torch.linalg.solve(_dense(diag[0], sub1[0], sub2[0]), rhs[0].reshape(-1))
+    )
+
+
+def _dense(diag: torch.Tensor, sub1: torch.Tensor, sub2: torch.Tensor) -> torch.Tensor:
+    """The symmetric (T·n, T·n) matrix with blocks H_{t,t} = diag[t], H_{t+1,t} = sub1[t], H_{t+2,t} = sub2[t]."""
+    T, n = diag.shape[0], diag.shape[-1]
+    H = diag.new_zeros(T, T, n, n)
+    idx = torch.arange(T)
+    H[idx, idx] = diag
+    for d, sub in ((1, sub1), (2, sub2)):
+        H[idx[d:], idx[:-d]] = sub
+        H[idx[:-d], idx[d:]] = sub.mT
+    return H.permute(0, 2, 1, 3).reshape(T * n, T * n)
 
 
 def test_refine_a_jittery_walk(body: BodyModel) -> None:
