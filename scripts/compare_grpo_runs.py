@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (a train-grpo run folder)")
     parser.add_argument("--out", type=Path, required=True, help="PNG of val MPJPE against minutes")
     args = parser.parse_args()
+    if not args.out.parent.is_dir():
+        raise SystemExit(f"--out {args.out}: folder {args.out.parent} does not exist")
     runs: dict[str, list[dict]] = {}
     for item in args.runs:
         label, _, folder = item.partition("=")
