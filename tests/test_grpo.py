@@ -113,10 +113,23 @@ def _strip_times(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith(("seconds/", "time/"))}
 
 
-def test_two_gloo_processes_give_the_same_update_as_one(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
+#: Two-process launchers as a user would type them (accelerate's `--cpu` means one process: its multi-process
+#: launcher is `--multi_gpu`, which on a machine without GPUs starts gloo processes on the CPU).
+LAUNCHERS = {
+    "torchrun": ["torchrun", "--standalone", "--nproc_per_node", "2"],
+    "accelerate": ["accelerate", "launch", "--multi_gpu", "--num_machines", "1", "--num_processes", "2",
+                   "--mixed_precision", "no", "--dynamo_backend", "no"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_gloo_processes_give_the_same_update_as_one(
+    launcher: str, cmu_small: Path, tiny_prior: Path, tmp_path: Path
+) -> None:
     def command(run_dir: Path, processes: int) -> list[str]:
-        launcher = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(processes)]
-        head = [*launcher, "-m", "egogrpo"] if processes > 1 else [sys.executable, "-m", "egogrpo"]
+        program, *arguments = LAUNCHERS[launcher]
+        two = [str(Path(sys.executable).with_name(program)), *arguments, "-m", "egogrpo"]
+        head = two if processes > 1 else [sys.executable, "-m", "egogrpo"]
         return [
             *head,
             "train-grpo", str(cmu_small), "--run-dir", str(run_dir), "--prior", str(tiny_prior), "--iterations", "1",
