@@ -122,27 +122,37 @@ LAUNCHERS = {
 }  # fmt: skip
 
 
+def _one_iteration_run(run_dir: Path, head: list[str], cmu_small: Path, tiny_prior: Path) -> Path:
+    """One iteration of a small train-grpo run started by `head` (a launcher and `-m egogrpo`), in `run_dir`."""
+    command = [
+        *head,
+        "train-grpo", str(cmu_small), "--run-dir", str(run_dir), "--prior", str(tiny_prior), "--iterations", "1",
+        "--group-size", "3", "--batch-groups", "2", "--train-steps", "2", "--lr", "1e-3", "--val-every", "0",
+        "--checkpoint-every", "1", "--micro-batch", "2", "--perlin-scope", "member",
+    ]  # fmt: skip
+    out = subprocess.run(
+        command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def one_process_run(cmu_small: Path, tiny_prior: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The single-process reference both launchers are compared with (run once)."""
+    head = [sys.executable, "-m", "egogrpo"]
+    return _one_iteration_run(tmp_path_factory.mktemp("grpo") / "one", head, cmu_small, tiny_prior)
+
+
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_gloo_processes_give_the_same_update_as_one(
-    launcher: str, cmu_small: Path, tiny_prior: Path, tmp_path: Path
+    launcher: str, one_process_run: Path, cmu_small: Path, tiny_prior: Path, tmp_path: Path
 ) -> None:
-    def command(run_dir: Path, processes: int) -> list[str]:
-        program, *arguments = LAUNCHERS[launcher]
-        two = [str(Path(sys.executable).with_name(program)), *arguments, "-m", "egogrpo"]
-        head = two if processes > 1 else [sys.executable, "-m", "egogrpo"]
-        return [
-            *head,
-            "train-grpo", str(cmu_small), "--run-dir", str(run_dir), "--prior", str(tiny_prior), "--iterations", "1",
-            "--group-size", "3", "--batch-groups", "2", "--train-steps", "2", "--lr", "1e-3", "--val-every", "0",
-            "--checkpoint-every", "1", "--micro-batch", "2", "--perlin-scope", "member",
-        ]  # fmt: skip
-
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    for run_dir, processes in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
-        out = subprocess.run(command(run_dir, processes), capture_output=True, text=True, env=env, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
+    program, *arguments = LAUNCHERS[launcher]
+    head = [str(Path(sys.executable).with_name(program)), *arguments, "-m", "egogrpo"]
+    _one_iteration_run(tmp_path / "two", head, cmu_small, tiny_prior)
     assert json.loads((tmp_path / "two/meta.json").read_text())["world_size"] == 2
-    one, two = _records(tmp_path / "one")[-1], _records(tmp_path / "two")[-1]
+    one, two = _records(one_process_run)[-1], _records(tmp_path / "two")[-1]
     for key in ("reward/total", "reward/rot", "group_std/pos", "degenerate_fraction", "diversity_m"):
         assert one[key] == pytest.approx(two[key], rel=1e-5, abs=1e-7), key
     # The denoiser's float32 results depend on the batch size at ~1e-6 (6 rows in one process, 3 per rank in
@@ -150,7 +160,7 @@ def test_two_gloo_processes_give_the_same_update_as_one(
     assert one["grad_norm"] == pytest.approx(two["grad_norm"], rel=1e-3)
     assert one["loss"] == pytest.approx(two["loss"], abs=1e-4)  # −mean Â ≈ 0 at ρ = 1: only rounding remains
     assert one["trained_transitions"] == two["trained_transitions"] == 12  # 6 rollouts × 2 steps; groups span ranks
-    a = _weights(tmp_path / "one/checkpoints/iter_000001")
+    a = _weights(one_process_run / "checkpoints/iter_000001")
     b = _weights(tmp_path / "two/checkpoints/iter_000001")
     prior = _weights(tiny_prior)
     delta_a = torch.cat([(a[k] - prior[k]).flatten() for k in a])
