@@ -142,8 +142,8 @@ class PreprocessConfig:
     a `.partial` output made with other settings is not resumed.
     """
 
-    source: str  # "amass", "cmu", "bvh", "rich" or "adt"
-    inputs: tuple[str, ...]  # a dataset root folder, or files
+    source: str  # "amass", "cmu", "bvh", "rich", "adt" or "corpus"
+    inputs: tuple[str, ...]  # a dataset root folder, or files (corpus: the corpus manifest)
     out: str  # the HDF5 file to write
     body: str = "default"  # output body model: "default" or an SMPL-H/SMPL-X .npz (AMASS: the neutral SMPL-H)
     splits: tuple[str, ...] = ("train", "val", "test")  # which splits to write (from data_manifests/)
@@ -155,6 +155,9 @@ class PreprocessConfig:
     source_fps: float = 120.0  # CMU AMC files do not state their rate (CMU captured at 120 fps)
     bvh_units: str = "auto"  # BVH length unit: auto, m, cm, mm, inch, cmu, or metres per unit
     bvh_split: str = "train"  # the split BVH files are recorded under
+    bvh_fps: float | None = None  # BVH: the true frame rate, overriding the files' Frame Time (None: the files')
+    corpus_root: str = ""  # corpus: the folder the manifest's file patterns are relative to
+    glitches: str = "keep"  # cmu/bvh/corpus: single-frame glitches are kept, trimmed or dropped (data.glitches)
     split_manifest: str = "cmu"  # CMU: the data_manifests/ split list ("cmu", or "cmu_subject02" to hold out a subject)
     corpus: str = ""  # cmu/bvh: a corpus of data_manifests/corpora.json (names, splits, licence); "" = cmu for cmu
     licence: str = ""  # cmu/bvh: the data's licence, recorded per sequence ("" = the corpus's, from corpora.json)

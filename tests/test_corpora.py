@@ -62,8 +62,10 @@ def _depth_first(bones: list[Bone]) -> list[Bone]:
     return order
 
 
-def _bvh_hierarchy(bones: list[Bone], scale: float, root_order: str) -> list[str]:
-    """HIERARCHY lines; `scale` file units per metre; leaves get an End Site 5 cm further along."""
+def _bvh_hierarchy(
+    bones: list[Bone], scale: float, root_order: str, end_sites: dict[str, tuple[float, float, float]] | None = None
+) -> list[str]:
+    """HIERARCHY lines; `scale` file units per metre; leaves get an End Site 5 cm further along (or `end_sites[leaf]`)."""
     children: dict[str | None, list[Bone]] = {}
     for bone in bones:
         children.setdefault(bone[1], []).append(bone)
@@ -87,6 +89,8 @@ def _bvh_hierarchy(bones: list[Bone], scale: float, root_order: str) -> list[str
             lines += node(kid, depth + 1)
         if not kids:
             tip = np.array(offset) / max(np.linalg.norm(offset), 1e-9) * 0.05
+            if end_sites and name in end_sites:
+                tip = np.array(end_sites[name])
             lines += [
                 f"{pad}\tEnd Site",
                 f"{pad}\t{{",
@@ -115,8 +119,15 @@ def write_bvh(
     scale: float,
     root_order: str = "zyx",
     bind_frame: bool = False,
+    end_sites: dict[str, tuple[float, float, float]] | None = None,
+    frame_time: float | None = None,
+    root_velocity: float = 0.0,
 ) -> Path:
-    """A BVH file of the standing pose (see `_pose_angles`), SECONDS long at `fps`; optionally a T-pose first frame."""
+    """A BVH file of the standing pose (see `_pose_angles`), SECONDS long at `fps`; optionally a T-pose first frame.
+
+    `frame_time` is the Frame Time the file states (default 1 / fps: a mislabelled file states another);
+    `root_velocity` (m/s) moves the root along +x (the character's left) at a constant speed.
+    """
     hips_height = 0.97  # metres: legs of 0.92 m + the foot's drop
     times = np.arange(round(SECONDS * fps) + 1) / fps
     rows = []
@@ -125,15 +136,15 @@ def write_bvh(
         values = []
         for name, parent, _, order in _depth_first(bones):
             if parent is None:
-                values += [0.0, hips_height * scale, 0.0]
+                values += [root_velocity * float(t) * scale, hips_height * scale, 0.0]
             joint = angles.get(name, {})
             values += [joint.get(axis, 0.0) for axis in (root_order if parent is None else order)]
         rows.append(" ".join(f"{v:.4f}" for v in values))
     lines = [
-        *_bvh_hierarchy(bones, scale, root_order),
+        *_bvh_hierarchy(bones, scale, root_order, end_sites),
         "MOTION",
         f"Frames: {len(rows)}",
-        f"Frame Time: {1 / fps:.7f}",
+        f"Frame Time: {frame_time or 1 / fps:.7f}",
         *rows,
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from egogrpo.cli.common import console, err_console
 from egogrpo.config import PreprocessConfig, ProcessConfig
-from egogrpo.data.preprocess import PreprocessSummary, merge_motion_files, run_preprocess
+from egogrpo.data.preprocess import PreprocessSummary, merge_motion_files, run_preprocess, validate_config
+from egogrpo.fileio import check_writable
 
 app = typer.Typer(help="Turn mocap datasets into egogrpo's HDF5 layout (30 fps, floor at z = 0, contacts, CPF).")
 
@@ -24,6 +25,9 @@ Workers = Annotated[int, typer.Option(help="Worker processes (0: one per CPU cor
 MinFrames = Annotated[int, typer.Option(help="Shortest sequence kept, in 30 fps frames (one training crop).")]
 Splits = Annotated[str, typer.Option(help="Comma-separated splits to write (from data_manifests/).")]
 FitSmplh = Annotated[Path | None, typer.Option(help="Fit SMPL-H betas (your .npz) instead of the default body.")]
+Glitches = Annotated[
+    str, typer.Option(help="Single-frame glitches in the source: keep (record only), trim (longest clean part), drop.")
+]
 Licence = Annotated[
     str, typer.Option(help="The data's licence, recorded in every sequence (default: the corpus's, from corpora.json).")
 ]
@@ -76,6 +80,10 @@ def _report(summary: PreprocessSummary) -> None:
         console.print(f"resumed: {len(summary.resumed)} clip(s) were already finished by an earlier run")
     if summary.skipped_short:
         console.print(f"skipped (shorter than one crop): {', '.join(summary.skipped_short)}")
+    for clip, reason in summary.dropped.items():
+        console.print(f"dropped by --glitches drop: {clip} ({reason})")
+    if summary.skipped_sources:
+        console.print(f"sources with no file under the root (not required): {', '.join(summary.skipped_sources)}")
     reasons: dict[str, list[str]] = {}
     for clip, reason in summary.excluded.items():
         reasons.setdefault(reason.split(": ", 1)[-1], []).append(clip)
@@ -102,6 +110,7 @@ def cmu(
         str, typer.Option(help="cmu, or hdm05 (HDM_<actor>_….amc; named HDM05/<actor>/…, all in train).")
     ] = "cmu",
     licence: Licence = "",
+    glitches: Glitches = "keep",
     mirror: Mirror = False,
     skip_short: SkipShort = False,
     min_frames: MinFrames = 128,
@@ -125,6 +134,7 @@ def cmu(
             split_manifest=split_manifest,
             corpus=corpus,
             licence=licence,
+            glitches=glitches,
         )
     )
 
@@ -146,7 +156,11 @@ def bvh(
     corpus: Annotated[
         str, typer.Option(help="cmu-bvh, 100style or accad (data_manifests/corpora.json): names, split, licence.")
     ] = "",
+    fps: Annotated[
+        float | None, typer.Option(help="The true frame rate, overriding the files' Frame Time (recorded).")
+    ] = None,
     licence: Licence = "",
+    glitches: Glitches = "keep",
     mirror: Mirror = False,
     skip_short: SkipShort = False,
     min_frames: MinFrames = 128,
@@ -168,10 +182,65 @@ def bvh(
             workers=workers,
             bvh_units=units,
             bvh_split=_splits(split)[0],
+            bvh_fps=fps,
             corpus=corpus,
             licence=licence,
+            glitches=glitches,
         )
     )
+
+
+@app.command("corpus")
+def corpus_command(
+    manifest: Annotated[
+        Path, typer.Argument(help="A corpus manifest (e.g. data_manifests/free.json): files, readers, licences, people.")
+    ],
+    root: Annotated[Path, typer.Option(help="The folder the manifest's file patterns are relative to.")],
+    out: Out,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write a data quality report (JSON; a Markdown table beside it).")
+    ] = None,
+    glitches: Glitches = "trim",
+    splits: Splits = "train,val,test",
+    mirror: Mirror = False,
+    min_frames: MinFrames = 128,
+    overwrite: Overwrite = False,
+    workers: Workers = 0,
+) -> None:
+    """Every file of several corpora in one training set, split by person (whole people in train, val or test)."""
+    from egogrpo.data.corpus import corpus_tasks, load_corpus_manifest, split_people
+    from egogrpo.eval.data_check import check_motion_file, write_quality_report
+
+    if report is not None:
+        check_writable(report, "--report")
+    config = PreprocessConfig(
+        source="corpus",
+        inputs=(str(manifest),),
+        out=str(out),
+        splits=_splits(splits),
+        process=_process(min_frames),
+        mirror=mirror,
+        skip_short=True,
+        overwrite=overwrite,
+        workers=workers,
+        corpus_root=str(root),
+        glitches=glitches,
+    )
+    validate_config(config)
+    parsed = load_corpus_manifest(manifest)
+    clips, _ = corpus_tasks(parsed, root)
+    _run(config)
+    for split, people in split_people(clips).items():
+        console.print(f"{split}: {len(people)} people: {', '.join(people)}")
+    console.print("licences (recorded in every sequence and in the file's options_json):")
+    for licence in parsed.licences.values():
+        users = [s.name for s in parsed.sources if s.licence == licence.key]
+        console.print(f"- {', '.join(users)}: {licence.text}" + (f" {licence.acknowledgement}" if licence.acknowledgement else ""))
+    if report is not None:
+        quality = check_motion_file(out)
+        write_quality_report(quality, report)
+        console.print(quality.summary_markdown())
+        console.print(f"quality report: {report} and {report.with_suffix('.md')}")
 
 
 @app.command("amass")

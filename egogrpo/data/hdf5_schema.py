@@ -42,7 +42,7 @@ from egogrpo.errors import EgogrpoError
 SCHEMA_NAME = "egogrpo.motion"
 SCHEMA_VERSION = 1
 BODY_MODEL_KINDS = ("default", "smplh", "smplx")
-SOURCE_DATASETS = ("amass", "cmu", "bvh", "rich", "adt", "merged")  # merged: `preprocess merge` of several files
+SOURCE_DATASETS = ("amass", "cmu", "bvh", "rich", "adt", "merged", "corpus")  # merged: `preprocess merge`; corpus: `preprocess corpus`
 SPLITS = ("train", "val", "test", "")
 
 #: Frames per chunk along time (a 128-frame crop touches at most 5 chunks per dataset).
@@ -85,7 +85,7 @@ class MotionFileInfo:
     body_model_id:      e.g. "default:51f398527f92"; training checks it against its own body model
     body_model_sha256:  hex SHA-256 of the body model file
     num_betas:          B, the width of every sequence's `betas` (1, B)
-    source_dataset:     "amass", "cmu", "bvh", "rich", "adt", or "merged" (`preprocess merge`)
+    source_dataset:     "amass", "cmu", "bvh", "rich", "adt", "merged" (`preprocess merge`) or "corpus" (`preprocess corpus`)
     options_json:       the preprocessing options as a JSON object string
     fps:                frames per second of every sequence
     """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -29,25 +30,28 @@ import torch
 
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import PreprocessConfig, config_to_dict
+from egogrpo.data.corpus import CorpusClip, corpus_tasks, load_corpus_manifest
+from egogrpo.data.glitches import GLITCH_POLICIES, DroppedClipError, apply_glitch_policy
 from egogrpo.data.hdf5_schema import MotionFile, MotionFileInfo, MotionFileWriter
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.data.motion import MotionClip, mirror_clip
 from egogrpo.data.process import ShortClipError, process_clip
 from egogrpo.data.sequence import SequenceArrays
-from egogrpo.data.skeleton_motion import drop_leading_bind_frame
+from egogrpo.data.skeleton_motion import SkeletonMotion, drop_leading_bind_frame
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import check_writable
 
-SOURCES = ("amass", "cmu", "bvh", "rich", "adt")
+SOURCES = ("amass", "cmu", "bvh", "rich", "adt", "corpus")
 
 
 @dataclass(frozen=True)
 class ClipTask:
-    """One clip to read: the reader's input files, the output group name and the split."""
+    """One clip to read: the reader's input files, the output group name and the split (corpus: its manifest entry)."""
 
     name: str
     split: str
     paths: tuple[str, ...]
+    corpus_clip: CorpusClip | None = None
 
 
 @dataclass
@@ -58,6 +62,8 @@ class PreprocessSummary:
     written: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)  # finished by an earlier, interrupted run
     skipped_short: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # clip → why the glitch policy left it out
+    skipped_sources: list[str] = field(default_factory=list)  # corpus sources with no file under the root
     excluded: dict[str, str] = field(default_factory=dict)  # clip → reason, from the manifest
     frames: int = 0
     seconds: float = 0.0
@@ -262,6 +268,10 @@ def adt_tasks(folders: tuple[str, ...]) -> list[ClipTask]:
 
 def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]]:
     """The clips a run will process (and those the manifest excludes, with reasons)."""
+    if config.source == "corpus":
+        clips, _ = corpus_tasks(load_corpus_manifest(config.inputs[0]), config.corpus_root)
+        tasks = [ClipTask(c.name, c.split, c.paths, corpus_clip=c) for c in clips if c.split in config.splits]
+        return tasks, {}
     if config.source == "cmu":
         return cmu_tasks(Path(config.inputs[0]), config.splits, config.split_manifest, config_corpus(config))
     if config.source == "bvh":
@@ -312,19 +322,18 @@ def _init_worker(config: PreprocessConfig) -> None:
 
 def read_clip(task: ClipTask, config: PreprocessConfig, body: BodyModel, models: object | None = None) -> MotionClip:
     """Read one clip as a MotionClip of `body` (retargeting skeleton sources onto it)."""
+    if config.source == "corpus":
+        assert task.corpus_clip is not None
+        return _read_corpus_clip(task.corpus_clip, config.glitches, body)
     if config.source == "cmu":
         from egogrpo.data.asf_amc import read_asf_amc
-        from egogrpo.data.retarget import retarget
 
         motion = read_asf_amc(task.paths[0], task.paths[1], fps=config.source_fps)
-        return retarget(motion, body, task.name, "cmu")[0]
+        return _retarget_skeleton(motion, body, task.name, "cmu", config.glitches)
     if config.source == "bvh":
-        from egogrpo.data.bvh import read_bvh
-        from egogrpo.data.retarget import retarget
-
-        motion, dropped = drop_leading_bind_frame(read_bvh(task.paths[0], units=_bvh_units(config.bvh_units)))
-        clip = retarget(motion, body, task.name, "bvh")[0]
-        return dataclasses.replace(clip, attrs={**clip.attrs, "dropped_bind_frame": int(dropped)})
+        motion, attrs = _read_bvh_motion(task.paths[0], config.bvh_units, config.bvh_fps)
+        clip = _retarget_skeleton(motion, body, task.name, "bvh", config.glitches)
+        return dataclasses.replace(clip, attrs={**clip.attrs, **attrs})
     if config.source == "amass":
         from egogrpo.data.amass import read_amass_npz
 
@@ -347,6 +356,47 @@ def read_clip(task: ClipTask, config: PreprocessConfig, body: BodyModel, models:
     raise EgogrpoError(f"unknown preprocessing source {config.source!r}")
 
 
+def _read_bvh_motion(path: str, units: str, fps: float | None) -> tuple[SkeletonMotion, dict[str, float | int]]:
+    """A BVH file's motion at `fps` (None: the file's Frame Time), a leading bind frame dropped; attrs to record."""
+    from egogrpo.data.bvh import read_bvh
+
+    motion = read_bvh(path, units=_bvh_units(units))
+    attrs: dict[str, float | int] = {"file_fps": motion.fps, "source_fps": fps or motion.fps}
+    if fps is not None:
+        motion = dataclasses.replace(motion, fps=fps)
+    motion, dropped = drop_leading_bind_frame(motion)
+    return motion, {**attrs, "dropped_bind_frame": int(dropped)}
+
+
+def _retarget_skeleton(
+    motion: SkeletonMotion, body: BodyModel, name: str, dataset: str, glitches: str, naming: str = ""
+) -> MotionClip:
+    """Glitch policy, then retargeting onto `body`; `naming`, when given, is the convention the skeleton must have."""
+    from egogrpo.data.retarget import resolve_mapping, retarget
+
+    mapping = resolve_mapping(motion)
+    if naming and mapping.convention != naming:
+        raise EgogrpoError(f"{motion.source}: the manifest says {naming} naming, but the skeleton is {mapping.convention}")
+    motion, glitch_attrs = apply_glitch_policy(motion, glitches)
+    clip = retarget(motion, body, name, dataset, mapping)[0]
+    return dataclasses.replace(clip, attrs={**clip.attrs, **glitch_attrs})
+
+
+def _read_corpus_clip(entry: CorpusClip, glitches: str, body: BodyModel) -> MotionClip:
+    """One file of a corpus manifest, read as its source says, with its corpus, person and licence recorded."""
+    source = entry.source
+    if source.format == "asf-amc":
+        from egogrpo.data.asf_amc import read_asf_amc
+
+        assert source.fps is not None
+        motion = read_asf_amc(entry.paths[0], entry.paths[1], fps=source.fps)
+        attrs: dict[str, float | int] = {"source_fps": source.fps}
+    else:
+        motion, attrs = _read_bvh_motion(entry.paths[0], source.units, source.fps)
+    clip = _retarget_skeleton(motion, body, entry.name, source.people, glitches, source.naming)
+    return dataclasses.replace(clip, attrs={**clip.attrs, **attrs, "corpus": source.name, "person": entry.person})
+
+
 def _bvh_units(units: str) -> str | float:
     try:
         return float(units)
@@ -361,6 +411,7 @@ class _Result:
     task: ClipTask
     sequences: tuple[tuple[str, SequenceArrays, dict], ...] = ()
     short: str | None = None
+    dropped: str | None = None
     error: str | None = None
 
 
@@ -378,6 +429,8 @@ def _process_task(task: ClipTask) -> _Result:
         return _Result(task=task, sequences=tuple(sequences))
     except ShortClipError as e:
         return _Result(task=task, short=str(e))
+    except DroppedClipError as e:
+        return _Result(task=task, dropped=str(e))
     except EgogrpoError as e:
         return _Result(task=task, error=str(e))
 
@@ -392,11 +445,22 @@ def recorded_options(config: PreprocessConfig) -> dict:
         options.pop(transient)
     corpus = config_corpus(config)
     options.update(corpus=corpus.name if corpus is not None else "", licence=recorded_licence(config))
+    if config.source == "corpus":
+        manifest = Path(config.inputs[0])
+        options["manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
+        options["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
     return options
 
 
-def corpus_attrs(config: PreprocessConfig) -> dict[str, str]:
-    """The attributes every sequence of a cmu/bvh run gets: its corpus and licence (when known)."""
+def corpus_attrs(config: PreprocessConfig, task: ClipTask | None = None) -> dict[str, str]:
+    """The attributes a sequence of a cmu/bvh/corpus run gets: its corpus and licence (when known).
+
+    A corpus manifest's clip gets its source's licence text and acknowledgement.
+    """
+    if task is not None and task.corpus_clip is not None:
+        manifest = load_corpus_manifest(config.inputs[0])
+        licence = manifest.licences[task.corpus_clip.source.licence]
+        return {"licence": licence.text, "acknowledgement": licence.acknowledgement}
     corpus = config_corpus(config)
     attrs = {"corpus": corpus.name} if corpus is not None else {}
     licence = recorded_licence(config)
@@ -437,6 +501,18 @@ def validate_config(config: PreprocessConfig) -> None:
     for value, option in ((process.fps, "output fps"), (config.source_fps, "--fps")):
         if not (math.isfinite(value) and value > 0):
             raise EgogrpoError(f"{option} must be a finite number > 0, got {value}")
+    if config.glitches not in GLITCH_POLICIES:
+        raise EgogrpoError(f"--glitches must be one of {', '.join(GLITCH_POLICIES)}, got {config.glitches!r}")
+    if config.glitches != "keep" and config.source not in ("cmu", "bvh", "corpus"):
+        raise EgogrpoError(f"--glitches applies to skeleton mocap (cmu, bvh, corpus), not {config.source}")
+    if config.bvh_fps is not None and not (math.isfinite(config.bvh_fps) and config.bvh_fps > 0):
+        raise EgogrpoError(f"--fps must be a finite number > 0, got {config.bvh_fps}")
+    if config.source == "corpus":
+        if len(config.inputs) != 1:
+            raise EgogrpoError("preprocess corpus reads one manifest")
+        load_corpus_manifest(config.inputs[0])
+        if not Path(config.corpus_root).is_dir():
+            raise EgogrpoError(f"--root {config.corpus_root}: no such folder")
     if config.source == "bvh":
         from egogrpo.data.bvh import UNITS
 
@@ -495,6 +571,8 @@ def run_preprocess(
         fps=config.process.fps,
     )
     licence_attrs = corpus_attrs(config)
+    if config.source == "corpus":
+        summary.skipped_sources = corpus_tasks(load_corpus_manifest(config.inputs[0]), config.corpus_root)[1]
     writer = MotionFileWriter(config.out, info, overwrite=config.overwrite, resume=True)
     with kept_for_resume(writer):
         finished = writer.finished_names()
@@ -514,9 +592,12 @@ def run_preprocess(
                 if not config.skip_short:
                     raise EgogrpoError(f"{result.short} (pass --skip-short to leave such clips out)")
                 summary.skipped_short.append(result.task.name)
+            if result.dropped is not None:
+                summary.dropped[result.task.name] = result.dropped
+            task_attrs = corpus_attrs(config, result.task) if result.task.corpus_clip is not None else licence_attrs
             for name, arrays, attrs in result.sequences:
                 if name not in finished:
-                    writer.write(name, arrays, {**attrs, **licence_attrs})
+                    writer.write(name, arrays, {**attrs, **task_attrs})
                     summary.written.append(name)
                     summary.frames += arrays.num_frames
             done += 1

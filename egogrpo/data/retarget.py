@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -106,6 +107,23 @@ CMU_BVH = SkeletonMapping(
     ),
 )  # fmt: skip
 
+#: Rigify / FreeMoCap (ReActIdle): "pelvis", "spine" (the lower back, at the pelvis), "spine.001" (the chest),
+#: "neck", "face" (the head), "shoulder.L" (the clavicle), "upper_arm.L", "forearm.L", "thigh.L", "shin.L",
+#: "foot.L"; wrists and toes exist only as end sites ("forearm.L_end", "foot.L_end"), so the wrists turn
+#: with the forearms. spine1/spine2 sit a third and two thirds of the way up the lower back, which turns them.
+RIGIFY = SkeletonMapping(
+    "rigify",
+    _sided(
+        {
+            "pelvis": JointSource("pelvis", between=("thigh.L", "thigh.R")), "hip": "thigh.{L}", "knee": "shin.{L}",
+            "ankle": "foot.{L}", "foot": "foot.{L}_end", "spine1": JointSource("spine", "spine.001", 1 / 3),
+            "spine2": JointSource("spine", "spine.001", 2 / 3), "spine3": "spine.001", "neck": "neck", "head": "face",
+            "collar": JointSource("shoulder.{L}", "upper_arm.{L}", 0.5), "shoulder": "upper_arm.{L}",
+            "elbow": "forearm.{L}", "wrist": "forearm.{L}_end",
+        }
+    ),
+)  # fmt: skip
+
 #: Aria Digital Twin's OptiTrack skeleton (positions only; see `retarget_positions`).
 ADT_OPTITRACK = SkeletonMapping(
     "adt-optitrack",
@@ -154,11 +172,29 @@ def _is_cmu_bvh(names: set[str]) -> bool:
     return {"LHipJoint", "LowerBack", "Neck1", "LeftUpLeg", "LeftForeArm"} <= names
 
 
+def _is_rigify(names: set[str]) -> bool:
+    return {"spine.001", "upper_arm.L", "forearm.L", "thigh.L", "shin.L", "foot.L", "face"} <= names
+
+
+#: The conventions `resolve_mapping` tells apart (a corpus manifest's "naming" names one of them).
+NAMINGS = ("cmu-asf", "cmu-bvh", "rigify", "adt-optitrack", "bvh-generic")
+
+
 def resolve_mapping(motion: SkeletonMotion) -> SkeletonMapping:
-    """The mapping for a parsed skeleton: a known convention, or resolved from common BVH joint names."""
+    """The mapping for a parsed skeleton: a known convention, or resolved from common BVH joint names.
+
+    CMU ASF names under a root that is not called "root" (amc2bvh wrote CMU 16_01/16_02 with a root
+    named "hip") take the file's root node as the pelvis.
+    """
     names = set(motion.names)
     if _is_cmu_asf(names):
-        return CMU_ASF
+        root = motion.names[motion.parents.index(-1)]
+        if root == "root":
+            return CMU_ASF
+        pelvis = dataclasses.replace(CMU_ASF.joints[0], node=root)
+        return dataclasses.replace(CMU_ASF, joints=(pelvis, *CMU_ASF.joints[1:]))
+    if _is_rigify(names):
+        return RIGIFY
     if _is_cmu_bvh(names):
         return CMU_BVH
     if {"Skeleton", "Ab", "Chest", "LUArm", "LFArm", "LThigh", "LShin"} <= names:

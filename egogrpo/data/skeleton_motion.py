@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from egogrpo.errors import EgogrpoError
+
 #: y-up (x, y, z) to z-up (x, −z, y): a proper rotation (det = +1).
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
@@ -48,7 +50,11 @@ class SkeletonMotion:
         return self.positions.shape[0]
 
     def index(self, name: str) -> int:
-        return self.names.index(name)
+        """The index of node `name`; EgogrpoError naming the file when there is none."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise EgogrpoError(f"{self.source}: no joint named {name!r} in this skeleton") from None
 
 
 def drop_leading_bind_frame(
