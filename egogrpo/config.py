@@ -609,6 +609,7 @@ class EvalConfig:
     protocol: str = "motiongrpo"
     body: str = "default"  # the body model the data was made with: "default" or the SMPL-H/SMPL-X .npz
     split: str | None = None  # a split, several comma-separated ("test,val"), or "all"
+    subset: str | None = None  # only the sequences whose name starts with this (e.g. "CMU/", one corpus)
     samples: int | None = None
     seeds: int | None = None  # use seeds 0 … N−1
     guidance: str | None = None  # "none" or "post" (test-time refinement after sampling, EgoAllo's post guidance)

@@ -281,3 +281,27 @@ def test_free_manifest_builds_from_the_shared_data(sample_data: Path, tmp_path: 
     assert {"cmu/01", "cmu/02", "cmu/03"}.isdisjoint(people["test"])  # the previous default saw these people
     for clip in clips:
         assert clip.person.split("/")[1] == clip.name.split("/")[1]
+
+
+def test_public_manifest_reads_the_corpora_a_user_has(tmp_path: Path, run_cli) -> None:
+    """data_manifests/public.json on a root holding only HDM05 and 100STYLE: those are read, the rest skipped."""
+    from test_corpora import STYLE100, STYLE100_ROLES, write_asf_amc
+
+    root = tmp_path / "root"
+    for actor in ("bd", "mm"):
+        write_asf_amc(root / "HDM05" / actor / f"HDM_{actor}.asf", root / "HDM05" / actor / f"HDM_{actor}_01-01_01_120.amc")
+    write_bvh(root / "100STYLE" / "Aeroplane" / "Aeroplane_FW.bvh", STYLE100, STYLE100_ROLES, 60.0, 100.0, "yxz")
+    manifest = Path(__file__).resolve().parents[1] / "data_manifests" / "public.json"
+    out = tmp_path / "public.h5"
+    result = run_cli("preprocess", "corpus", str(manifest), "--root", str(root), "--out", str(out), *PREPROCESS)
+    assert result.exit_code == 0, result.stderr
+    _, sequences = read_sequences(out)
+    found = {name: (a["person"], a["split"], a["licence"][:9]) for name, (a, _) in sequences.items()}
+    assert found == {
+        "HDM05/bd/HDM_bd_01-01_01_120": ("hdm05/bd", "train", "CC BY-SA "),
+        "HDM05/mm/HDM_mm_01-01_01_120": ("hdm05/mm", "test", "CC BY-SA "),
+        "100STYLE/100STYLE/Aeroplane_FW": ("100style/100STYLE", "train", "CC BY 4.0"),
+    }
+    for _, joints in sequences.values():
+        check_standing_pose(joints)
+    assert "not required): cmu, reactidle, accad" in result.stdout

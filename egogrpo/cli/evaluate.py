@@ -19,11 +19,15 @@ def eval_command(
     protocol: Annotated[
         str,
         typer.Option(
-            help="A protocol of data_manifests/protocols.json (egoallo, motiongrpo, cmu-test, cmu-subject02)."
+            help="A protocol of data_manifests/protocols.json (egoallo, motiongrpo, cmu-test, cmu-subject02, people)."
         ),
     ] = "motiongrpo",
     split: Annotated[
         str | None, typer.Option(help="Override the protocol's split: a split, several comma-separated, or 'all'.")
+    ] = None,
+    subset: Annotated[
+        str | None,
+        typer.Option(help="Only the sequences whose name starts with this, e.g. CMU/ or ReActIdle/ (one corpus)."),
     ] = None,
     samples: Annotated[int | None, typer.Option(help="Override: samples per window (≥ 1).")] = None,
     seeds: Annotated[int | None, typer.Option(help="Override: use seeds 0 … N−1 (N ≥ 1).")] = None,
@@ -68,7 +72,7 @@ def eval_command(
 
     config = EvalConfig(
         data=str(data), checkpoints=tuple(checkpoints), protocol=protocol, body=body, split=split,
-        samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
+        subset=subset, samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
         baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out),
         device=device, chunk_size=chunk_size, projection=projection, bf16=bf16,
         reward=None if reward is None else str(reward),

@@ -214,7 +214,8 @@ def corpus_tasks(manifest: CorpusManifest, root: str | Path) -> tuple[list[Corpu
     """Every file of the manifest under `root`, with its name, person and split; and the sources skipped.
 
     A required source whose patterns match no file, a file whose path has no person, a person listed
-    in a split who has no file, and two files with one sequence name are refused (EgogrpoError).
+    in a split who has no file (unless a source of their people is not required), and two files with
+    one sequence name are refused (EgogrpoError).
     """
     root = Path(root)
     if not root.is_dir():
@@ -250,9 +251,9 @@ def corpus_tasks(manifest: CorpusManifest, root: str | Path) -> tuple[list[Corpu
             raise EgogrpoError(f"{manifest.path}: {clip.paths[-1]} and {names[clip.name]} both make {clip.name!r}")
         names[clip.name] = clip.paths[-1]
     present = {clip.person for clip in clips}
-    absent_sources = {s.people for s in manifest.sources if s.name in skipped}
+    optional = {s.people for s in manifest.sources if not s.required}  # a user may hold part of such a corpus
     for person in (*manifest.val, *manifest.test):
-        if person not in present and person.split("/")[0] not in absent_sources:
+        if person not in present and person.split("/")[0] not in optional:
             raise EgogrpoError(f"{manifest.path}: person {person!r} of splits has no file under {root}")
     return clips, skipped
 

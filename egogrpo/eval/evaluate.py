@@ -144,6 +144,7 @@ class Protocol:
     guidance: str
     labels: str
     metrics: tuple[str, ...]
+    requires_source_dataset: str | None = None  # refuse files that `preprocess` made another way
 
 
 GUIDANCE = ("none", "post")
@@ -199,6 +200,7 @@ def load_protocol(
         guidance=guidance if guidance is not None else entry.get("guidance", "none"),
         labels=entry.get("labels", "stored"),
         metrics=tuple(entry["metrics"]),
+        requires_source_dataset=entry.get("requires_source_dataset"),
     )
     if protocol.guidance not in GUIDANCE:
         raise EgogrpoError(f"unknown guidance {protocol.guidance!r}; choose one of {', '.join(GUIDANCE)}")
@@ -277,9 +279,18 @@ def _metric_values(
     return {k: METRICS[k].compute(joints, truth_s, rot, gt_rot_s).reshape(-1).cpu() for k in keys}
 
 
-def _select_sequences(motion: MotionFile, splits: tuple[str, ...], data: str) -> list[str]:
-    """The names of `splits` (all sequences for ("all",)); none is an error naming the splits the file has."""
+def _select_sequences(motion: MotionFile, splits: tuple[str, ...], data: str, subset: str | None = None) -> list[str]:
+    """The names of `splits` (all sequences for ("all",)), those starting with `subset` when given; none is an error."""
     names = motion.names(None if splits == ("all",) else splits)
+    if subset is not None:
+        kept = [name for name in names if name.startswith(subset)]
+        if not kept:
+            prefixes = sorted({name.split("/")[0] + "/" for name in names})
+            raise EgogrpoError(
+                f"--subset {subset!r}: no sequence of the {','.join(splits)!r} split starts with it "
+                f"(the split's sequences start with {', '.join(prefixes) or 'nothing'})"
+            )
+        names = kept
     if not names:
         counts = {s or "(none)": len(motion.names(s)) for s in SPLITS}
         have = ", ".join(f"{s} ({n})" for s, n in counts.items() if n) or "no sequences"
@@ -363,7 +374,13 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
                 raise EgogrpoError(
                     f"{folder}: a checkpoint for body model {meta['body_model_id']}, but {config.data} was made with {info.body_model_id}"
                 )
-        names = _select_sequences(motion, protocol.splits, config.data)
+        if protocol.requires_source_dataset and info.source_dataset != protocol.requires_source_dataset:
+            raise EgogrpoError(
+                f"{config.data}: protocol {protocol.name} needs a file made by `egogrpo preprocess "
+                f"{protocol.requires_source_dataset}` (a split by person), but this one was made by "
+                f"`preprocess {info.source_dataset}`"
+            )
+        names = _select_sequences(motion, protocol.splits, config.data, config.subset)
         windows = read_windows(motion, names, protocol.length, protocol.slicing)
         if windows is None:
             raise EgogrpoError(
@@ -512,6 +529,7 @@ def _record(
             "sha256": sha256_of_file(config.data),
             "body_model_id": info.body_model_id,  # type: ignore[attr-defined]
             "splits": list(protocol.splits),
+            "subset": config.subset,
             "windows": [f"{name}@{start}" for name, start in zip(windows.names, windows.starts, strict=True)],
         },
         "body_model": {"id": body.model_id, "sha256": body.sha256},

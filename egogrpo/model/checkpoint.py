@@ -191,13 +191,20 @@ def load_denoiser_weights(
 
 #: The shipped default model: the post-trained prior when one ships (assets/default_grpo), else the plain prior.
 DEFAULT_PRIOR = "default"
-#: The shipped plain prior (the `cpu` preset trained on the CMU sample clips with the default body), always loadable.
+#: The shipped plain prior (the `cpu` preset with the default body; see its report.json), always loadable.
 DEFAULT_PRIOR_NAME = "default-prior"
+#: The previous default prior (the `cpu` preset trained on CMU subjects 01–03 only), kept loadable by name.
+PREVIOUS_PRIOR_NAME = "cmu3-prior"
 
 
 def default_prior_dir() -> Path:
     """Where the shipped plain prior lives inside the installed package (see its report.json)."""
     return Path(__file__).resolve().parent / "assets" / "default_prior"
+
+
+def previous_prior_dir() -> Path:
+    """Where the previous default prior (trained on the CMU sample clips of subjects 01–03) lives."""
+    return Path(__file__).resolve().parent / "assets" / "cmu3_prior"
 
 
 def grpo_default_dir() -> Path:
@@ -206,9 +213,12 @@ def grpo_default_dir() -> Path:
 
 
 def resolve_checkpoint(spec: str | Path) -> Path:
-    """`"default"` for the shipped default model, `"default-prior"` for the plain prior, else the given folder."""
+    """`"default"` for the shipped default model, `"default-prior"` for the plain prior, `"cmu3-prior"` for the
+    previous default prior, else the given folder."""
     if str(spec) == DEFAULT_PRIOR_NAME:
         return default_prior_dir()
+    if str(spec) == PREVIOUS_PRIOR_NAME:
+        return previous_prior_dir()
     if str(spec) == DEFAULT_PRIOR:
         grpo = grpo_default_dir()
         return grpo if (grpo / WEIGHTS_FILE).is_file() else default_prior_dir()
