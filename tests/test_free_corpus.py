@@ -305,3 +305,42 @@ def test_public_manifest_reads_the_corpora_a_user_has(tmp_path: Path, run_cli) -
     for _, joints in sequences.values():
         check_standing_pose(joints)
     assert "not required): cmu, reactidle, accad" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("protocol", "message"),
+    [
+        ("cmu-subject02", "protocol cmu-subject02 needs a file made with split_manifest 'cmu_subject02'"),
+        ("people", "protocol people needs a file made by `egogrpo preprocess corpus`, but this one was made by `preprocess cmu`"),
+    ],
+)
+def test_protocols_refuse_files_made_another_way(protocol, message, cmu_small: Path, run_cli) -> None:
+    """cmu-subject02 on the clip split would call seen people held out; people needs a person split."""
+    result = run_cli("eval", "default", "--data", str(cmu_small), "--protocol", protocol, "--seeds", "1")
+    assert result.exit_code == 1 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eval_subset_keeps_one_corpus(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import test_corpora
+
+    monkeypatch.setattr(test_corpora, "SECONDS", 4.5)  # one 128-frame window per clip
+    root = tmp_path / "root"
+    write_bvh(root / "mocap" / "02_01.bvh", CMU_BVH, CMU_BVH_ROLES, 30.0, 1.0)
+    for take in ("acted", "genuine"):
+        write_bvh(root / "idle" / take / f"001_{take}.bvh", RIGIFY_BONES, RIGIFY_ROLES, 24.0, 1.0, "xyz",
+                  end_sites=RIGIFY_ENDS)  # fmt: skip
+    out = tmp_path / "corpus.h5"
+    manifest = _manifest(tmp_path, splits={"val": [], "test": ["lab/02", "idle/001"]})
+    assert run_cli("preprocess", "corpus", str(manifest), "--root", str(root), "--out", str(out),
+                   *PREPROCESS).exit_code == 0  # fmt: skip
+    for subset, expected in (("LAB/", ["LAB/02/02_01"]), ("Idle/", ["Idle/001/001_acted", "Idle/001/001_genuine"])):
+        report = tmp_path / f"eval-{subset[:-1]}"
+        result = run_cli("eval", "default", "--data", str(out), "--protocol", "people", "--subset", subset,
+                         "--seeds", "1", "--out", str(report), *(("--split", "test")))  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        record = json.loads(report.with_suffix(".json").read_text())
+        assert sorted({w.split("@")[0] for w in record["data"]["windows"]}) == expected
+        assert record["data"]["subset"] == subset
+    result = run_cli("eval", "default", "--data", str(out), "--protocol", "people", "--subset", "XYZ/", "--seeds", "1")
+    assert result.exit_code == 1 and "--subset 'XYZ/': no sequence of the 'test' split starts with it" in result.stderr

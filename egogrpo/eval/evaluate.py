@@ -30,7 +30,7 @@ from torch import Tensor
 from egogrpo import __version__
 from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import EvalConfig, SamplerConfig, config_from_dict, config_to_dict
-from egogrpo.data.hdf5_schema import SPLITS, MotionFile, require_body_model
+from egogrpo.data.hdf5_schema import SPLITS, MotionFile, MotionFileInfo, require_body_model
 from egogrpo.data.manifests import load_manifest, manifest_path
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval import metrics as m
@@ -144,7 +144,7 @@ class Protocol:
     guidance: str
     labels: str
     metrics: tuple[str, ...]
-    requires_source_dataset: str | None = None  # refuse files that `preprocess` made another way
+    requires: dict = dataclasses.field(default_factory=dict)  # {"source_dataset": …, "options": {…}} the file must have
 
 
 GUIDANCE = ("none", "post")
@@ -200,7 +200,7 @@ def load_protocol(
         guidance=guidance if guidance is not None else entry.get("guidance", "none"),
         labels=entry.get("labels", "stored"),
         metrics=tuple(entry["metrics"]),
-        requires_source_dataset=entry.get("requires_source_dataset"),
+        requires=entry.get("requires", {}),
     )
     if protocol.guidance not in GUIDANCE:
         raise EgogrpoError(f"unknown guidance {protocol.guidance!r}; choose one of {', '.join(GUIDANCE)}")
@@ -277,6 +277,23 @@ def _metric_values(
         truth_s, gt_rot_s = truth[:, None].expand_as(joints), gt_rot[:, None].expand_as(rot)
         keys = list(protocol.metrics)
     return {k: METRICS[k].compute(joints, truth_s, rot, gt_rot_s).reshape(-1).cpu() for k in keys}
+
+
+def _check_requirements(protocol: Protocol, info: MotionFileInfo, data: str) -> None:
+    """EgogrpoError when the file was not made the way the protocol needs (its command or recorded options)."""
+    needed_source = protocol.requires.get("source_dataset")
+    if needed_source and info.source_dataset != needed_source:
+        raise EgogrpoError(
+            f"{data}: protocol {protocol.name} needs a file made by `egogrpo preprocess {needed_source}`, "
+            f"but this one was made by `preprocess {info.source_dataset}`"
+        )
+    options = info.options
+    for key, value in protocol.requires.get("options", {}).items():
+        if options.get(key) != value:
+            raise EgogrpoError(
+                f"{data}: protocol {protocol.name} needs a file made with {key} {value!r} "
+                f"(e.g. `--{key.replace('_', '-')} {value}`), but this one has {options.get(key)!r}"
+            )
 
 
 def _select_sequences(motion: MotionFile, splits: tuple[str, ...], data: str, subset: str | None = None) -> list[str]:
@@ -374,12 +391,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
                 raise EgogrpoError(
                     f"{folder}: a checkpoint for body model {meta['body_model_id']}, but {config.data} was made with {info.body_model_id}"
                 )
-        if protocol.requires_source_dataset and info.source_dataset != protocol.requires_source_dataset:
-            raise EgogrpoError(
-                f"{config.data}: protocol {protocol.name} needs a file made by `egogrpo preprocess "
-                f"{protocol.requires_source_dataset}` (a split by person), but this one was made by "
-                f"`preprocess {info.source_dataset}`"
-            )
+        _check_requirements(protocol, info, config.data)
         names = _select_sequences(motion, protocol.splits, config.data, config.subset)
         windows = read_windows(motion, names, protocol.length, protocol.slicing)
         if windows is None:
