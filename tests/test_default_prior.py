@@ -51,3 +51,27 @@ def test_default_names() -> None:
     shipped = grpo_default_dir() if (grpo_default_dir() / "model.safetensors").is_file() else default_prior_dir()
     assert resolve_checkpoint("default") == shipped
     assert resolve_checkpoint("runs/x") == Path("runs/x")
+
+
+def test_previous_default_and_run_pointers_resolve(tmp_path: Path) -> None:
+    """`cmu3-prior` is the previous default; a run's checkpoints/best, checkpoints/latest and the run folder itself
+    resolve to the checkpoint folder they name (best first); a bad pointer is one line naming it."""
+    import pytest
+
+    from egogrpo.errors import EgogrpoError
+    from egogrpo.model.checkpoint import previous_prior_dir, resolve_checkpoint
+
+    assert resolve_checkpoint("cmu3-prior") == previous_prior_dir()
+    assert load_checkpoint(previous_prior_dir())[2]["body_model_id"] == load_body_model("default").model_id
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for step in ("step_0000100", "step_0000200"):
+        (checkpoints / step).mkdir(parents=True)
+    (checkpoints / "latest").write_text("step_0000200\n")
+    assert resolve_checkpoint(checkpoints / "latest") == checkpoints / "step_0000200"
+    assert resolve_checkpoint(tmp_path / "run") == checkpoints / "step_0000200"
+    (checkpoints / "best").write_text("step_0000100\n")
+    assert resolve_checkpoint(tmp_path / "run") == checkpoints / "step_0000100"
+    assert resolve_checkpoint(str(checkpoints / "best")) == checkpoints / "step_0000100"
+    (checkpoints / "best").write_text("step_0000300\n")
+    with pytest.raises(EgogrpoError, match="must name a folder beside it, found 'step_0000300'"):
+        resolve_checkpoint(checkpoints / "best")

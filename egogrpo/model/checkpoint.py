@@ -214,7 +214,9 @@ def grpo_default_dir() -> Path:
 
 def resolve_checkpoint(spec: str | Path) -> Path:
     """`"default"` for the shipped default model, `"default-prior"` for the plain prior, `"cmu3-prior"` for the
-    previous default prior, else the given folder."""
+    previous default prior, else the given path: a checkpoint folder, a pointer file (a run's
+    `checkpoints/best` or `checkpoints/latest`, which name a sibling folder) or a run folder (its best
+    checkpoint, else its latest)."""
     if str(spec) == DEFAULT_PRIOR_NAME:
         return default_prior_dir()
     if str(spec) == PREVIOUS_PRIOR_NAME:
@@ -222,7 +224,31 @@ def resolve_checkpoint(spec: str | Path) -> Path:
     if str(spec) == DEFAULT_PRIOR:
         grpo = grpo_default_dir()
         return grpo if (grpo / WEIGHTS_FILE).is_file() else default_prior_dir()
-    return Path(spec)
+    path = Path(spec)
+    if path.is_file():
+        return read_pointer(path)
+    if path.is_dir() and not (path / WEIGHTS_FILE).exists() and (path / RUN_CHECKPOINTS).is_dir():
+        for pointer in ("best", "latest"):
+            if (path / RUN_CHECKPOINTS / pointer).is_file():
+                return read_pointer(path / RUN_CHECKPOINTS / pointer)
+        raise EgogrpoError(f"{path}: a run folder without checkpoints/best or checkpoints/latest (no checkpoint yet?)")
+    return path
+
+
+#: A training run's checkpoint folder, and the pointer files in it that name a checkpoint.
+RUN_CHECKPOINTS = "checkpoints"
+
+
+def read_pointer(path: Path) -> Path:
+    """The checkpoint folder a pointer file (e.g. checkpoints/latest) names: a sibling of the file."""
+    try:
+        name = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise EgogrpoError(f"{path}: not a checkpoint folder, run folder or checkpoint pointer") from None
+    target = path.parent / name
+    if not name or "/" in name or not target.is_dir():
+        raise EgogrpoError(f"{path}: a checkpoint pointer must name a folder beside it, found {name[:60]!r}")
+    return target
 
 
 def load_checkpoint_for_body(

@@ -24,9 +24,9 @@ from egogrpo import __version__
 from egogrpo.config import config_from_dict, config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output, check_writable
-from egogrpo.model.checkpoint import load_checkpoint
+from egogrpo.model.checkpoint import RUN_CHECKPOINTS, load_checkpoint, read_pointer
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = RUN_CHECKPOINTS
 C = TypeVar("C")
 
 
@@ -138,12 +138,13 @@ def prepare_run_dir(
 
 def latest_checkpoint(run_dir: str | Path, pointer_name: str = "latest") -> Path | None:
     """The folder named by checkpoints/latest (or another pointer written by `point_to`), if it exists."""
-    run_dir = Path(run_dir)
-    pointer = run_dir / CHECKPOINTS / pointer_name
+    pointer = Path(run_dir) / CHECKPOINTS / pointer_name
     if not pointer.is_file():
         return None
-    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    try:
+        return read_pointer(pointer)
+    except EgogrpoError:
+        return None
 
 
 def point_to(run_dir: str | Path, name: str, folder: Path) -> None:
