@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 PROJECTARIA_SPEC ?= projectaria-tools==2.3.0
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test test-slow test-all demo bench lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 setup: $(VENV)/.installed
 
+# The fast tier (every module, under 5 minutes on 2 idle cores); the slow tier is end-to-end runs and
+# multi-process checks (`@pytest.mark.slow`); test-all runs both in one pytest call.
 test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+test-all: setup
 	$(PY) -m pytest -q
 
 demo: setup

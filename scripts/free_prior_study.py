@@ -88,15 +88,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ship", action="store_true")
+    parser.add_argument("--val-only", action="store_true", help="evaluate new checkpoints on val and stop")
+    parser.add_argument("--every", type=int, default=1000, help="candidate checkpoints: steps divisible by this")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = dict(item.split("=", 1) for item in args.run)
 
-    val: dict[str, dict] = {}
+    cache = args.out / "val.json"  # val results so far: a checkpoint is evaluated once, also across calls
+    val: dict[str, dict] = json.loads(cache.read_text()) if cache.is_file() else {}
     for name, folder in runs.items():
-        checkpoints = sorted((Path(folder) / "checkpoints").glob("step_*"))
+        checkpoints = [c for c in sorted((Path(folder) / "checkpoints").glob("step_*")) if int(c.name[5:]) % args.every == 0]
         for checkpoint in checkpoints:
             key = f"{name} {checkpoint.name}"
+            if key in val:
+                continue
             val[key] = {
                 corpus: _eval(args.data, [str(checkpoint)], "val", subset, args.seeds, None)
                 for corpus, subset in SUBSETS.items()
@@ -104,6 +109,10 @@ def main() -> None:
             score = sum(val[key][c]["rows"][str(checkpoint)]["mpjpe"]["mean"] for c in SUBSETS) / len(SUBSETS)
             val[key]["score"] = round(score, 2)
             print(key, val[key]["score"], flush=True)
+            with atomic_output(cache) as tmp:
+                tmp.write_text(json.dumps(val, indent=1) + "\n")
+    if args.val_only:
+        return
     chosen_key = min(val, key=lambda k: val[k]["score"])
     run_name, step = chosen_key.split(" ")
     chosen = Path(runs[run_name]) / "checkpoints" / step

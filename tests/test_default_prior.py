@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -23,6 +25,7 @@ def test_shipped_prior_is_small_and_documented() -> None:
     assert report["body_model_id"] == meta["body_model_id"]
 
 
+@pytest.mark.slow
 def test_shipped_prior_beats_the_mean_pose_baseline(sample_data: Path, tmp_path: Path) -> None:
     from egogrpo.config import PreprocessConfig
     from egogrpo.data.preprocess import run_preprocess

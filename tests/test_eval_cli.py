@@ -164,6 +164,7 @@ def test_chunked_results_equal_unchunked(data_and_checkpoint) -> None:
             assert b.values[k][1] == pytest.approx(error, rel=1e-4, abs=1e-4), k
 
 
+@pytest.mark.slow
 def test_paired_differences_line_up_windows_across_checkpoint_rows(data_and_checkpoint, tmp_path: Path) -> None:
     """The same checkpoint twice differs by exactly 0 per window (misaligned windows would not), and another model's
     paired mean equals the difference of the two rows' means (equal samples per window); the paired table is written."""
@@ -188,6 +189,7 @@ def test_paired_differences_line_up_windows_across_checkpoint_rows(data_and_chec
     assert single.record["paired"] is None
 
 
+@pytest.mark.slow
 def test_polar_projection_and_bf16_are_recorded_and_close(data_and_checkpoint) -> None:
     """The faster sampler options change the numbers only by rounding (polar) or bf16's precision."""
     data, checkpoint = data_and_checkpoint
@@ -214,6 +216,7 @@ def test_split_lists_and_all(data_and_checkpoint) -> None:
     assert several.record["data"]["splits"] == ["test", "train"]
 
 
+@pytest.mark.slow
 def test_baseline_from_checkpoint_or_file(data_and_checkpoint, tmp_path: Path) -> None:
     """The mean training pose comes from a checkpoint's record or --baseline-from; both give the same row."""
     data, checkpoint = data_and_checkpoint
@@ -296,6 +299,7 @@ def test_bad_input(case: str, data_and_checkpoint, tmp_path: Path, run_cli) -> N
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_post_guidance_is_recorded_and_smooths(data_and_checkpoint, tmp_path: Path, run_cli) -> None:
     data, checkpoint = data_and_checkpoint
     reports = {}

@@ -49,6 +49,7 @@ def _count(s_gt: list[float], s_gen: list[list[float]]) -> tuple[int, int]:
     return sum(1 for gt, gen in pairs if not gt > gen), len(pairs)
 
 
+@pytest.mark.slow
 def test_accuracy_and_wrong_count_equal_direct_scoring(prior_and_judge) -> None:
     """Each row's counts and mean scores equal the GRPO loop's scorer on the same samples, counted by hand."""
     data, prior, judge = prior_and_judge
@@ -97,6 +98,7 @@ def test_accuracy_and_wrong_count_equal_direct_scoring(prior_and_judge) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_negated_judge_reverses_every_pair(prior_and_judge, tmp_path: Path) -> None:
     """−φ orders every pair the other way (no ties here): wrong counts become pairs − wrong, scores 1 − s."""
     data, prior, judge = prior_and_judge
@@ -138,6 +140,7 @@ def test_ties_are_wrong(prior_and_judge, tmp_path: Path) -> None:
         assert judged["score_generated"]["mean"] == pytest.approx(expected, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_the_chunk_size(prior_and_judge) -> None:
     """Keyed noise: one window per chunk samples and scores the same motions as both windows at once."""
     data, prior, judge = prior_and_judge

@@ -321,6 +321,7 @@ def test_protocols_refuse_files_made_another_way(protocol, message, cmu_small: P
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_eval_subset_keeps_one_corpus(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     import test_corpora
 

@@ -84,6 +84,7 @@ def _mean_joint_reward(checkpoint: Path, data: Path, config: TrainGRPOConfig, it
     return float(torch.stack(total).mean())
 
 
+@pytest.mark.slow
 def test_a_tiny_run_raises_the_joint_rewards_on_its_training_conditions(
     cmu_small: Path, tiny_prior: Path, tmp_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ def test_a_tiny_run_raises_the_joint_rewards_on_its_training_conditions(
     assert after > before + 0.01, (before, after)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
     straight = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "a"))
     train_grpo(_config(cmu_small, tiny_prior, tmp_path / "b", iterations=3))  # "killed" after iteration 3 …
@@ -144,6 +146,7 @@ def one_process_run(cmu_small: Path, tiny_prior: Path, tmp_path_factory: pytest.
     return _one_iteration_run(tmp_path_factory.mktemp("grpo") / "one", head, cmu_small, tiny_prior)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_gloo_processes_give_the_same_update_as_one(
     launcher: str, one_process_run: Path, cmu_small: Path, tiny_prior: Path, tmp_path: Path

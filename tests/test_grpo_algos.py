@@ -204,6 +204,7 @@ def reward_before(cmu_small: Path, tiny_prior: Path, tmp_path_factory: pytest.Te
     return _mean_joint_reward(tiny_prior, cmu_small, config, range(ITERATIONS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", list(TINY_RUNS))
 def test_a_tiny_run_of_each_mode_raises_the_joint_rewards_on_its_training_conditions(
     cmu_small: Path, tiny_prior: Path, reward_before: float, tmp_path: Path, algo: str
@@ -220,6 +221,7 @@ def test_a_tiny_run_of_each_mode_raises_the_joint_rewards_on_its_training_condit
     assert after > reward_before + 0.01, (reward_before, after)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run_for_nft(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
     """NFT with two optimizer steps keeps a per-iteration snapshot of θ_old: none of it may leak into a resume."""
     changes = dict(algo="nft", iterations=2, checkpoint_every=1, updates_per_epoch=2)
@@ -231,6 +233,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run_for_nft(cmu_small: Path, ti
     assert [_strip_times(r) for r in _records(tmp_path / "a")] == [_strip_times(r) for r in _records(tmp_path / "b")]
 
 
+@pytest.mark.slow
 def test_a_time_budget_stops_with_a_checkpoint_and_its_clock_continues_over_a_resume(
     cmu_small: Path, tiny_prior: Path, tmp_path: Path
 ) -> None:
@@ -266,6 +269,7 @@ SPLIT = dict(
 )
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_give_the_same_update_as_one_for_each_mode(
     cmu_small: Path, tiny_prior: Path, tmp_path: Path
 ) -> None:

@@ -342,6 +342,7 @@ def test_train_reward_cli_and_grpo_with_the_visual_reward(
     ] == pytest.approx(-1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_the_visual_reward_is_the_same_with_two_processes(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
     import os
     import subprocess

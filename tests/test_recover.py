@@ -126,6 +126,7 @@ def test_adt_sequence_with_the_default_prior(sample_data: Path, cmu_small: Path,
     assert mpjpe < baseline
 
 
+@pytest.mark.slow
 def test_refinement_uses_mps_wrists_and_keeps_the_head(sample_data: Path, tmp_path: Path) -> None:
     from egogrpo.config import RecoverConfig
     from egogrpo.recover.pipeline import recover

@@ -163,6 +163,7 @@ def test_the_visual_reward_comes_from_the_ema_copy(
     assert abs(by_online - by_ema) > 1e-3 * by_ema  # the two copies do disagree: the test can tell them apart
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run(
     cmu_small: Path, tiny_prior: Path, scorer_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -192,6 +193,7 @@ train_grpo(_online(Path({data!r}), Path({prior!r}), Path({scorer!r}), Path({run!
 SPLIT = dict(iterations=2, group_size=4, batch_groups=3, micro_batch=2)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one(
     cmu_small: Path, tiny_prior: Path, scorer_checkpoint: Path, tmp_path: Path
 ) -> None:

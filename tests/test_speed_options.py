@@ -75,6 +75,7 @@ def test_sampling_denoiser_autocast_is_bf16_and_off_is_the_model() -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_bf16_rollouts_with_float32_recomputed_old_log_probs_give_ratio_one(prior) -> None:
     """bf16 rollouts store log-probs of the bf16 means; GRPO must recompute them in float32 (the plain model),
     after which a recomputation in another layout reproduces them: ratio 1."""

@@ -148,6 +148,7 @@ def test_data_from_another_body_model_is_refused(cmu_small: Path, tmp_path: Path
         train_prior(_config(cmu_small, tmp_path / "run2", model=DENOISER_PRESETS["egoallo"]))
 
 
+@pytest.mark.slow
 def test_two_process_cpu_run(cmu_small: Path, tmp_path: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
