@@ -33,7 +33,7 @@ test-all: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(VENV)/bin/egogrpo demo --out egogrpo-demo
+	$(VENV)/bin/egogrpo demo --out egogrpo-demo --overwrite
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -617,6 +617,7 @@ class EvalConfig:
     baseline_from: str | None = None  # the baseline's training data: a motion file's train split (else the
     # checkpoint's extra.mean_training_pose, else the evaluated file's train split when it is not evaluated)
     out: str | None = None  # write OUT.json, OUT.md and OUT.csv
+    overwrite: bool = False  # replace existing OUT.json, OUT.md, OUT.csv
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
     chunk_size: int = 64  # windows sampled at once (results do not depend on it)
     projection: str | None = None  # override the protocol sampler's SO(3) projection: "svd" or "polar"

@@ -26,3 +26,14 @@ def test_demo_end_to_end(tmp_path: Path, run_cli) -> None:
     lowest = npz["joints_world"][0][:, [7, 8, 10, 11], 2].min(axis=1)
     assert abs(np.median(lowest)) < 0.1  # feet near the floor
     assert "view" in result.stdout
+    # Earlier results are not replaced silently: the demo, view --png and eval --out refuse without --overwrite.
+    before = (out / "demo.png").stat().st_mtime_ns
+    again = run_cli("demo", "--out", str(out))
+    assert again.exit_code == 1 and "holds an earlier demo (demo.png); pass --overwrite" in again.stderr
+    assert (out / "demo.png").stat().st_mtime_ns == before
+    assert run_cli("demo", "--out", str(out), "--overwrite").exit_code == 0
+    strip = out / "strip.png"
+    assert run_cli("view", str(out), "--png", str(strip)).exit_code == 0
+    again = run_cli("view", str(out), "--png", str(strip))
+    assert again.exit_code == 1 and f"--png {strip}: exists; pass --overwrite" in again.stderr
+    assert run_cli("view", str(out), "--png", str(strip), "--overwrite").exit_code == 0

@@ -63,6 +63,8 @@ def test_eval_writes_tables_and_the_protocol_record(data_and_checkpoint, tmp_pat
     result = run_cli(*args, "--out", str(out))
     assert result.exit_code == 0, result.stderr
     record = json.loads(out.with_suffix(".json").read_text())
+    again = run_cli(*args, "--out", str(out))  # an earlier report is not replaced silently
+    assert again.exit_code == 1 and f"--out {out}.json: exists; pass --overwrite" in again.stderr
     assert record["data"]["sha256"] == sha256_of_file(data)
     assert record["protocol"]["name"] == "cmu-test" and record["protocol"]["seeds"] == [0, 1]
     assert record["protocol"]["sampler"]["rule"] == "egoallo"

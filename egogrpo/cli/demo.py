@@ -15,12 +15,13 @@ def demo_command(
     out: Annotated[
         Path, typer.Option(help="Output folder (recording, recovered.npz, joints.csv, motion.bvh, demo.png).")
     ] = Path("egogrpo-demo"),
+    overwrite: Annotated[bool, typer.Option(help="Replace the outputs of an earlier demo in --out.")] = False,
 ) -> None:
     """Quick start: an embedded synthetic Aria walk → the shipped default prior → motion files and a PNG."""
     from egogrpo.viz.demo import run_demo
 
     with err_console.status("running the demo: writing a synthetic recording, recovering the body…"):
-        result = run_demo(out)
+        result = run_demo(out, overwrite=overwrite)
     recovered = result.recovered
     console.print(
         f"recovered {recovered.num_frames} frames ({recovered.num_frames / 30:.1f} s of walking) in {recovered.seconds:.1f} s "

@@ -58,6 +58,7 @@ def eval_command(
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write OUT.json (full protocol record), OUT.md and OUT.csv.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing OUT.json, OUT.md and OUT.csv.")] = False,
 ) -> None:
     """Evaluate checkpoints: one row per checkpoint, mean ± standard error, every number with its protocol."""
     from egogrpo.eval.evaluate import (
@@ -73,7 +74,7 @@ def eval_command(
     config = EvalConfig(
         data=str(data), checkpoints=tuple(checkpoints), protocol=protocol, body=body, split=split,
         subset=subset, samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
-        baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out),
+        baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out), overwrite=overwrite,
         device=device, chunk_size=chunk_size, projection=projection, bf16=bf16,
         reward=None if reward is None else str(reward),
     )  # fmt: skip

@@ -19,10 +19,14 @@ def view_command(
     sample: Annotated[int, typer.Option(help="Sample to draw (the viewer starts on it and can switch).")] = 0,
     port: Annotated[int, typer.Option(help="Viewer port (the next free one if taken).")] = 8080,
     host: Annotated[str, typer.Option(help="Viewer address; 0.0.0.0 serves other machines too.")] = "127.0.0.1",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --png file.")] = False,
 ) -> None:
     """Show a recovered motion: skeleton, head path, floor and point cloud in the browser, or a PNG with --png."""
+    from egogrpo.errors import EgogrpoError
     from egogrpo.viz.motion_file import load_recovered
 
+    if png is not None and png.is_file() and not overwrite:
+        raise EgogrpoError(f"--png {png}: exists; pass --overwrite to replace it")
     view = load_recovered(output)
     if png is not None:
         from egogrpo.viz.png import render_strip

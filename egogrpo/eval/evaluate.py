@@ -376,6 +376,8 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     if config.out:
         for path in report_paths(config.out).values():
             check_writable(path, "--out")
+            if path.exists() and not config.overwrite:
+                raise EgogrpoError(f"--out {path}: exists; pass --overwrite to replace it")
     body = load_body_model(config.body)
     models = []
     for spec in config.checkpoints:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from egogrpo.config import RecoverConfig
+from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import check_writable
 from egogrpo.recover.demo import write_synthetic_recording
 from egogrpo.recover.pipeline import OUTPUT_NPZ, RecoverResult, recover
@@ -26,10 +27,14 @@ class DemoResult:
     png: Path
 
 
-def run_demo(out: Path, overwrite: bool = True) -> DemoResult:
-    """Write the synthetic recording under `out/recording`, recover it into `out`, and render `out/demo.png`."""
+def run_demo(out: Path, overwrite: bool = False) -> DemoResult:
+    """Write the synthetic recording under `out/recording`, recover it into `out`, and render `out/demo.png`.
+
+    Outputs of an earlier demo in `out` are refused (EgogrpoError) unless `overwrite`."""
     out = Path(out)
     check_writable(out, "--out", folder=True)
+    if not overwrite and (out / "demo.png").exists():
+        raise EgogrpoError(f"--out {out}: holds an earlier demo (demo.png); pass --overwrite to replace it")
     recording = write_synthetic_recording(out / "recording")
     result = recover(
         RecoverConfig(recording=str(recording), out=str(out), write_csv=True, write_bvh=True, overwrite=overwrite)
