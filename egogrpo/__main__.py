@@ -1,5 +1,5 @@
 """`python -m egogrpo`."""
 
-from egogrpo.cli.main import main
+from egogrpo.cli.entry import main
 
 main()

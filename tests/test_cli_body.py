@@ -27,6 +27,17 @@ def test_python_dash_m_entry_point() -> None:
     assert out.stdout.strip() == f"egogrpo {__version__}"
 
 
+def test_version_does_not_import_torch() -> None:
+    """`egogrpo --version` answers from the entry point alone (torch takes seconds to import)."""
+    code = (
+        "import sys; sys.argv = ['egogrpo', '--version']; from egogrpo.cli.entry import main; main(); "
+        "assert 'torch' not in sys.modules and 'egogrpo.cli.main' not in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"egogrpo {__version__}"
+
+
 def test_body_info_default(run_cli) -> None:
     result = run_cli("body", "info", "default", "--json")
     assert result.exit_code == 0, result.stderr
