@@ -213,6 +213,8 @@ def test_corpus_command_splits_by_person(corpus_root: Path, tmp_path: Path, run_
     assert options["manifest"]["licences"] == LICENCES and len(options["manifest_sha256"]) == 64
     assert "LAB TERMS: free to use" in result.stdout and "Cite the idle paper." in result.stdout
     assert "val: 1 people: lab/02" in result.stdout and "test: 1 people: idle/002" in result.stdout
+    assert "splits: test 1, train 4, val 1" in result.stdout
+    assert "skeleton naming detected: cmu-bvh (3), rigify (3)" in result.stdout
 
 
 def test_quality_report_flags_a_glitch_and_a_wrong_frame_rate(corpus_root: Path, tmp_path: Path, run_cli) -> None:

@@ -76,6 +76,11 @@ def _report(summary: PreprocessSummary) -> None:
         f"wrote {len(summary.written)} sequence(s), {summary.frames} frames "
         f"({summary.frames / 30 / 60:.1f} min at 30 fps) to {summary.out} ({size_mb:.1f} MB) in {summary.seconds:.1f} s"
     )
+    if summary.splits:
+        console.print("splits: " + ", ".join(f"{s} {n}" for s, n in sorted(summary.splits.items())))
+    if summary.namings:
+        namings = ", ".join(f"{name} ({n})" for name, n in sorted(summary.namings.items()))
+        console.print(f"skeleton naming detected: {namings}; leading bind frame dropped in {summary.bind_frames_dropped}")
     if summary.resumed:
         console.print(f"resumed: {len(summary.resumed)} clip(s) were already finished by an earlier run")
     if summary.skipped_short:

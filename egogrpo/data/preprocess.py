@@ -67,6 +67,9 @@ class PreprocessSummary:
     excluded: dict[str, str] = field(default_factory=dict)  # clip → reason, from the manifest
     frames: int = 0
     seconds: float = 0.0
+    splits: dict[str, int] = field(default_factory=dict)  # split → sequences written
+    namings: dict[str, int] = field(default_factory=dict)  # skeleton convention detected → sequences
+    bind_frames_dropped: int = 0  # BVH sequences whose leading bind pose was dropped
 
 
 # --- corpora (data_manifests/corpora.json) ---------------------------------------------------------
@@ -600,6 +603,11 @@ def run_preprocess(
                     writer.write(name, arrays, {**attrs, **task_attrs})
                     summary.written.append(name)
                     summary.frames += arrays.num_frames
+                    summary.splits[str(attrs["split"])] = summary.splits.get(str(attrs["split"]), 0) + 1
+                    if "skeleton_convention" in attrs:
+                        naming = str(attrs["skeleton_convention"])
+                        summary.namings[naming] = summary.namings.get(naming, 0) + 1
+                    summary.bind_frames_dropped += int(attrs.get("dropped_bind_frame", 0))
             done += 1
             if progress is not None:
                 progress(done, len(tasks), result.task.name)
