@@ -97,7 +97,9 @@ def main() -> None:
     cache = args.out / "val.json"  # val results so far: a checkpoint is evaluated once, also across calls
     val: dict[str, dict] = json.loads(cache.read_text()) if cache.is_file() else {}
     for name, folder in runs.items():
-        checkpoints = [c for c in sorted((Path(folder) / "checkpoints").glob("step_*")) if int(c.name[5:]) % args.every == 0]
+        checkpoints = [
+            c for c in sorted((Path(folder) / "checkpoints").glob("step_*")) if int(c.name[5:]) % args.every == 0
+        ]
         for checkpoint in checkpoints:
             key = f"{name} {checkpoint.name}"
             if key in val:
@@ -124,7 +126,8 @@ def main() -> None:
         for corpus, subset in {**SUBSETS, "pooled": None}.items()
     }
     baseline_val = {
-        corpus: _eval(args.data, [previous], "val", subset, args.seeds, None)["rows"] for corpus, subset in SUBSETS.items()
+        corpus: _eval(args.data, [previous], "val", subset, args.seeds, None)["rows"]
+        for corpus, subset in SUBSETS.items()
     }
     model, _, meta = load_checkpoint(chosen)
     run_config = json.loads((Path(runs[run_name]) / "config.json").read_text())
@@ -142,7 +145,9 @@ def main() -> None:
         },
         "choice_rule": "lowest mean over the CMU and ReActIdle val people of val MPJPE (protocol people, "
         f"{args.seeds} seeds); test people never used for a choice",
-        "val": {k: {"score_mpjpe_mean_of_corpora": v["score"], **{c: v[c]["rows"] for c in SUBSETS}} for k, v in val.items()},
+        "val": {
+            k: {"score_mpjpe_mean_of_corpora": v["score"], **{c: v[c]["rows"] for c in SUBSETS}} for k, v in val.items()
+        },
         "val_previous_default_and_baseline": baseline_val,
         "val_note": "the previous default (cmu3-prior) was trained on CMU subject 02, a val person here: its val rows are not held out",
         "test": test,

@@ -209,7 +209,10 @@ def test_corpus_command_splits_by_person(corpus_root: Path, tmp_path: Path, run_
         assert attrs["corpus"] == ("mocap" if name.startswith("LAB") else "idle")
         check_standing_pose(joints)
     # the manifest's fps (24) overrides the idle files' Frame Time (1/30): 2 s at 24 fps is 2 s, 60 frames
-    assert sequences["Idle/002/002_acted"][0]["file_fps"] == 30.0 and sequences["Idle/002/002_acted"][0]["num_frames"] == 60
+    assert (
+        sequences["Idle/002/002_acted"][0]["file_fps"] == 30.0
+        and sequences["Idle/002/002_acted"][0]["num_frames"] == 60
+    )
     assert options["manifest"]["licences"] == LICENCES and len(options["manifest_sha256"]) == 64
     assert "LAB TERMS: free to use" in result.stdout and "Cite the idle paper." in result.stdout
     assert "val: 1 people: lab/02" in result.stdout and "test: 1 people: idle/002" in result.stdout
@@ -226,7 +229,9 @@ def test_quality_report_flags_a_glitch_and_a_wrong_frame_rate(corpus_root: Path,
     lines[first + 50] = " ".join(row)
     glitchy.write_text("\n".join(lines) + "\n")
     # 03 jogs at 2.5 m/s, but its file says 4 × its frame rate: 10 m/s over 0.5 s
-    write_bvh(corpus_root / "mocap" / "03_01.bvh", CMU_BVH, CMU_BVH_ROLES, 60.0, 1.0, frame_time=1 / 240, root_velocity=2.5)
+    write_bvh(
+        corpus_root / "mocap" / "03_01.bvh", CMU_BVH, CMU_BVH_ROLES, 60.0, 1.0, frame_time=1 / 240, root_velocity=2.5
+    )
     manifest = _manifest(tmp_path, **{"sources.mocap.files": ["mocap/0[13]_01.bvh", "mocap/02_01.bvh"]})
     report = tmp_path / "quality.json"
     for policy in ("trim", "drop"):
@@ -291,7 +296,9 @@ def test_public_manifest_reads_the_corpora_a_user_has(tmp_path: Path, run_cli) -
 
     root = tmp_path / "root"
     for actor in ("bd", "mm"):
-        write_asf_amc(root / "HDM05" / actor / f"HDM_{actor}.asf", root / "HDM05" / actor / f"HDM_{actor}_01-01_01_120.amc")
+        write_asf_amc(
+            root / "HDM05" / actor / f"HDM_{actor}.asf", root / "HDM05" / actor / f"HDM_{actor}_01-01_01_120.amc"
+        )
     write_bvh(root / "100STYLE" / "Aeroplane" / "Aeroplane_FW.bvh", STYLE100, STYLE100_ROLES, 60.0, 100.0, "yxz")
     manifest = Path(__file__).resolve().parents[1] / "data_manifests" / "public.json"
     out = tmp_path / "public.h5"
@@ -313,7 +320,10 @@ def test_public_manifest_reads_the_corpora_a_user_has(tmp_path: Path, run_cli) -
     ("protocol", "message"),
     [
         ("cmu-subject02", "protocol cmu-subject02 needs a file made with split_manifest 'cmu_subject02'"),
-        ("people", "protocol people needs a file made by `egogrpo preprocess corpus`, but this one was made by `preprocess cmu`"),
+        (
+            "people",
+            "protocol people needs a file made by `egogrpo preprocess corpus`, but this one was made by `preprocess cmu`",
+        ),
     ],
 )
 def test_protocols_refuse_files_made_another_way(protocol, message, cmu_small: Path, run_cli) -> None:

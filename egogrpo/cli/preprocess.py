@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from egogrpo.cli.common import console, err_console
 from egogrpo.config import PreprocessConfig, ProcessConfig
 from egogrpo.data.preprocess import PreprocessSummary, merge_motion_files, run_preprocess, validate_config
+from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import check_writable
 
 app = typer.Typer(help="Turn mocap datasets into egogrpo's HDF5 layout (30 fps, floor at z = 0, contacts, CPF).")
@@ -80,7 +81,9 @@ def _report(summary: PreprocessSummary) -> None:
         console.print("splits: " + ", ".join(f"{s} {n}" for s, n in sorted(summary.splits.items())))
     if summary.namings:
         namings = ", ".join(f"{name} ({n})" for name, n in sorted(summary.namings.items()))
-        console.print(f"skeleton naming detected: {namings}; leading bind frame dropped in {summary.bind_frames_dropped}")
+        console.print(
+            f"skeleton naming detected: {namings}; leading bind frame dropped in {summary.bind_frames_dropped}"
+        )
     if summary.resumed:
         console.print(f"resumed: {len(summary.resumed)} clip(s) were already finished by an earlier run")
     if summary.skipped_short:
@@ -198,7 +201,8 @@ def bvh(
 @app.command("corpus")
 def corpus_command(
     manifest: Annotated[
-        Path, typer.Argument(help="A corpus manifest (e.g. data_manifests/free.json): files, readers, licences, people.")
+        Path,
+        typer.Argument(help="A corpus manifest (e.g. data_manifests/free.json): files, readers, licences, people."),
     ],
     root: Annotated[Path, typer.Option(help="The folder the manifest's file patterns are relative to.")],
     out: Out,
@@ -218,6 +222,8 @@ def corpus_command(
 
     if report is not None:
         check_writable(report, "--report")
+        if not overwrite and any(p.is_file() for p in (report, report.with_suffix(".md"))):
+            raise EgogrpoError(f"--report {report}: exists; pass --overwrite to replace it")
     config = PreprocessConfig(
         source="corpus",
         inputs=(str(manifest),),
@@ -240,7 +246,9 @@ def corpus_command(
     console.print("licences (recorded in every sequence and in the file's options_json):")
     for licence in parsed.licences.values():
         users = [s.name for s in parsed.sources if s.licence == licence.key]
-        console.print(f"- {', '.join(users)}: {licence.text}" + (f" {licence.acknowledgement}" if licence.acknowledgement else ""))
+        console.print(
+            f"- {', '.join(users)}: {licence.text}" + (f" {licence.acknowledgement}" if licence.acknowledgement else "")
+        )
     if report is not None:
         quality = check_motion_file(out)
         write_quality_report(quality, report)

@@ -101,7 +101,7 @@ def _field(where: str, entry: dict[str, Any], key: str, kind: type | tuple[type,
             raise EgogrpoError(f"{where}: missing {key!r}")
         return default
     value = entry[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise EgogrpoError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
     return value
 

@@ -15,6 +15,7 @@ the clip out). What was found and done is recorded in the clip's attributes.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import numpy as np
@@ -50,7 +51,7 @@ def glitch_frames(positions: np.ndarray, fps: float) -> np.ndarray:
 def longest_clean_run(num_frames: int, glitches: np.ndarray) -> tuple[int, int]:
     """The longest [start, stop) of frames containing no glitch frame (the earliest when tied)."""
     edges = [-1, *sorted(int(g) for g in glitches), num_frames]
-    runs = [(a + 1, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    runs = [(a + 1, b) for a, b in itertools.pairwise(edges)]
     return max(runs, key=lambda run: (run[1] - run[0], -run[0]))
 
 
@@ -65,5 +66,7 @@ def apply_glitch_policy(motion: SkeletonMotion, policy: str) -> tuple[SkeletonMo
     if policy == "drop":
         raise DroppedClipError(f"{motion.source}: {found.size} glitch frame(s) at source frame(s) {found.tolist()}")
     start, stop = longest_clean_run(motion.num_frames, found)
-    trimmed = dataclasses.replace(motion, positions=motion.positions[start:stop], rotations=motion.rotations[start:stop])
+    trimmed = dataclasses.replace(
+        motion, positions=motion.positions[start:stop], rotations=motion.rotations[start:stop]
+    )
     return trimmed, {**attrs, "glitch_kept_frames": json.dumps([start, stop])}

@@ -42,7 +42,15 @@ from egogrpo.errors import EgogrpoError
 SCHEMA_NAME = "egogrpo.motion"
 SCHEMA_VERSION = 1
 BODY_MODEL_KINDS = ("default", "smplh", "smplx")
-SOURCE_DATASETS = ("amass", "cmu", "bvh", "rich", "adt", "merged", "corpus")  # merged: `preprocess merge`; corpus: `preprocess corpus`
+SOURCE_DATASETS = (
+    "amass",
+    "cmu",
+    "bvh",
+    "rich",
+    "adt",
+    "merged",
+    "corpus",
+)  # merged: `preprocess merge`; corpus: `preprocess corpus`
 SPLITS = ("train", "val", "test", "")
 
 #: Frames per chunk along time (a 128-frame crop touches at most 5 chunks per dataset).

@@ -379,7 +379,9 @@ def _retarget_skeleton(
 
     mapping = resolve_mapping(motion)
     if naming and mapping.convention != naming:
-        raise EgogrpoError(f"{motion.source}: the manifest says {naming} naming, but the skeleton is {mapping.convention}")
+        raise EgogrpoError(
+            f"{motion.source}: the manifest says {naming} naming, but the skeleton is {mapping.convention}"
+        )
     motion, glitch_attrs = apply_glitch_policy(motion, glitches)
     clip = retarget(motion, body, name, dataset, mapping)[0]
     return dataclasses.replace(clip, attrs={**clip.attrs, **glitch_attrs})

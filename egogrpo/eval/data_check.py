@@ -111,9 +111,7 @@ def world_joints(T_world_root: np.ndarray, T_world_cpf: np.ndarray, joints_wrt_c
     return np.concatenate([T_world_root[:, None, 4:], rest.numpy()], axis=1)
 
 
-def sequence_quality(
-    name: str, joints: np.ndarray, fps: float, attrs: dict[str, str | int | float]
-) -> SequenceQuality:
+def sequence_quality(name: str, joints: np.ndarray, fps: float, attrs: dict[str, str | int | float]) -> SequenceQuality:
     """Measure one sequence's world joints (T, 22, 3), metres, z-up, floor at 0 (see the module docstring)."""
     feet = joints[:, list(FOOT_JOINTS), 2]
     speeds = np.linalg.norm(np.diff(joints, axis=0), axis=-1) * fps  # (T-1, 22)
