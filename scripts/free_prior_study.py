@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--val-only", action="store_true", help="evaluate new checkpoints on val and stop")
     parser.add_argument("--every", type=int, default=1000, help="candidate checkpoints: steps divisible by this")
+    parser.add_argument("--final", action="store_true", help="the runs have stopped: their last checkpoints count too")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = dict(item.split("=", 1) for item in args.run)
@@ -97,9 +98,8 @@ def main() -> None:
     cache = args.out / "val.json"  # val results so far: a checkpoint is evaluated once, also across calls
     val: dict[str, dict] = json.loads(cache.read_text()) if cache.is_file() else {}
     for name, folder in runs.items():
-        checkpoints = [
-            c for c in sorted((Path(folder) / "checkpoints").glob("step_*")) if int(c.name[5:]) % args.every == 0
-        ]
+        saved = sorted((Path(folder) / "checkpoints").glob("step_*"))
+        checkpoints = [c for c in saved if int(c.name[5:]) % args.every == 0 or (args.final and c == saved[-1])]
         for checkpoint in checkpoints:
             key = f"{name} {checkpoint.name}"
             if key in val:
