@@ -59,6 +59,36 @@ def _eval(data: Path, checkpoints: list[str], split: str, subset: str | None, se
     }
 
 
+def _pool_stat(a: dict, b: dict, na: int, nb: int) -> dict:
+    """Mean ± standard error (ddof 0) of the union of two samples of sizes na, nb given each one's."""
+    n = na + nb
+    mean = (na * a["mean"] + nb * b["mean"]) / n
+    var = (na * (a["se"] ** 2 * na + (a["mean"] - mean) ** 2) + nb * (b["se"] ** 2 * nb + (b["mean"] - mean) ** 2)) / n
+    return {"mean": round(mean, 3), "se": round((var / n) ** 0.5, 3)}
+
+
+def _pooled(a: dict, b: dict) -> dict:
+    """Both corpora's windows as one table: rows pooled over (window, seed) values, paired rows over windows."""
+    na, nb = a["windows"] * a["seeds"], b["windows"] * b["seeds"]
+    rows = {
+        name: {k: _pool_stat(v, b["rows"][name][k], na, nb) for k, v in metrics.items()}
+        for name, metrics in a["rows"].items()
+    }
+    paired = {"reference": a["paired"]["reference"], "rows": {}}
+    for name, entry in a["paired"]["rows"].items():
+        pooled = {}
+        for k, v in entry.items():
+            w = b["paired"]["rows"][name][k]
+            stat = _pool_stat(
+                {"mean": v["mean"], "se": v["standard_error"]}, {"mean": w["mean"], "se": w["standard_error"]},
+                a["windows"], b["windows"],
+            )  # fmt: skip
+            reference = rows[a["paired"]["reference"]][k]["mean"]
+            pooled[k] = {"mean": stat["mean"], "standard_error": stat["se"], "percent": 100 * stat["mean"] / reference}
+        paired["rows"][name] = pooled
+    return {"windows": a["windows"] + b["windows"], "seeds": a["seeds"], "rows": rows, "paired": paired}
+
+
 def _data_record(data: Path) -> dict:
     """Corpora, people, minutes and the manifest's and sources' hashes of the training file."""
     with MotionFile(data) as motion:
@@ -86,7 +116,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the file every run validates and tests on")
     parser.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR (its config.json has its data)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="test seeds")
+    parser.add_argument("--val-seeds", type=int, default=1, help="val seeds (every candidate checkpoint)")
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--val-only", action="store_true", help="evaluate new checkpoints on val and stop")
     parser.add_argument("--every", type=int, default=1000, help="candidate checkpoints: steps divisible by this")
@@ -105,7 +136,7 @@ def main() -> None:
             if key in val:
                 continue
             val[key] = {
-                corpus: _eval(args.data, [str(checkpoint)], "val", subset, args.seeds, None)
+                corpus: _eval(args.data, [str(checkpoint)], "val", subset, args.val_seeds, None)
                 for corpus, subset in SUBSETS.items()
             }
             score = sum(val[key][c]["rows"][str(checkpoint)]["mpjpe"]["mean"] for c in SUBSETS) / len(SUBSETS)
@@ -122,11 +153,12 @@ def main() -> None:
 
     previous = PREVIOUS_PRIOR_NAME
     test = {
-        corpus: _eval(args.data, [str(chosen), previous], "test", subset, args.seeds, args.out / f"test-{corpus}")
-        for corpus, subset in {**SUBSETS, "pooled": None}.items()
+        corpus: _eval(args.data, [previous, str(chosen)], "test", subset, args.seeds, args.out / f"test-{corpus}")
+        for corpus, subset in SUBSETS.items()
     }
+    test["pooled"] = _pooled(test["CMU"], test["ReActIdle"])
     baseline_val = {
-        corpus: _eval(args.data, [previous], "val", subset, args.seeds, None)["rows"]
+        corpus: _eval(args.data, [previous], "val", subset, args.val_seeds, None)["rows"]
         for corpus, subset in SUBSETS.items()
     }
     model, _, meta = load_checkpoint(chosen)
@@ -144,7 +176,8 @@ def main() -> None:
             f"torch {torch.__version__}",
         },
         "choice_rule": "lowest mean over the CMU and ReActIdle val people of val MPJPE (protocol people, "
-        f"{args.seeds} seeds); test people never used for a choice",
+        f"{args.val_seeds} seed(s), checkpoints every {args.every} steps and each run's last); test people never "
+        "used for a choice",
         "val": {
             k: {"score_mpjpe_mean_of_corpora": v["score"], **{c: v[c]["rows"] for c in SUBSETS}} for k, v in val.items()
         },
