@@ -40,14 +40,13 @@ from egogrpo.config import SamplerConfig
 from egogrpo.errors import EgogrpoError
 from egogrpo.geometry import nearest_rotation
 from egogrpo.model.schedule import NoiseSchedule
-from egogrpo.model.state import state_slices
+from egogrpo.model.state import NUM_BODY_ROTATIONS, state_slices
 
 #: denoise_fn(x_t (N, W, D), t (N,) int64, cond (N, W, C)) -> x̂₀ (N, W, D)
 DenoiseFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 #: project(x̂₀ (..., L, D)) -> x̂₀ (..., L, D), e.g. `body_rotation_projection(num_betas)`
 ProjectFn = Callable[[Tensor], Tensor]
 
-NUM_BODY_JOINTS = 21
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -346,7 +345,7 @@ class BodyRotationProjection:
 
     def __call__(self, x: Float[Tensor, "*batch L D"]) -> Float[Tensor, "*batch L D"]:
         where = state_slices(self.num_betas, include_hands=False)["body_rotmats"]
-        body = x[..., where].unflatten(-1, (NUM_BODY_JOINTS, 3, 3))
+        body = x[..., where].unflatten(-1, (NUM_BODY_ROTATIONS, 3, 3))
         body = nearest_rotation(body, self.fix_reflection, self.method or "svd").flatten(-3)
         return torch.cat([x[..., : where.start], body, x[..., where.stop :]], dim=-1)
 
