@@ -262,7 +262,10 @@ def _without_train(data: Path, folder: Path) -> Path:
 
 BAD_INPUT = {
     "unknown_protocol": (["--protocol", "nope"], "unknown protocol 'nope'"),
-    "empty_split": (["--protocol", "cmu-test", "--split", "val"], "split is empty; the file has: train (2), test (1)"),
+    "empty_split": (
+        ["--protocol", "cmu-test", "--split", "val"],
+        "split is empty; the file has: train (2), test (1) (choose one with --split)",
+    ),
     "unknown_split": (["--split", "tset"], "unknown split 'tset'"),
     "zero_seeds": (["--seeds", "0"], "--seeds must be at least 1, got 0"),
     "zero_samples": (["--samples", "0"], "--samples must be at least 1, got 0"),

@@ -311,7 +311,9 @@ def _select_sequences(motion: MotionFile, splits: tuple[str, ...], data: str, su
     if not names:
         counts = {s or "(none)": len(motion.names(s)) for s in SPLITS}
         have = ", ".join(f"{s} ({n})" for s, n in counts.items() if n) or "no sequences"
-        raise EgogrpoError(f"{data}: the {','.join(splits)!r} split is empty; the file has: {have}")
+        raise EgogrpoError(
+            f"{data}: the {','.join(splits)!r} split is empty; the file has: {have} (choose one with --split)"
+        )
     return names
 
 
