@@ -106,7 +106,7 @@ def eval_command(
         for line in paired_markdown(p, result.record["paired"]):
             console.print(line, soft_wrap=True, markup=False)
     else:  # logs and CI: the full Markdown table, never cut to a terminal width
-        typer.echo(f"Protocol {p.name}")
+        typer.echo(f"Protocol {p.name}, split {','.join(p.splits)}")
         paired = paired_markdown(p, result.record["paired"])
         lines = [*markdown_table(p, result.rows, judged), "", *paired, *([""] if paired else [])]
         for line in [*lines, summary_line(p, result.record)]:

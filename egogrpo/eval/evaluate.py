@@ -657,6 +657,8 @@ def summary_line(protocol: Protocol, record: dict) -> str:
         f"{len(record['data']['windows'])} windows of {protocol.length} frames ({protocol.slicing}), "
         f"{protocol.samples} sample(s), seeds {list(protocol.seeds)}, window rule {protocol.sampler.window_rule}, "
         f"labels {protocol.labels}, egogrpo {__version__}."
+        + (f" Subset: sequences starting with {record['data']['subset']}." if record["data"].get("subset") else "")
+        + (f" Baseline: the mean pose of the {record['baseline_pose']}." if record.get("baseline_pose") else "")
     )
 
 
@@ -680,7 +682,11 @@ def write_reports(out: Path, protocol: Protocol, rows: list[Row], record: dict) 
     paths = report_paths(out)
     with atomic_output(paths[".json"]) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"Protocol `{protocol.name}`: {protocol.description}", "", *markdown_table(protocol, rows, perceptual)]
+    lines = [
+        f"Protocol `{protocol.name}`, split {','.join(protocol.splits)}: {protocol.description}",
+        "",
+        *markdown_table(protocol, rows, perceptual),
+    ]
     paired = paired_markdown(protocol, record.get("paired"))
     lines += ["", *paired, *([""] if paired else []), summary_line(protocol, record)]
     with atomic_output(paths[".md"]) as tmp:
