@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import shutil
@@ -29,7 +28,7 @@ import torch
 from egogrpo.config import EvalConfig
 from egogrpo.data.hdf5_schema import MotionFile
 from egogrpo.eval.evaluate import evaluate
-from egogrpo.fileio import atomic_output
+from egogrpo.fileio import atomic_output, sha256_of_file
 from egogrpo.model.checkpoint import PREVIOUS_PRIOR_NAME, default_prior_dir, load_checkpoint
 
 SUBSETS = {"CMU": "CMU/", "ReActIdle": "ReActIdle/"}
@@ -103,7 +102,7 @@ def _data_record(data: Path) -> dict:
             minutes[split][corpus] += int(attrs["num_frames"]) / motion.info.fps / 60
             people.setdefault(split, set()).add(str(attrs.get("person", "")))
     return {
-        "file_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "file_sha256": sha256_of_file(data),
         "manifest_sha256": options.get("manifest_sha256"),
         "variant": options.get("variant", "every train person of the manifest"),
         "minutes": {s: {c: round(m, 2) for c, m in v.items()} for s, v in minutes.items()},

@@ -90,8 +90,6 @@ def _report(summary: PreprocessSummary) -> None:
         console.print(f"skipped (shorter than one crop): {', '.join(summary.skipped_short)}")
     for clip, reason in summary.dropped.items():
         console.print(f"dropped by --glitches drop: {clip} ({reason})")
-    if summary.skipped_sources:
-        console.print(f"sources with no file under the root (not required): {', '.join(summary.skipped_sources)}")
     reasons: dict[str, list[str]] = {}
     for clip, reason in summary.excluded.items():
         reasons.setdefault(reason.split(": ", 1)[-1], []).append(clip)
@@ -245,7 +243,7 @@ def corpus_command(
         console.print(f"{split}: {len(people)} people: {', '.join(people)}")
     console.print("licences (recorded in every sequence and in the file's options_json):")
     for licence in parsed.licences.values():
-        users = [s.name for s in parsed.sources if s.licence == licence.key]
+        users = [s.name for s in parsed.sources if s.licence == licence]
         console.print(
             f"- {', '.join(users)}: {licence.text}" + (f" {licence.acknowledgement}" if licence.acknowledgement else "")
         )

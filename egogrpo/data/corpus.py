@@ -63,7 +63,7 @@ class CorpusSource:
     people: str
     person: str
     prefix: str
-    licence: str
+    licence: Licence
     required: bool = True
 
 
@@ -151,7 +151,7 @@ def _source(path: str, name: str, entry: Any, licences: dict[str, Licence]) -> C
         people=_field(where, entry, "people", str),
         person=person,
         prefix=_field(where, entry, "prefix", str),
-        licence=licence,
+        licence=licences[licence],
         required=_field(where, entry, "required", bool, True),
     )
 

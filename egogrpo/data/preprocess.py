@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import multiprocessing
@@ -39,7 +38,7 @@ from egogrpo.data.process import ShortClipError, process_clip
 from egogrpo.data.sequence import SequenceArrays
 from egogrpo.data.skeleton_motion import SkeletonMotion, drop_leading_bind_frame
 from egogrpo.errors import EgogrpoError
-from egogrpo.fileio import check_writable
+from egogrpo.fileio import check_writable, sha256_of_file
 
 SOURCES = ("amass", "cmu", "bvh", "rich", "adt", "corpus")
 
@@ -63,8 +62,7 @@ class PreprocessSummary:
     resumed: list[str] = field(default_factory=list)  # finished by an earlier, interrupted run
     skipped_short: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # clip → why the glitch policy left it out
-    skipped_sources: list[str] = field(default_factory=list)  # corpus sources with no file under the root
-    excluded: dict[str, str] = field(default_factory=dict)  # clip → reason, from the manifest
+    excluded: dict[str, str] = field(default_factory=dict)  # clip (corpus: source) → reason, from the manifest
     frames: int = 0
     seconds: float = 0.0
     splits: dict[str, int] = field(default_factory=dict)  # split → sequences written
@@ -272,9 +270,9 @@ def adt_tasks(folders: tuple[str, ...]) -> list[ClipTask]:
 def make_tasks(config: PreprocessConfig) -> tuple[list[ClipTask], dict[str, str]]:
     """The clips a run will process (and those the manifest excludes, with reasons)."""
     if config.source == "corpus":
-        clips, _ = corpus_tasks(load_corpus_manifest(config.inputs[0]), config.corpus_root)
+        clips, skipped = corpus_tasks(load_corpus_manifest(config.inputs[0]), config.corpus_root)
         tasks = [ClipTask(c.name, c.split, c.paths, corpus_clip=c) for c in clips if c.split in config.splits]
-        return tasks, {}
+        return tasks, {source: "sources with no file under the root, not required" for source in skipped}
     if config.source == "cmu":
         return cmu_tasks(Path(config.inputs[0]), config.splits, config.split_manifest, config_corpus(config))
     if config.source == "bvh":
@@ -399,7 +397,9 @@ def _read_corpus_clip(entry: CorpusClip, glitches: str, body: BodyModel) -> Moti
     else:
         motion, attrs = _read_bvh_motion(entry.paths[0], source.units, source.fps)
     clip = _retarget_skeleton(motion, body, entry.name, source.people, glitches, source.naming)
-    return dataclasses.replace(clip, attrs={**clip.attrs, **attrs, "corpus": source.name, "person": entry.person})
+    recorded = {"corpus": source.name, "person": entry.person, "licence": source.licence.text,
+                "acknowledgement": source.licence.acknowledgement}  # fmt: skip
+    return dataclasses.replace(clip, attrs={**clip.attrs, **attrs, **recorded})
 
 
 def _bvh_units(units: str) -> str | float:
@@ -453,19 +453,15 @@ def recorded_options(config: PreprocessConfig) -> dict:
     if config.source == "corpus":
         manifest = Path(config.inputs[0])
         options["manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
-        options["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        options["manifest_sha256"] = sha256_of_file(manifest)
     return options
 
 
-def corpus_attrs(config: PreprocessConfig, task: ClipTask | None = None) -> dict[str, str]:
-    """The attributes a sequence of a cmu/bvh/corpus run gets: its corpus and licence (when known).
+def corpus_attrs(config: PreprocessConfig) -> dict[str, str]:
+    """The attributes every sequence of a cmu/bvh run gets: its corpus and licence (when known).
 
-    A corpus manifest's clip gets its source's licence text and acknowledgement.
+    (A corpus manifest's clips record their own source's, in `_read_corpus_clip`.)
     """
-    if task is not None and task.corpus_clip is not None:
-        manifest = load_corpus_manifest(config.inputs[0])
-        licence = manifest.licences[task.corpus_clip.source.licence]
-        return {"licence": licence.text, "acknowledgement": licence.acknowledgement}
     corpus = config_corpus(config)
     attrs = {"corpus": corpus.name} if corpus is not None else {}
     licence = recorded_licence(config)
@@ -576,8 +572,6 @@ def run_preprocess(
         fps=config.process.fps,
     )
     licence_attrs = corpus_attrs(config)
-    if config.source == "corpus":
-        summary.skipped_sources = corpus_tasks(load_corpus_manifest(config.inputs[0]), config.corpus_root)[1]
     writer = MotionFileWriter(config.out, info, overwrite=config.overwrite, resume=True)
     with kept_for_resume(writer):
         finished = writer.finished_names()
@@ -599,10 +593,9 @@ def run_preprocess(
                 summary.skipped_short.append(result.task.name)
             if result.dropped is not None:
                 summary.dropped[result.task.name] = result.dropped
-            task_attrs = corpus_attrs(config, result.task) if result.task.corpus_clip is not None else licence_attrs
             for name, arrays, attrs in result.sequences:
                 if name not in finished:
-                    writer.write(name, arrays, {**attrs, **task_attrs})
+                    writer.write(name, arrays, {**attrs, **licence_attrs})
                     summary.written.append(name)
                     summary.frames += arrays.num_frames
                     summary.splits[str(attrs["split"])] = summary.splits.get(str(attrs["split"]), 0) + 1

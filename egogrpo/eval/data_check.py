@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from egogrpo.data.crops import MotionCrop
 from egogrpo.data.hdf5_schema import MotionFile
 from egogrpo.eval.metrics import FOOT_JOINTS, jitter
+from egogrpo.eval.windows import truth_joints
 from egogrpo.fileio import atomic_output
-from egogrpo.geometry import se3_apply
 
 BELOW_FLOOR_FLAG_M = -0.10
 BELOW_FLOOR_SHARE_M = -0.05
@@ -105,12 +106,6 @@ class FileQuality:
         return "\n".join(lines)
 
 
-def world_joints(T_world_root: np.ndarray, T_world_cpf: np.ndarray, joints_wrt_cpf: np.ndarray) -> np.ndarray:
-    """Stored world joints (T, 22, 3): the pelvis from T_world_root, the other 21 placed on the CPF."""
-    rest = se3_apply(torch.from_numpy(T_world_cpf)[:, None, :].double(), torch.from_numpy(joints_wrt_cpf).double())
-    return np.concatenate([T_world_root[:, None, 4:], rest.numpy()], axis=1)
-
-
 def sequence_quality(name: str, joints: np.ndarray, fps: float, attrs: dict[str, str | int | float]) -> SequenceQuality:
     """Measure one sequence's world joints (T, 22, 3), metres, z-up, floor at 0 (see the module docstring)."""
     feet = joints[:, list(FOOT_JOINTS), 2]
@@ -147,8 +142,7 @@ def check_motion_file(path: str | Path) -> FileQuality:
     sequences = []
     with MotionFile(path) as motion:
         for name in motion.names():
-            arrays = motion.read(name)
-            joints = world_joints(arrays.T_world_root, arrays.T_world_cpf, arrays.joints_wrt_cpf)
+            joints = truth_joints(MotionCrop.from_arrays(motion.read(name), with_hand_quats=False)).double().numpy()
             sequences.append(sequence_quality(name, joints, motion.info.fps, motion.sequence_attrs(name)))
     return FileQuality(path=str(path), sequences=sequences)
 
