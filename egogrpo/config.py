@@ -312,7 +312,9 @@ class TrainPriorConfig:
     max_steps: int = 10_000
     log_every: int = 50
     val_every: int = 1000  # sampled MPJPE on the validation split (0: never)
-    val_windows: int = 16  # validation windows: non-overlapping 128-frame windows of the val split, at most this many
+    val_windows: int = (
+        16  # validation windows: non-overlapping 128-frame windows of the val split, at most this many, evenly spread
+    )
     val_seeds: int = 1  # samples per val window (seeds seed, seed+1, …): fewer sampling-noise ups and downs
     checkpoint_every: int = 1000
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # for validation sampling
@@ -415,11 +417,21 @@ class TrainGRPOConfig:
     augment:          on-the-fly augmentation of the training crops, train-prior's (`AugmentConfig`), keyed by
                       (seed, epoch, crop); off by default (the paper post-trains on the plain crops)
     val_every:        iterations between val-split MPJPE / PA-MPJPE (and checkpoints; 0: never)
-    val_windows, val_seeds: validation windows (non-overlapping 128-frame windows of the val split) and seeds
+    val_windows, val_seeds: validation windows (non-overlapping 128-frame windows of the val split, at most
+                      this many, evenly spread) and samples per window
     time_budget_minutes: stop (with validation and a checkpoint) after the iteration at which the run's training
                       time — rollouts, rewards, updates and validation, summed over resumes, logged as
                       `time/elapsed_s` beside the process CPU time `time/cpu_s` — reaches this many minutes
                       (None: run all `iterations`); for comparisons of update rules on equal compute
+    budget_clock:     what `time_budget_minutes` counts: "wall" (training wall-clock) or "cpu" (the process's CPU
+                      time, all threads: equal compute for runs that share a machine)
+    anchor_weight:    w of w·L_prior added to EVERY optimizer step of every rule: the prior's own denoising loss
+                      (`train.prior.denoising_losses`, EgoAllo's weights) on `anchor_batch` real training crops,
+                      keyed by (seed, optimizer step) — ties the policy to real data while the reward pulls (0: off)
+    anchor_batch:     real crops per optimizer step of the anchor loss (over all processes)
+    freeze_condition_encoder: keep the denoiser's condition encoder (`latent_from_cond`, the linear map of the
+                      head features into the latent; the MotionGRPO first author's script freezes it) fixed:
+                      no gradient, no optimizer state, bit-identical after the run
 
     algo: the update rule; every one shares the data, Perlin noise, rollouts, rewards, advantages, processes,
     diagnostics, checkpoints and resume (reference/grpo-for-diffusion.md §6, §8):
@@ -437,7 +449,9 @@ class TrainGRPOConfig:
                R_rot + R_pos + R'_pos + R_vel of each final sample through the last `draft_k` sampler
                transitions (the same keyed noise as the rollout; earlier transitions are constants)
     For awm and nft, kl_weight β adds β·w(t)·‖x̂₀_θ − x̂₀_prior‖² (the prior's loss towards the frozen prior's
-    prediction at the same x_t) — the x̂₀-space form of the Gaussian KL.
+    prediction at the same x_t) — the x̂₀-space form of the Gaussian KL. For draft it adds β times the mean over
+    the replayed stochastic transitions of the per-step Gaussian KL of the transition means, θ against the
+    frozen prior at the same latents (GRPO's KL along DRaFT's differentiable path).
     draft_k:          DRaFT's K, transitions back-propagated through (1: only the last, deterministic one)
     nft_beta:         DiffusionNFT's β (the official configs use 1)
     """
@@ -475,6 +489,10 @@ class TrainGRPOConfig:
     seed: int = 0
     resume: bool = False
     time_budget_minutes: float | None = None
+    budget_clock: str = "wall"
+    anchor_weight: float = 0.0
+    anchor_batch: int = 8
+    freeze_condition_encoder: bool = False
     algo: str = "grpo"
     draft_k: int = 3
     nft_beta: float = 1.0

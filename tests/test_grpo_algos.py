@@ -127,7 +127,7 @@ def test_draft_gradient_matches_finite_differences_of_a_float64_replay_of_the_la
     first = K - k
     rollout = policy.rollout(model, cond, ids, D, record=False, keep=(first,))
     start = rollout.latent(first)
-    final = policy.denoise_from(model, start, first, cond, ids)
+    final = policy.denoise_from(model, start, first, cond, ids).final
     torch.testing.assert_close(final, rollout.final, rtol=0, atol=1e-6)  # the same keyed noise as the rollout
     target = torch.randn(B, G, L, D, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     (-(final.double() - target).square().sum()).backward()

@@ -51,7 +51,9 @@ def train_grpo_command(
         str, typer.Option(help="SO(3) projection of x̂₀ in rollouts and log-probs: svd (EgoAllo's) or polar (faster).")
     ] = "svd",
     clip_range: Annotated[float | None, typer.Option(help="PPO clip range of the ratio (default: none).")] = None,
-    kl_weight: Annotated[float, typer.Option(help="β of the KL to the frozen prior.")] = 0.0,
+    kl_weight: Annotated[
+        float, typer.Option(help="β of the KL to the frozen prior (every rule: per-step Gaussian KL of the means).")
+    ] = 0.0,
     inner_epochs: Annotated[int, typer.Option(help="Passes over each iteration's transitions.")] = 1,
     updates_per_epoch: Annotated[int, typer.Option(help="Optimizer steps per pass.")] = 1,
     micro_batch: Annotated[int | None, typer.Option(help="Override: transitions per forward/backward.")] = None,
@@ -89,6 +91,22 @@ def train_grpo_command(
             help="Stop (validated and checkpointed) once the run has trained this many minutes, resumes summed."
         ),
     ] = None,
+    budget_clock: Annotated[
+        str,
+        typer.Option(help="What --time-budget counts: 'wall' (minutes of training) or 'cpu' (process CPU minutes)."),
+    ] = "wall",
+    anchor_weight: Annotated[
+        float,
+        typer.Option(help="w of the prior's denoising loss on real training crops, added to every update (0: off)."),
+    ] = 0.0,
+    anchor_batch: Annotated[int, typer.Option(help="Real crops per optimizer step of the anchor loss.")] = 8,
+    freeze_condition_encoder: Annotated[
+        bool, typer.Option(help="Keep the condition encoder (latent_from_cond) fixed, as the first author's script.")
+    ] = False,
+    val_windows: Annotated[
+        int | None, typer.Option(help="Override: val windows (spread over the val split's windows).")
+    ] = None,
+    val_seeds: Annotated[int | None, typer.Option(help="Override: samples per val window.")] = None,
     reward_model: Annotated[
         Path | None,
         typer.Option("--reward", help="Perceptual model from `train-reward`: adds the frozen visual reward exp(ω·s)."),
@@ -131,7 +149,7 @@ def train_grpo_command(
     overrides = {
         "iterations": iterations, "group_size": group_size, "batch_groups": batch_groups, "learning_rate": lr,
         "train_steps_per_trajectory": train_steps, "micro_batch": micro_batch, "val_every": val_every,
-        "checkpoint_every": checkpoint_every, "clip_range": clip_range, "reward_update_every": reward_update_every,
+        "checkpoint_every": checkpoint_every, "clip_range": clip_range, "val_windows": val_windows, "val_seeds": val_seeds, "reward_update_every": reward_update_every,
         "reward_ema_decay": reward_ema_decay, "reward_learning_rate": reward_lr,
         "reward_min_negative_error": reward_min_negative_error,
     }  # fmt: skip
@@ -148,7 +166,8 @@ def train_grpo_command(
         inner_epochs=inner_epochs, updates_per_epoch=updates_per_epoch, log_prob_fields=_parse_fields(log_prob_fields),
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
         seed=seed, resume=resume, time_budget_minutes=time_budget, augment=augmentation_options(augment), algo=algo,
-        draft_k=draft_k, nft_beta=nft_beta,
+        draft_k=draft_k, nft_beta=nft_beta, budget_clock=budget_clock, anchor_weight=anchor_weight,
+        anchor_batch=anchor_batch, freeze_condition_encoder=freeze_condition_encoder,
         reward_model=None if reward_model is None else str(reward_model), reward_online=reward_online, **values,
     )  # fmt: skip
 

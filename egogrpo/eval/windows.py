@@ -85,7 +85,8 @@ def read_windows(
     max_windows: int | None = None,
     first_only: bool = False,
 ) -> Windows | None:
-    """The windows of `names` (see `evaluation_windows`; or the first of each), each sequence read once.
+    """The windows of `names` (see `evaluation_windows`; or the first of each), each sequence read once; at most
+    `max_windows` of them, evenly spread over the list (`spread_indices`).
 
     A sequence whose arrays are not finite, or whose quaternions are not unit, is refused (EgogrpoError
     naming the file, the sequence and the field). None when no sequence has a window.
@@ -93,8 +94,8 @@ def read_windows(
     picks = evaluation_windows([motion.num_frames(name) for name in names], length, slicing)
     if first_only:
         picks = [p for n, p in enumerate(picks) if all(q[0] != p[0] for q in picks[:n])]
-    if max_windows is not None:
-        picks = picks[:max_windows]
+    if max_windows is not None and len(picks) > max_windows:  # spread over the split, not its first sequences
+        picks = [picks[i] for i in spread_indices(len(picks), max_windows)]
     if not picks:
         return None
     crops: dict[int, MotionCrop] = {}
@@ -112,6 +113,15 @@ def read_windows(
         tuple(names[g] for g, _ in picks),
         tuple(start for _, start in picks),
     )
+
+
+def spread_indices(count: int, keep: int) -> list[int]:
+    """`keep` of the indices 0 … count−1, evenly spaced, first and last included (all of them when keep ≥ count)."""
+    if keep >= count:
+        return list(range(count))
+    if keep == 1:
+        return [0]
+    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
 
 
 def _crop(whole: MotionCrop, start: int, length: int) -> MotionCrop:

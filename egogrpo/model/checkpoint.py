@@ -16,6 +16,7 @@ name and shape against the config before `load_state_dict(strict=True)`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,58 @@ def body_model_matches(checkpoint_body_id: str, body_model_id: str) -> bool:
     if ":" in checkpoint_body_id:
         return checkpoint_body_id == body_model_id
     return body_model_id.split(":")[0] == checkpoint_body_id
+
+
+def interpolate_weights(
+    start: dict[str, Tensor], end: dict[str, Tensor], alpha: float, names: tuple[str, str] = ("A", "B")
+) -> dict[str, Tensor]:
+    """WiSE-FT weight interpolation (Wortsman et al., arXiv 2109.01903): (1 − α)·start + α·end per tensor, in
+    float64 then cast back, so α = 0 gives `start` and α = 1 gives `end` exactly. Both must hold the same names
+    and shapes (the same architecture); float tensors only are interpolated, others must be equal."""
+    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise EgogrpoError(f"--alpha must be in [0, 1], got {alpha}")
+    if start.keys() != end.keys():
+        missing = sorted(set(start) ^ set(end))
+        raise EgogrpoError(f"{names[0]} and {names[1]} hold different parameters (e.g. {_first(missing)})")
+    merged = {}
+    for key, a in start.items():
+        b = end[key]
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise EgogrpoError(f"{names[0]} and {names[1]}: {key} differs in shape or dtype ({a.shape} vs {b.shape})")
+        if not a.is_floating_point():
+            if not torch.equal(a, b):
+                raise EgogrpoError(f"{names[0]} and {names[1]}: the non-float tensor {key} differs")
+            merged[key] = a.clone()
+        elif alpha == 0.0 or alpha == 1.0:
+            merged[key] = (a if alpha == 0.0 else b).clone()
+        else:
+            merged[key] = ((1.0 - alpha) * a.double() + alpha * b.double()).to(a.dtype)
+    return merged
+
+
+def merge_checkpoints(start: str | Path, end: str | Path, alpha: float, out: str | Path) -> Path:
+    """Write the WiSE-FT interpolation of two checkpoints of one architecture and body model to `out`
+    (`interpolate_weights`); its extra records both sources, their weight hashes and α."""
+    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise EgogrpoError(f"--alpha must be in [0, 1], got {alpha}")
+    folders = [resolve_checkpoint(spec) for spec in (start, end)]
+    (model_a, config_a, meta_a), (model_b, config_b, meta_b) = (load_checkpoint(f) for f in folders)
+    if config_a != config_b:
+        raise EgogrpoError(f"{folders[0]} and {folders[1]}: different model configurations, nothing to interpolate")
+    if meta_a["body_model_id"] != meta_b["body_model_id"]:
+        raise EgogrpoError(
+            f"{folders[0]} and {folders[1]}: made for different body models "
+            f"({meta_a['body_model_id']} vs {meta_b['body_model_id']})"
+        )
+    names = (str(folders[0]), str(folders[1]))
+    model_a.load_state_dict(interpolate_weights(model_a.state_dict(), model_b.state_dict(), alpha, names))
+    extra = {
+        "merged": {
+            "start": names[0], "end": names[1], "alpha": alpha,
+            "start_sha256": meta_a.get("weights_sha256"), "end_sha256": meta_b.get("weights_sha256"),
+        },
+        "mean_training_pose": meta_a["extra"].get("mean_training_pose"),
+    }  # fmt: skip
+    if extra["mean_training_pose"] is None:
+        del extra["mean_training_pose"]
+    return save_checkpoint(out, model_a, config_a, body_model_id=str(meta_a["body_model_id"]), extra=extra)

@@ -272,3 +272,12 @@ def sampling_denoiser(
             return forward(x_t, t, cond).float()
 
     return denoise
+
+
+def condition_encoder(model: nn.Module) -> nn.Module:
+    """The denoiser's condition encoder: `latent_from_cond`, the linear map of the per-frame head features into
+    the latent (EgoAllo's name; the module the MotionGRPO first author's script freezes)."""
+    encoder = getattr(model, "latent_from_cond", None)
+    if not isinstance(encoder, nn.Module):
+        raise EgogrpoError(f"{type(model).__name__} has no condition encoder (latent_from_cond)")
+    return encoder

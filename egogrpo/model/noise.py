@@ -32,6 +32,7 @@ PURPOSE_SHUFFLE = 5  # order of training transitions
 PURPOSE_RENOISE = 6  # forward-process noise that re-noises final samples (AWM, DiffusionNFT)
 PURPOSE_PRIOR = 7  # noise levels and noise of a train-prior step (per global batch row)
 PURPOSE_NEGATIVE = 8  # train-reward negatives: GT noise and which of the last three x̂₀ (per condition)
+PURPOSE_ANCHOR = 9  # noise levels and noise of train-grpo's anchor loss (per optimizer step and real crop)
 
 _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9

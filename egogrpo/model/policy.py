@@ -35,6 +35,7 @@ from egogrpo.model.sampler import (
     BodyRotationProjection,
     DenoiseFn,
     ProjectFn,
+    gaussian_mean_kl,
     predict_x0_stitched,
     step_coefficients,
     timestep_plan,
@@ -118,6 +119,14 @@ class Transitions:
     def select(self, index: Int[Tensor, "n"]) -> Transitions:  # noqa: F821
         """The rows `index` (e.g. one micro-batch)."""
         return Transitions(*(getattr(self, f)[index] for f in ("x_t", "x_prev", "cond", "step", "row", "old_log_prob")))
+
+
+@dataclass(frozen=True, eq=False)
+class Replay:
+    """What `DiffusionPolicy.denoise_from` reached: the final samples and, with a reference, the mean KL."""
+
+    final: Float[Tensor, "B G L D"]
+    kl: Float[Tensor, "B G"] | None  # per member: mean per-step Gaussian KL of the means to the reference
 
 
 class DiffusionPolicy:
@@ -272,21 +281,37 @@ class DiffusionPolicy:
         first: int,
         cond: Float[Tensor, "B G L C"],
         ids: RolloutIds,
-    ) -> Float[Tensor, "B G L D"]:
+        reference: DenoiseFn | None = None,
+    ) -> Replay:
         """The final samples reached from chain position `first` (x = the rollout's latent there) by transitions
         first … K−1 with the rollout's keyed noise — differentiable, float32, autocast off (DRaFT-K, K = K_total − first).
 
         At the rollout's parameters it reproduces the rollout's final samples (to float32 rounding of the layout).
+        With a `reference` denoiser, also each member's mean over the replayed stochastic transitions of the
+        per-step Gaussian KL of the transition means (`gaussian_mean_kl`), μ_θ against the reference's μ at the
+        same latent (the reference's side is a constant: no gradient flows through it).
         """
         K = self.num_transitions
         if not 0 <= first <= K:
             raise ValueError(f"first must be in 0..{K}, got {first}")
         B, G, L, C = cond.shape
+        kls = []
         with torch.autocast(device_type=x.device.type, enabled=False):
             x, cond_rows = x.float(), cond.reshape(B * G, L, C).float()
             for k in range(first, K):
-                x, _, _ = self._advance(denoise_fn, k, x, cond_rows, ids)
-        return x
+                x_next, mean, _ = self._advance(denoise_fn, k, x, cond_rows, ids)
+                if reference is not None and k in self.mdp_steps:
+                    with torch.no_grad():
+                        reference_x0 = self._x0_hat(
+                            reference, x.reshape(B * G, *x.shape[2:]), int(self.plan[k]), cond_rows
+                        )
+                        coefficients = self.table[k].to(x.device)
+                        reference_mean = self._mean(coefficients, x, reference_x0.reshape(x.shape))
+                    std = coefficients[2].expand(B * G)
+                    kls.append(gaussian_mean_kl(mean.flatten(0, 1), reference_mean.flatten(0, 1), std).reshape(B, G))
+                x = x_next
+        kl = None if reference is None else (torch.stack(kls).mean(dim=0) if kls else x.new_zeros(B, G))
+        return Replay(x, kl)
 
     # --- log-probabilities ---------------------------------------------------------------------------
 

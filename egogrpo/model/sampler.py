@@ -214,6 +214,15 @@ def transition_log_prob(
     return -0.5 * squared - torch.log(std) - _HALF_LOG_2PI
 
 
+def gaussian_mean_kl(
+    mean: Float[Tensor, "N L D"],
+    reference_mean: Float[Tensor, "N L D"],
+    std: Float[Tensor, "N"],  # noqa: F821
+) -> Float[Tensor, "N"]:  # noqa: F821
+    """KL(N(μ, σ²I) ‖ N(μ_ref, σ²I)) per state dimension: mean_d (μ − μ_ref)² / (2σ²)."""
+    return (mean - reference_mean).square().flatten(1).mean(dim=1) / (2.0 * std.square())
+
+
 def log_prob_given_x0(
     x_t: Float[Tensor, "*batch L D"],
     x_prev: Float[Tensor, "*batch L D"],

@@ -7,7 +7,8 @@ reaches the rollout's final sample) and maximises
 
     R_joint(x₀) = R_rot + R_pos + R'_pos + R_vel        (paper Eq. 15, each exp(−ω·err), `train.rewards`)
 
-of the body placed on the ground-truth CPF: the loss of a member is −R_joint. Gradients flow through the K
+of the body placed on the ground-truth CPF: the loss of a member is −R_joint (+ β·KL with `kl_weight` β: the mean
+per-step Gaussian KL of the replayed transitions' means to the frozen prior's, `DiffusionPolicy.denoise_from`). Gradients flow through the K
 denoiser calls, the SO(3) projection, forward kinematics and the Umeyama alignment; the earlier transitions
 are constants (DRaFT's truncation). No advantages are used. The perceptual reward is never differentiated
 (a learned scorer invites adversarial gradients; reference/grpo-for-diffusion.md §6).
@@ -26,7 +27,7 @@ from egogrpo.model.policy import RolloutIds
 from egogrpo.model.state import MotionState
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.rewards import JOINT_REWARDS, joint_errors_for_reward, joint_rewards
-from egogrpo.train.update import UpdateInputs, optimize_items
+from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary
 
 
 def joint_reward(
@@ -50,13 +51,23 @@ def draft_update(inputs: UpdateInputs) -> dict[str, float]:
     start = rollout.latent(first)  # (n, 1, L, D)
     ids = inputs.ids
     num_rows = inputs.advantages.numel()
+    kls: list[Tensor] = []
 
     def item_loss(rows: Tensor, positions: Tensor, epoch: int) -> Tensor:
         index = rows.to(start.device)
         row_ids = RolloutIds(ids.seed, ids.iteration, ids.group_ids[rows], ids.member_ids[rows], ids.share_initial)
-        final = policy.denoise_from(inputs.model, start[index], first, rollout.cond[index], row_ids)
+        replay = policy.denoise_from(
+            inputs.model, start[index], first, rollout.cond[index], row_ids, reference=inputs.reference
+        )
         crops = map_fields(inputs.crops, lambda t: t[index])
         m = inputs.model_config
-        return -joint_reward(inputs.body, final[:, 0], crops, config.reward, m.num_betas, m.include_hands)
+        loss = -joint_reward(inputs.body, replay.final[:, 0], crops, config.reward, m.num_betas, m.include_hands)
+        if replay.kl is not None:
+            kls.append(replay.kl[:, 0].detach())
+            loss = loss + config.kl_weight * replay.kl[:, 0]
+        return loss
 
-    return optimize_items(inputs, lambda epoch: torch.zeros(num_rows, 1, dtype=torch.long), item_loss)
+    stats = optimize_items(inputs, lambda epoch: torch.zeros(num_rows, 1, dtype=torch.long), item_loss)
+    if kls:
+        stats["kl_to_prior"] = summary(cat(kls, start.device), inputs.accelerator)["mean"]
+    return stats

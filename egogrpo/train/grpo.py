@@ -50,14 +50,16 @@ from egogrpo.model.checkpoint import (
     load_checkpoint_for_body,
     save_checkpoint,
 )
+from egogrpo.model.denoiser import condition_encoder
 from egogrpo.model.perceptual import PerceptualScorer, load_perceptual
 from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds, Transitions
-from egogrpo.model.sampler import body_rotation_projection
+from egogrpo.model.sampler import body_rotation_projection, gaussian_mean_kl
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim, state_layout
 from egogrpo.tensor_dataclass import map_fields
+from egogrpo.train.anchor import AnchorLoss
 from egogrpo.train.draft import draft_update
-from egogrpo.train.grpo_objective import gaussian_mean_kl, grpo_objective
+from egogrpo.train.grpo_objective import grpo_objective
 from egogrpo.train.matching import matching_update
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
@@ -80,9 +82,13 @@ from egogrpo.train.run_dir import (
 from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary, trained_positions
 
 #: TrainGRPOConfig fields that may change when a run is resumed.
-RESUMABLE = {"resume", "iterations", "val_every", "checkpoint_every", "micro_batch", "time_budget_minutes"}
+RESUMABLE = {
+    "resume", "iterations", "val_every", "checkpoint_every", "micro_batch", "time_budget_minutes", "budget_clock",
+}  # fmt: skip
 #: The update rules of `TrainGRPOConfig.algo` (see its docstring); grpo, the paper's, is the default.
 ALGORITHMS = ("grpo", "awm", "nft", "draft")
+#: What `TrainGRPOConfig.time_budget_minutes` may count: training wall-clock or the process's CPU time.
+BUDGET_CLOCKS = ("wall", "cpu")
 #: Options that only the GRPO objective reads (refused with another algorithm rather than silently ignored).
 GRPO_ONLY = {"clip_range": "--clip-range", "log_prob_fields": "--log-prob-fields"}
 #: A scorer maps a state with leading (N, 1) and its crops (N,) to perceptual scores (N, 1) in (0, 1).
@@ -144,8 +150,12 @@ def validate_config(config: TrainGRPOConfig) -> None:
             raise EgogrpoError(
                 f"--recompute-old-log-probs applies to --algo grpo only (this run uses --algo {config.algo})"
             )
-    if config.algo == "draft" and config.kl_weight > 0:
-        raise EgogrpoError("--kl-weight is not used by --algo draft (use awm, nft or grpo for a KL to the prior)")
+    if config.budget_clock not in BUDGET_CLOCKS:
+        raise EgogrpoError(f"--budget-clock must be one of {', '.join(BUDGET_CLOCKS)}, got {config.budget_clock!r}")
+    if not (math.isfinite(config.anchor_weight) and config.anchor_weight >= 0):
+        raise EgogrpoError(f"--anchor-weight must be a finite number ≥ 0, got {config.anchor_weight}")
+    if config.anchor_batch < 1:
+        raise EgogrpoError(f"--anchor-batch must be ≥ 1, got {config.anchor_batch}")
     if config.draft_k < 1:
         raise EgogrpoError(f"--draft-k must be ≥ 1, got {config.draft_k}")
     if not (math.isfinite(config.nft_beta) and config.nft_beta > 0):
@@ -342,9 +352,15 @@ def train_grpo(
             announce(batch_arithmetic(config, world, len(policy.mdp_steps), policy.num_transitions))
     accelerator.wait_for_everyone()
 
+    if config.anchor_batch % world:
+        raise EgogrpoError(f"--anchor-batch {config.anchor_batch} must be divisible by the {world} processes")
     model.to(device).eval()  # no dropout: rollouts and updates see the same function
     reference = copy.deepcopy(model).requires_grad_(False) if config.kl_weight > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.freeze_condition_encoder:
+        condition_encoder(model).requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
+    anchor = AnchorLoss(dataset, config, model_config, rank, world, device) if config.anchor_weight > 0 else None
     start, best_val = 0, math.inf
     restored = restore_latest(run_dir, model, optimizer) if config.resume else None
     checkpoint = None if restored is None else restored[0]
@@ -408,7 +424,7 @@ def train_grpo(
         tick = time.perf_counter()
         inputs = UpdateInputs(
             config, policy, model, reference, optimizer, accelerator, iteration, rollout, ids,
-            advantages.advantages, local_rows, row_crops, body_device, model_config,
+            advantages.advantages, local_rows, row_crops, body_device, model_config, anchor,
         )  # fmt: skip
         stats = update(inputs)
         times["update"] = _lap(tick)
@@ -434,7 +450,7 @@ def train_grpo(
             unpacked = MotionState.unpack(negatives[:, None], model_config.num_betas, model_config.include_hands)
             record.update(online.update(crops, unpacked, local_rows, accelerator))
             record["seconds/reward_model"] = _lap(tick)
-        out_of_time = _budget_spent(clock, config.time_budget_minutes, accelerator)
+        out_of_time = _budget_spent(clock, config, accelerator)
         last = done == config.iterations or out_of_time
         is_checkpoint = done % config.checkpoint_every == 0 or last
         if val_windows is not None and (done % config.val_every == 0 or last):
@@ -489,8 +505,10 @@ class _RunClock:
     def start_iteration(self) -> None:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
 
-    def running_minutes(self) -> float:
-        """Minutes of training so far, the current iteration included."""
+    def running_minutes(self, clock: str = "wall") -> float:
+        """Minutes of training so far, the current iteration included: wall-clock or ("cpu") process CPU time."""
+        if clock == "cpu":
+            return (self.cpu_s + time.process_time() - self._cpu) / 60
         return (self.elapsed_s + time.perf_counter() - self._wall) / 60
 
     def stop_iteration(self) -> dict[str, float]:
@@ -499,11 +517,12 @@ class _RunClock:
         return {"time/elapsed_s": self.elapsed_s, "time/cpu_s": self.cpu_s}
 
 
-def _budget_spent(clock: _RunClock, budget_minutes: float | None, accelerator: Any) -> bool:
+def _budget_spent(clock: _RunClock, config: TrainGRPOConfig, accelerator: Any) -> bool:
     """Whether the time budget is spent — rank 0's clock decides, so every process stops at the same iteration."""
-    if budget_minutes is None:
+    if config.time_budget_minutes is None:
         return False
-    spent = torch.tensor([float(clock.running_minutes() >= budget_minutes)], device=accelerator.device)
+    minutes = clock.running_minutes(config.budget_clock)
+    spent = torch.tensor([float(minutes >= config.time_budget_minutes)], device=accelerator.device)
     if accelerator.num_processes > 1:
         torch.distributed.broadcast(spent, src=0)
     return bool(spent.item())

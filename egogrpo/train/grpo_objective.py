@@ -5,7 +5,7 @@ Per trained transition i with advantage Â_i and importance ratio ρ_i = π_θ(x
 
     loss_i = −Â_i·ρ_i                                      (no clipping)
     loss_i = max(−Â_i·ρ_i, −Â_i·clip(ρ_i, 1−ε, 1+ε))        (PPO clipping, ε = clip_range)
-    + β·KL_i,  KL_i = mean_d (μ_θ − μ_ref)² / (2σ²)         (the Gaussian KL to the frozen prior, per dimension)
+    + β·KL_i,  KL_i = mean_d (μ_θ − μ_ref)² / (2σ²)         (`model.sampler.gaussian_mean_kl`, to the frozen prior)
 
 With one optimizer step per rollout batch ρ = 1 and the gradient is REINFORCE with a group baseline:
 −Â·∇ log π. The loss of an update is the mean of loss_i over its transitions.
@@ -44,12 +44,3 @@ def grpo_objective(
     clipped = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
     loss = torch.maximum(unclipped, clipped)
     return ObjectiveTerms(loss, log_ratio.detach(), (clipped > unclipped).float().detach())
-
-
-def gaussian_mean_kl(
-    mean: Float[Tensor, "N L D"],
-    reference_mean: Float[Tensor, "N L D"],
-    std: Float[Tensor, "N"],  # noqa: F821
-) -> Float[Tensor, "N"]:  # noqa: F821
-    """KL(N(μ, σ²I) ‖ N(μ_ref, σ²I)) per state dimension: mean_d (μ − μ_ref)² / (2σ²)."""
-    return (mean - reference_mean).square().flatten(1).mean(dim=1) / (2.0 * std.square())

@@ -127,17 +127,45 @@ class StepBatches(torch.utils.data.Sampler[list[int]]):
 
 
 def step_noise(
-    seed: int, step: int, rows: torch.Tensor, max_t: int, shape: tuple[int, ...], device: torch.device
+    seed: int,
+    step: int,
+    rows: torch.Tensor,
+    max_t: int,
+    shape: tuple[int, ...],
+    device: torch.device,
+    purpose: int = noise.PURPOSE_PRIOR,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise levels t ∈ 1..max_t (rows,) and standard normal noise (rows, *shape) of one step, drawn on `device`.
 
-    Counter-based (`model.noise`), keyed by (seed, step, global batch row): a row's draws do not depend on the
-    number of processes, and a resumed run draws exactly what an uninterrupted one does.
+    Counter-based (`model.noise`), keyed by (seed, purpose, step, global batch row): a row's draws do not depend
+    on the number of processes, and a resumed run draws exactly what an uninterrupted one does.
     """
     rows = rows.to(device)
-    levels = noise.uniform(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 0, device=device), ())
+    levels = noise.uniform(noise.stream_key(seed, purpose, step, rows, 0, device=device), ())
     t = (1 + (levels * max_t).long()).clamp_max(max_t)
-    return t, noise.normal(noise.stream_key(seed, noise.PURPOSE_PRIOR, step, rows, 1, device=device), shape)
+    return t, noise.normal(noise.stream_key(seed, purpose, step, rows, 1, device=device), shape)
+
+
+def denoising_losses(
+    forward: Callable[..., torch.Tensor],
+    crop: MotionCrop,
+    model_config: DenoiserConfig,
+    schedule: NoiseSchedule,
+    seed: int,
+    step: int,
+    rows: torch.Tensor,
+    autocast: bool = False,
+    purpose: int = noise.PURPOSE_PRIOR,
+) -> dict[str, torch.Tensor]:
+    """EgoAllo's training loss terms (`prior_loss`; "total" is the loss) of the denoiser `forward` on a batch of
+    real crops (B,), each noised at a keyed level t with keyed noise (`step_noise`, global batch rows `rows`)."""
+    x0 = MotionState.from_crop(crop, include_hands=model_config.include_hands).pack()
+    cond = cpf_conditioning(crop.T_cpf_tm1_cpf_t, crop.T_world_cpf, config=model_config)
+    t, z = step_noise(seed, step, rows, model_config.max_t, tuple(x0.shape[1:]), x0.device, purpose)
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=autocast):
+        x0_hat = forward(schedule.q_sample(x0, t, z), t, cond).float()
+    weight = schedule.loss_weight(t).to(x0.dtype)
+    return prior_loss(x0_hat, x0, weight, model_config.num_betas, model_config.include_hands)
 
 
 def learning_rate(config: TrainPriorConfig | TrainRewardConfig, step: int) -> float:
@@ -272,14 +300,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     step = start_step
     for step, crop in zip(range(start_step, config.max_steps), loader, strict=False):
         crop = crop.to(device, non_blocking=True)
-        x0 = MotionState.from_crop(crop, include_hands=config.model.include_hands).pack()
-        cond = cpf_conditioning(crop.T_cpf_tm1_cpf_t, crop.T_world_cpf, config=config.model)
-        t, z = step_noise(config.seed, step, rows, config.model.max_t, tuple(x0.shape[1:]), device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast):
-            x0_hat = forward(schedule.q_sample(x0, t, z), t, cond).float()
-        losses = prior_loss(
-            x0_hat, x0, schedule.loss_weight(t).to(x0.dtype), config.model.num_betas, config.model.include_hands
-        )
+        losses = denoising_losses(forward, crop, config.model, schedule, config.seed, step, rows, config.autocast)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["total"])
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -22,6 +22,7 @@ from egogrpo.config import DenoiserConfig, TrainGRPOConfig
 from egogrpo.data.crops import MotionCrop
 from egogrpo.model import noise
 from egogrpo.model.policy import DiffusionPolicy, Rollout, RolloutIds
+from egogrpo.train.anchor import AnchorLoss
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +35,7 @@ class UpdateInputs:
     crops:      (n,) the ground truth each local row is scored against (its condition's crop)
     body:       the body model on the training device (rewards)
     reference:  the frozen prior (kl_weight > 0) or None
+    anchor:     the anchor loss (anchor_weight > 0), added to every optimizer step, or None
     """
 
     config: TrainGRPOConfig
@@ -50,6 +52,7 @@ class UpdateInputs:
     crops: MotionCrop
     body: BodyModel
     model_config: DenoiserConfig
+    anchor: AnchorLoss | None = None
 
 
 #: item_loss(local_rows (m,), positions (m,), epoch) -> per-item losses (m,), differentiable
@@ -78,7 +81,8 @@ def optimize_items(
     block: int = 1,
 ) -> dict[str, float]:
     """`inner_epochs` passes over the global (row, position) items, shuffled and cut into `updates_per_epoch`
-    optimizer steps of `micro_batch`-sized forward/backward passes; returns loss, grad_norm and item count.
+    optimizer steps of `micro_batch`-sized forward/backward passes (each step plus the anchor loss when configured); returns loss,
+    grad_norm, item count (and anchor_loss).
 
     positions(epoch) -> (B·G, n) the positions each global row trains in that epoch; skip_rows (B·G,) bool:
     rows whose items contribute nothing (e.g. Â = 0) and are not computed (they still count in the divisor).
@@ -90,7 +94,8 @@ def optimize_items(
     config, accelerator = inputs.config, inputs.accelerator
     device = inputs.rollout.latents.device
     first_row, num_local = int(inputs.local_rows[0]), inputs.local_rows.numel()
-    losses, grad_norms = [], []
+    losses, grad_norms, anchor_losses = [], [], []
+    step = inputs.iteration * config.inner_epochs * config.updates_per_epoch  # the run's optimizer step counter
     for epoch in range(config.inner_epochs):
         chosen = positions(epoch)  # (R, n)
         blocks, n = chosen.shape[0] // block, chosen.shape[1]
@@ -112,19 +117,26 @@ def optimize_items(
                 losses.append(loss.detach())
             if before_first_step is not None and epoch == 0 and not grad_norms:
                 before_first_step()
+            if inputs.anchor is not None:
+                anchor_losses.append(inputs.anchor.backward(inputs.model, step))
+            step += 1
             active = int(accelerator.reduce(torch.tensor(rows.numel(), device=device), "sum"))
-            if active == 0:  # nothing to learn from: Adam's momentum alone should not move θ
+            if active == 0 and inputs.anchor is None:  # nothing to learn from: Adam's momentum alone should not move θ
                 grad_norms.append(0.0)
                 continue
             grad_norms.append(apply_gradients(inputs))
     loss = summary(cat(losses, device), accelerator)
-    return {"loss": loss["mean"], "grad_norm": sum(grad_norms) / len(grad_norms), "trained_transitions": loss["count"]}
+    stats = {"loss": loss["mean"], "grad_norm": sum(grad_norms) / len(grad_norms), "trained_transitions": loss["count"]}
+    if anchor_losses:  # this process's rows (rank 0's is logged)
+        stats["anchor_loss"] = sum(anchor_losses) / len(anchor_losses)
+    return stats
 
 
 def apply_gradients(inputs: UpdateInputs) -> float:
     """Sum the gradients over processes, clip them to `grad_clip`, take the optimizer step; the norm before clipping."""
     sum_gradients(inputs.model, inputs.accelerator)
-    norm = float(torch.nn.utils.clip_grad_norm_(inputs.model.parameters(), inputs.config.grad_clip))
+    trained = [p for p in inputs.model.parameters() if p.requires_grad]
+    norm = float(torch.nn.utils.clip_grad_norm_(trained, inputs.config.grad_clip))
     inputs.optimizer.step()
     return norm
 
@@ -134,6 +146,8 @@ def sum_gradients(model: torch.nn.Module, accelerator) -> None:
     if accelerator.num_processes == 1:
         return
     for p in model.parameters():
+        if not p.requires_grad:  # frozen (e.g. --freeze-condition-encoder)
+            continue
         grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a process may have had no item
         p.grad = accelerator.reduce(grad, reduction="sum")
 
