@@ -641,6 +641,11 @@ class EvalConfig:
     projection: str | None = None  # override the protocol sampler's SO(3) projection: "svd" or "polar"
     bf16: bool = False  # bf16 autocast of the denoiser while sampling (faster; the record says so)
     reward: str | None = None  # a perceptual checkpoint (train-reward): adds Accuracy / Wrong Count (paper Eq. 21)
+    combine: str = (
+        "none"  # test-time: "mean" of `candidates` samples, or the "best" the verifier scores (model.combine)
+    )
+    candidates: int = 4  # samples drawn per window and seed for --combine mean/best
+    verifier: str | None = None  # --combine best: the perceptual checkpoint (train-reward) that scores the candidates
 
 
 # --- recovery --------------------------------------------------------------------------------------------
@@ -700,6 +705,8 @@ class RecoverConfig:
     samples: int = 1
     seed: int = 0
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    combine: str = "none"  # "mean" of `samples` samples, or the "best" the verifier scores: one motion (model.combine)
+    verifier: str | None = None  # --combine best: the perceptual checkpoint (train-reward) that scores the samples
     refine: bool = False  # test-time refinement (priors, smoothness, foot skating, wrists) after sampling
     refinement: RefineConfig = field(default_factory=RefineConfig)
     write_csv: bool = False  # world joint positions as CSV

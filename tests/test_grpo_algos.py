@@ -310,7 +310,9 @@ def test_two_gloo_processes_give_the_same_update_as_one_for_each_mode(
     [
         ({"algo": "ppo"}, "--algo must be one of"),
         ({"algo": "awm", "clip_range": 0.2}, "--clip-range applies to --algo grpo only"),
-        ({"algo": "draft", "kl_weight": 0.1}, "--kl-weight is not used by --algo draft"),
+        ({"anchor_weight": -1.0}, "--anchor-weight must be"),
+        ({"anchor_batch": 0}, "--anchor-batch must be"),
+        ({"budget_clock": "gpu"}, "--budget-clock must be one of"),
         ({"algo": "draft", "draft_k": 0}, "--draft-k must be ≥ 1"),
         ({"algo": "draft", "draft_k": 6}, "--draft-k must be ≤ 5"),
         ({"algo": "nft", "nft_beta": 0.0}, "--nft-beta"),

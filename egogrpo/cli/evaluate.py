@@ -57,6 +57,16 @@ def eval_command(
             "scores a window's ground truth above the generated motion."
         ),
     ] = None,
+    combine: Annotated[
+        str,
+        typer.Option(
+            help="Test-time: 'mean' of --candidates samples, or the 'best' the --verifier scores highest ('none': off)."
+        ),
+    ] = "none",
+    candidates: Annotated[int, typer.Option(help="Samples per window and seed that --combine turns into one.")] = 4,
+    verifier: Annotated[
+        Path | None, typer.Option(help="--combine best: the perceptual model (train-reward) that scores candidates.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write OUT.json (full protocol record), OUT.md and OUT.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing OUT.json, OUT.md and OUT.csv.")] = False,
 ) -> None:
@@ -76,7 +86,8 @@ def eval_command(
         subset=subset, samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
         baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out), overwrite=overwrite,
         device=device, chunk_size=chunk_size, projection=projection, bf16=bf16,
-        reward=None if reward is None else str(reward),
+        reward=None if reward is None else str(reward), combine=combine, candidates=candidates,
+        verifier=None if verifier is None else str(verifier),
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (

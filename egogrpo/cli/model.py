@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from egogrpo.cli.common import console
+from egogrpo.model.checkpoint import merge_checkpoints
 from egogrpo.model.egoallo_import import import_egoallo as run_import_egoallo
 
 
@@ -31,3 +32,17 @@ def import_egoallo(
     if report.defaults_used:
         console.print(f"fields absent from the YAML, EgoAllo's defaults used: {', '.join(report.defaults_used)}")
     console.print(f"wrote  {report.out_dir} (body model smplh, {report.config.num_betas} shape parameters)")
+
+
+def merge(
+    start: Annotated[
+        str, typer.Argument(help="Checkpoint at α = 0 (e.g. the prior, 'default-prior', or a run folder).")
+    ],
+    end: Annotated[str, typer.Argument(help="Checkpoint at α = 1 (e.g. a post-trained one).")],
+    alpha: Annotated[float, typer.Option(help="Weight of END in [0, 1]: (1 − α)·START + α·END (WiSE-FT).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The checkpoint folder to write.", file_okay=False)],
+    overwrite: Annotated[bool, typer.Option(help="Replace a checkpoint already in --out.")] = False,
+) -> None:
+    """Interpolate the weights of two checkpoints of one model (WiSE-FT): choose α on val people."""
+    folder = merge_checkpoints(start, end, alpha, out, overwrite=overwrite)
+    console.print(f"wrote  {folder}: (1 − {alpha})·{start} + {alpha}·{end}")

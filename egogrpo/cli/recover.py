@@ -24,6 +24,13 @@ def recover_command(
         float | None, typer.Option(help="Floor height (world z, metres) instead of estimating it.")
     ] = None,
     samples: Annotated[int, typer.Option(help="Samples of the motion to draw.")] = 1,
+    combine: Annotated[
+        str,
+        typer.Option(help="'mean' of the --samples, or the 'best' the --verifier scores: one motion ('none': all)."),
+    ] = "none",
+    verifier: Annotated[
+        Path | None, typer.Option(help="--combine best: the perceptual model (train-reward) that scores the samples.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     refine: Annotated[
         bool, typer.Option(help="Test-time refinement: priors, smoothness, foot skating, wrists.")
@@ -42,6 +49,7 @@ def recover_command(
     config = RecoverConfig(
         recording=str(recording), out=str(out), vrs=None if vrs is None else str(vrs), mps=None if mps is None else str(mps),
         checkpoint=checkpoint, body=body, floor_z=floor_z, samples=samples, seed=seed, refine=refine,
+        combine=combine, verifier=None if verifier is None else str(verifier),
         write_csv=csv, write_bvh=bvh, overwrite=overwrite,
         sampler=SamplerConfig(projection=projection, autocast=bf16),
     )  # fmt: skip

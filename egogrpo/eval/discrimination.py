@@ -28,7 +28,7 @@ from egogrpo.model.perceptual import (
     chunked_logits,
     load_perceptual,
     perceptual_body_model_id,
-    state_inputs,
+    sample_logits,
 )
 from egogrpo.model.state import MotionState
 
@@ -51,17 +51,17 @@ class Judge:
     record: dict
 
 
-def load_judge(path: str, body_model_id: str, device: torch.device | str = "cpu") -> Judge:
-    """The `--reward` checkpoint on `device`; not a perceptual checkpoint, or one trained for another body model
-    than `body_model_id`, is an EgogrpoError (one line naming --reward)."""
+def load_judge(path: str, body_model_id: str, device: torch.device | str = "cpu", option: str = "--reward") -> Judge:
+    """The `option` (--reward, --verifier) checkpoint on `device`; not a perceptual checkpoint, or one trained for
+    another body model than `body_model_id`, is an EgogrpoError (one line naming the option)."""
     try:
         model, meta = load_perceptual(path, device=device)
         trained_for, source = perceptual_body_model_id(meta)
     except EgogrpoError as e:
-        raise EgogrpoError(f"--reward: {e}") from None
+        raise EgogrpoError(f"{option}: {e}") from None
     if trained_for is not None and not body_model_matches(trained_for, body_model_id):
         raise EgogrpoError(
-            f"--reward {path}: a perceptual model for body model {trained_for} ({source}), but the evaluation "
+            f"{option} {path}: a perceptual model for body model {trained_for} ({source}), but the evaluation "
             f"body is {body_model_id}"
         )
     record = {
@@ -95,11 +95,7 @@ def motion_logits(
     """Logits (N, S) of generated motions (a state with leading (N, S), or a baseline that broadcasts), each
     placed on its window's ground-truth CPF."""
     state = broadcast_state(state, windows.crops)
-    lead = state.body_rotmats.shape[:-4]
-    T_world_cpf = windows.crops.T_world_cpf[:, None].expand(*lead, *windows.crops.T_world_cpf.shape[1:])
-    quats, joints = state_inputs(body.to(dtype=T_world_cpf.dtype), state, T_world_cpf)
-    flat = chunked_logits(judge.model, quats.flatten(0, 1), joints.flatten(0, 1), T_world_cpf.flatten(0, 1), chunk)
-    return flat.reshape(lead)
+    return sample_logits(judge.model, body, state, windows.crops.T_world_cpf, chunk)
 
 
 @dataclass

@@ -50,6 +50,7 @@ from egogrpo.eval.windows import (
 from egogrpo.fileio import atomic_output, check_writable, sha256_of_file
 from egogrpo.geometry import quat_to_matrix
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
+from egogrpo.model.combine import COMBINE_RULES, best_of_samples, mean_of_samples
 from egogrpo.model.sampler import window_starts
 from egogrpo.model.state import MotionState
 
@@ -366,6 +367,24 @@ def _with_speed_options(protocol: Protocol, config: EvalConfig) -> Protocol:
     return dataclasses.replace(protocol, sampler=sampler)
 
 
+def _check_combine(config: EvalConfig, protocol: Protocol) -> None:
+    """EgogrpoError naming the option for a --combine setting evaluation cannot run with."""
+    if config.combine not in COMBINE_RULES:
+        raise EgogrpoError(f"--combine must be one of {', '.join(COMBINE_RULES)}, got {config.combine!r}")
+    if config.combine == "none":
+        if config.verifier is not None:
+            raise EgogrpoError("--verifier applies to --combine best only")
+        return
+    if type(config.candidates) is not int or config.candidates < 2:
+        raise EgogrpoError(f"--candidates must be a whole number ≥ 2 with --combine, got {config.candidates}")
+    if protocol.samples != 1:
+        raise EgogrpoError(f"--combine {config.combine} makes one motion per window and seed: use --samples 1")
+    if config.combine == "best" and config.verifier is None:
+        raise EgogrpoError("--combine best needs --verifier CKPT (a perceptual model from `egogrpo train-reward`)")
+    if config.combine == "mean" and config.verifier is not None:
+        raise EgogrpoError("--verifier applies to --combine best only")
+
+
 def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult:
     """Evaluate every checkpoint (and the baseline, if asked) under the protocol; write the record if `out` is set.
 
@@ -374,6 +393,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     protocol = load_protocol(config.protocol, config.split, config.samples, config.seeds, config.guidance)
     protocol = _with_speed_options(protocol, config)
     _at_least_one(config.chunk_size, "--chunk-size")
+    _check_combine(config, protocol)
     device = resolve_device(config.device)
     if config.out:
         for path in report_paths(config.out).values():
@@ -387,6 +407,9 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         model, model_config, meta = load_checkpoint(folder, device=device)
         models.append((spec, folder, model, model_config, meta))
     judge = None if config.reward is None else load_judge(config.reward, body.model_id, device)
+    verifier = None
+    if config.combine == "best":
+        verifier = load_judge(config.verifier, body.model_id, device, option="--verifier")
     with MotionFile(config.data) as motion:
         info = motion.info
         require_body_model(config.data, info, body.model_id, body.sha256)
@@ -449,9 +472,14 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         for seed in protocol.seeds:
             for a, b in chunks:
                 part = windows.chunk(a, b, device)
-                states = sample_states(
-                    model, model_config, protocol.sampler, part.crops, seed, protocol.samples, first_group=a
-                )
+                draws = protocol.samples if config.combine == "none" else config.candidates
+                states = sample_states(model, model_config, protocol.sampler, part.crops, seed, draws, first_group=a)
+                if config.combine == "mean":
+                    states = mean_of_samples(states)
+                elif verifier is not None:
+                    states = best_of_samples(
+                        states, motion_logits(verifier, body_device, states, part, config.chunk_size)
+                    )
                 if protocol.guidance == "post":
                     states = _post_guidance(body_device, states, part)
                 for k, v in _metric_values(protocol, body_device, states, part).items():
@@ -533,6 +561,16 @@ def _record(
             "stored": "the file's joints_wrt_cpf placed on its CPF, the pelvis from T_world_root",
         }[protocol.labels],
         "placement": "head anchored to the ground-truth CPF (EgoAllo)",
+        "combine": {
+            "rule": config.combine,
+            "candidates": config.candidates if config.combine != "none" else None,
+            "verifier": None if config.verifier is None else str(Path(config.verifier).resolve()),
+            "definition": {
+                "none": "each sample is a row value",
+                "mean": "per window and seed, the mean of the candidates (rotations: the mean matrix projected to SO(3))",
+                "best": "per window and seed, the candidate the verifier's logit ranks highest",
+            }[config.combine],
+        },
         "aggregation": "mean over every (window, sample, seed) value ± standard error std/sqrt(n), std with ddof 0",
         "metrics": {
             k: {"label": METRICS[k].label, "unit": METRICS[k].unit, "definition": METRICS[k].definition}

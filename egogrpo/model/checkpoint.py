@@ -28,7 +28,7 @@ from torch import Tensor
 from egogrpo import __version__
 from egogrpo.config import DenoiserConfig, config_from_dict, config_to_dict
 from egogrpo.errors import EgogrpoError
-from egogrpo.fileio import atomic_output, one_line, sha256_of_file
+from egogrpo.fileio import atomic_output, check_writable, one_line, sha256_of_file
 from egogrpo.model.denoiser import EgoDenoiser
 
 FORMAT = "egogrpo-denoiser/1"
@@ -303,11 +303,18 @@ def interpolate_weights(
     return merged
 
 
-def merge_checkpoints(start: str | Path, end: str | Path, alpha: float, out: str | Path) -> Path:
+def merge_checkpoints(
+    start: str | Path, end: str | Path, alpha: float, out: str | Path, overwrite: bool = False
+) -> Path:
     """Write the WiSE-FT interpolation of two checkpoints of one architecture and body model to `out`
-    (`interpolate_weights`); its extra records both sources, their weight hashes and α."""
+    (`interpolate_weights`); its extra records both sources, their weight hashes and α. Everything is checked
+    before anything is written; an existing checkpoint in `out` is replaced only with `overwrite`."""
     if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
         raise EgogrpoError(f"--alpha must be in [0, 1], got {alpha}")
+    out = Path(out)
+    if not overwrite and ((out / CONFIG_FILE).exists() or (out / WEIGHTS_FILE).exists()):
+        raise EgogrpoError(f"--out {out}: already holds a checkpoint (pass --overwrite to replace it)")
+    check_writable(out, "--out", folder=True)
     folders = [resolve_checkpoint(spec) for spec in (start, end)]
     (model_a, config_a, meta_a), (model_b, config_b, meta_b) = (load_checkpoint(f) for f in folders)
     if config_a != config_b:

@@ -207,6 +207,22 @@ def chunked_logits(
     return torch.cat(parts) if parts else body_quats.new_zeros(0)
 
 
+def sample_logits(
+    model: PerceptualModel,
+    body: BodyModel,
+    state: MotionState,
+    T_world_cpf: Float[Tensor, "N T 7"],
+    chunk: int = 64,
+) -> Float[Tensor, "N S"]:
+    """Logits (N, S) of S samples per head trajectory (a state with leading (N, S)), each placed on its
+    trajectory `T_world_cpf` (N, T, 7): the verifier of best-of-S (`model.combine.best_of_samples`)."""
+    lead = state.body_rotmats.shape[:-4]
+    T_world_cpf = T_world_cpf[:, None].expand(*lead, *T_world_cpf.shape[1:])
+    quats, joints = state_inputs(body.to(dtype=T_world_cpf.dtype), state, T_world_cpf)
+    flat = chunked_logits(model, quats.flatten(0, 1), joints.flatten(0, 1), T_world_cpf.flatten(0, 1), chunk)
+    return flat.reshape(lead)
+
+
 def score(
     model: PerceptualModel,
     body_quats: Float[Tensor, "N T 21 4"],

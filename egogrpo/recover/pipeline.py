@@ -30,14 +30,17 @@ from egogrpo.config import RecoverConfig, config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.geometry import quat_from_matrix
-from egogrpo.model.checkpoint import load_checkpoint_for_body
+from egogrpo.model.checkpoint import body_model_matches, load_checkpoint_for_body
+from egogrpo.model.combine import COMBINE_RULES, best_of_samples, mean_of_samples
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
 from egogrpo.model.denoiser import sampling_denoiser
+from egogrpo.model.perceptual import load_perceptual, perceptual_body_model_id, sample_logits
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.policy import DiffusionPolicy
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
+from egogrpo.tensor_dataclass import map_fields
 
 OUTPUT_NPZ = "recovered.npz"
 
@@ -65,6 +68,16 @@ def validate_config(config: RecoverConfig) -> None:
         raise EgogrpoError(f"--samples must be a whole number ≥ 1, got {config.samples}")
     if type(config.seed) is not int or config.seed < 0:
         raise EgogrpoError(f"--seed must be a whole number ≥ 0, got {config.seed}")
+    if config.combine not in COMBINE_RULES:
+        raise EgogrpoError(f"--combine must be one of {', '.join(COMBINE_RULES)}, got {config.combine!r}")
+    if config.combine != "none" and config.samples < 2:
+        raise EgogrpoError(
+            f"--combine {config.combine} turns --samples N ≥ 2 into one motion; got --samples {config.samples}"
+        )
+    if (config.combine == "best") != (config.verifier is not None):
+        raise EgogrpoError("--combine best needs --verifier CKPT, and --verifier applies to --combine best only")
+    if config.verifier is not None and not (Path(config.verifier) / "config.json").is_file():
+        raise EgogrpoError(f"--verifier {config.verifier}: not a perceptual model checkpoint folder (no config.json)")
     if config.floor_z is not None and not math.isfinite(config.floor_z):
         raise EgogrpoError(f"--floor-z must be a finite height in metres, got {config.floor_z}")
     if config.sampler.projection not in ("svd", "polar"):
@@ -114,8 +127,19 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         num_samples=config.samples,
     )
     state = MotionState.unpack(x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
+    kept = config.samples
+    if config.combine == "mean":
+        state, kept = mean_of_samples(state), 1
+    elif config.combine == "best":
+        verifier, verifier_meta = load_perceptual(config.verifier)
+        trained_for, _ = perceptual_body_model_id(verifier_meta)
+        if trained_for is not None and not body_model_matches(trained_for, body.model_id):
+            raise EgogrpoError(f"--verifier {config.verifier}: made for body model {trained_for}, not {body.model_id}")
+        scores = sample_logits(verifier, body, map_fields(state, lambda t: t[None]), T_world_cpf_all[None, 1:])[0]
+        say(f"verifier logits of the samples: {', '.join(f'{v:.3f}' for v in scores.tolist())}")
+        state, kept = best_of_samples(state, scores), 1
     wrists = None
-    T_world_cpf = T_world_cpf_all[1:].expand(config.samples, -1, 7)
+    T_world_cpf = T_world_cpf_all[1:].expand(kept, -1, 7)
     if config.refine:
         from egogrpo.model.refine import refine
 
@@ -131,6 +155,8 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         "body_model_id": body.model_id,
         "sampler": config_to_dict(config.sampler),
         "samples": config.samples,
+        "combine": config.combine,
+        "verifier": None if config.verifier is None else str(Path(config.verifier).resolve()),
         "seed": config.seed,
         "refined": config.refine,
         "refinement_wrists": wrist_source,
