@@ -69,8 +69,12 @@ ROWS: dict[str, dict] = {
         sampler=SamplerConfig(stochastic_steps=(0, 10)), kl_weight=KL_WEIGHT,
     ),
 }  # fmt: skip
+#: Test-time alternatives on the prior (no training): EgoAllo's post-sampling guidance, the mean of 4 samples,
+#: and the best of 4 as scored by the perceptual model trained on the train people (`--verifier`).
 TEST_TIME = {
     "refine": dict(guidance="post"),
+    "mean-of-4": dict(combine="mean", candidates=4),
+    "best-of-4": dict(combine="best", candidates=4),
 }
 
 
@@ -82,11 +86,10 @@ def run_config(row: str, seed: int, data: str, run_dir: Path, resume: bool) -> T
     )  # fmt: skip
 
 
-def _test(data: str, checkpoints: list[str], guidance: str | None = None) -> dict:
+def _test(data: str, checkpoints: list[str], **options) -> dict:
     result = evaluate(
-        EvalConfig(data=data, checkpoints=tuple(checkpoints), protocol="people", split="test", seeds=1,
-                   guidance=guidance)
-    )  # fmt: skip
+        EvalConfig(data=data, checkpoints=tuple(checkpoints), protocol="people", split="test", seeds=1, **options)
+    )
     rows = [r for r in result.rows if r.kind == "checkpoint"]
     return {
         "windows": result.record["data"]["windows"],
@@ -161,12 +164,16 @@ def run(row: str, seed: int, data: str, runs: Path, out: Path) -> None:
     print(f"{result_path}: best iteration {best_iteration}, α* {alpha_star}")
 
 
-def test_time(name: str, data: str, out: Path) -> None:
+def test_time(name: str, data: str, out: Path, verifier: str | None) -> None:
     result_path = out / "runs" / f"{name}.json"
     if result_path.exists():
         print(f"{result_path} exists: skipped")
         return
-    options = TEST_TIME.get(name, {}) if name != "prior" else {}
+    options = dict(TEST_TIME[name]) if name != "prior" else {}
+    if options.get("combine") == "best":
+        if verifier is None:
+            raise SystemExit(f"{name} needs --verifier (a perceptual checkpoint trained on the train people)")
+        options["verifier"] = verifier
     test = _test(data, [DEFAULT_PRIOR_NAME], **options)
     _write(result_path, {"row": name, "options": options, "test": test})
 
@@ -218,6 +225,7 @@ def main() -> None:
     parser.add_argument("--data", default="free.h5")
     parser.add_argument("--runs", type=Path, default=Path("/work/runs/pt"))
     parser.add_argument("--out", type=Path, default=Path("reports/post_training_people"))
+    parser.add_argument("--verifier", help="best-of-N: the perceptual checkpoint (train-reward on the train people)")
     options = parser.parse_args()
     torch.set_num_threads(1)
     if options.command == "run":
@@ -228,7 +236,9 @@ def main() -> None:
             run(row, int(seed), options.data, options.runs, options.out)
     elif options.command == "test-time":
         for name in options.args:
-            test_time(name, options.data, options.out)
+            if name != "prior" and name not in TEST_TIME:
+                parser.error(f"unknown test-time row {name!r}; known: prior, {', '.join(TEST_TIME)}")
+            test_time(name, options.data, options.out, options.verifier)
     else:
         table(options.out)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -22,6 +24,42 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 
 
+def typed_fields(ctx: typer.Context, config: Any, fields: dict[str, str | tuple[str, ...]]) -> dict[str, Any]:
+    """Config field → value in `config` for every option given on the command line (not left at its default);
+    `fields` maps option parameter names to the config fields they set."""
+    typed: dict[str, Any] = {}
+    for param, names in fields.items():
+        if ctx.get_parameter_source(param) is not None and ctx.get_parameter_source(param).name == "COMMANDLINE":
+            for name in (names,) if isinstance(names, str) else names:
+                typed[name] = getattr(config, name)
+    return typed
+
+
+def with_run_config(
+    ctx: typer.Context, config: Any, fields: dict[str, str | tuple[str, ...]], resumable: set[str]
+) -> Any:
+    """On --resume, the run's own config with the resumable options given now (`train.run_dir.resumed_config`),
+    printed as "resuming RUN"; else `config` unchanged."""
+    if not config.resume:
+        return config
+    from egogrpo.train.run_dir import resumed_config
+
+    resumed = resumed_config(config, typed_fields(ctx, config, fields), resumable)
+    if str(resumed.data) != str(config.data):
+        raise EgogrpoError(f"{config.run_dir}: the run was trained on {resumed.data}, not {config.data}")
+    return resumed
+
+
+def report_interruption(command: str, data: Any, run_dir: Any, unit: str, done: int, checkpoint: Any) -> None:
+    """After Ctrl-C: what was kept and the exact command that continues the run; exits with 130."""
+    err_console.print(
+        f"interrupted at {unit} {done}: checkpoint {checkpoint} kept; continue with:\n"
+        f"  egogrpo {command} {data} --run-dir {run_dir} --resume",
+        soft_wrap=True,
+    )
+    raise typer.Exit(130)
+
+
 @contextmanager
 def training_progress(
     command: str, unit: str, total: int, describe: Callable[[dict], str]
@@ -35,11 +73,17 @@ def training_progress(
     )  # fmt: skip
     with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:
         task = bar.add_task(command, total=total, info="")
+        printed = [0]  # id of the last record printed off a terminal
 
         def progress(done: int, total: int, record: dict) -> None:
+            if record.get("resumed"):
+                bar.update(task, completed=done)
+                err_console.print(f"resumed from {unit} {done} of {total}", soft_wrap=True)
+                return
             info = describe(record)
             bar.update(task, completed=done, info=info)
-            if not interactive:
+            if not interactive and id(record) != printed[0]:  # off a terminal: one line per logged record
+                printed[0] = id(record)
                 err_console.print(f"{unit} {done}/{total} {info}", soft_wrap=True)
 
         yield progress

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from egogrpo.cli.common import augmentation_options, console, err_console, training_progress
+from egogrpo.cli.common import (
+    augmentation_options,
+    console,
+    err_console,
+    report_interruption,
+    training_progress,
+    with_run_config,
+)
 from egogrpo.config import AUGMENT_PRESETS, GRPO_PRESETS, PerlinConfig, RewardConfig, SamplerConfig, TrainGRPOConfig
 from egogrpo.errors import EgogrpoError
 
@@ -27,7 +34,29 @@ def _parse_fields(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(f.strip() for f in text.split(",") if f.strip())
 
 
+#: train-grpo's options → the TrainGRPOConfig fields they set (what `--resume` may take from the command line).
+OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "prior": "prior", "body": "body", "iterations": "iterations", "group_size": "group_size",
+    "batch_groups": "batch_groups", "lr": "learning_rate", "perlin_lambda": "perlin", "perlin_scope": "perlin",
+    "train_steps": "train_steps_per_trajectory", "sde_window": "sampler", "projection": "sampler",
+    "clip_range": "clip_range", "kl_weight": "kl_weight", "inner_epochs": "inner_epochs",
+    "updates_per_epoch": "updates_per_epoch", "micro_batch": "micro_batch", "log_prob_fields": "log_prob_fields",
+    "share_initial_noise": "share_initial_noise", "recompute_old_log_probs": "recompute_old_log_probs",
+    "std_floor": "reward", "advantage": "reward", "algo": "algo", "draft_k": "draft_k", "nft_beta": "nft_beta",
+    "val_every": "val_every", "checkpoint_every": "checkpoint_every", "augment": "augment",
+    "time_budget": "time_budget_minutes", "budget_clock": "budget_clock", "anchor_weight": "anchor_weight",
+    "anchor_batch": "anchor_batch", "freeze_condition_encoder": "freeze_condition_encoder",
+    "val_windows": "val_windows", "val_seeds": "val_seeds", "reward_model": "reward_model",
+    "reward_online": "reward_online", "reward_update_every": "reward_update_every",
+    "reward_ema_decay": "reward_ema_decay", "reward_lr": "reward_learning_rate",
+    "reward_min_negative_error": "reward_min_negative_error", "seed": "seed",
+    "preset": ("iterations", "group_size", "batch_groups", "learning_rate", "micro_batch",
+               "train_steps_per_trajectory", "val_every", "checkpoint_every", "val_seeds"),
+}  # fmt: skip
+
+
 def train_grpo_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Motion file from `egogrpo preprocess` (its train split is used).")],
     run_dir: Annotated[Path, typer.Option(help="New folder for this run (config, metrics.jsonl, checkpoints).")],
     prior: Annotated[str, typer.Option(help="Prior checkpoint folder to post-train, or 'default'.")] = "default",
@@ -135,7 +164,7 @@ def train_grpo_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Post-train a prior with MotionGRPO or a cheaper rule (--algo; one process, torchrun or accelerate launch)."""
-    from egogrpo.train.grpo import train_grpo
+    from egogrpo.train.grpo import RESUMABLE, train_grpo
 
     if preset not in GRPO_PRESETS:
         raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(GRPO_PRESETS)}")
@@ -179,10 +208,13 @@ def train_grpo_command(
             info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
         return info
 
+    config = with_run_config(ctx, config, OPTION_FIELDS, RESUMABLE)
     with training_progress("train-grpo", "iteration", config.iterations, describe) as progress:
         summary = train_grpo(config, progress, announce=lambda text: err_console.print(text, soft_wrap=True))
+    if summary.stop_reason == "interrupted":
+        report_interruption("train-grpo", data, run_dir, "iteration", summary.final_iteration, summary.last_checkpoint)
     best = summary.best_checkpoint if summary.best_checkpoint is not None else "the prior (no iteration beat it on val)"
     console.print(
-        f"post-trained to iteration {summary.final_iteration} in {summary.seconds:.0f} s; "
+        f"post-trained to iteration {summary.final_iteration} in {summary.seconds:.0f} s ({summary.stop_reason}); "
         f"latest: {summary.last_checkpoint}; best on val: {best}"
     )

@@ -7,12 +7,22 @@ from typing import Annotated
 
 import typer
 
-from egogrpo.cli.common import augmentation_options, console, training_progress
+from egogrpo.cli.common import augmentation_options, console, report_interruption, training_progress, with_run_config
 from egogrpo.config import AUGMENT_PRESETS, PERCEPTUAL_PRESETS, TrainRewardConfig
 from egogrpo.errors import EgogrpoError
 
+#: train-reward's options → the TrainRewardConfig fields they set (what `--resume` may take from the command line).
+OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "prior": "prior", "negatives": "negatives", "alpha": "alpha", "preset": "model", "body": "body",
+    "steps": "max_steps", "batch_size": "batch_size", "num_negatives": "num_negatives", "batch_reuse": "batch_reuse",
+    "lr": "learning_rate", "warmup_steps": "warmup_steps", "temperature": "temperature",
+    "min_negative_error": "min_negative_error", "crop_length": "crop_length", "augment": "augment",
+    "log_every": "log_every", "val_every": "val_every", "checkpoint_every": "checkpoint_every", "seed": "seed",
+}  # fmt: skip
+
 
 def train_reward_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Motion file from `egogrpo preprocess` (its train split is used).")],
     run_dir: Annotated[Path, typer.Option(help="New folder for this run (config, metrics.jsonl, checkpoints).")],
     prior: Annotated[
@@ -53,7 +63,7 @@ def train_reward_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Train the perceptual reward model with InfoNCE (one process, torchrun or accelerate launch)."""
-    from egogrpo.train.reward import train_reward
+    from egogrpo.train.reward import RESUMABLE, train_reward
 
     if preset not in PERCEPTUAL_PRESETS:
         raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(PERCEPTUAL_PRESETS)}")
@@ -66,12 +76,17 @@ def train_reward_command(
         warmup_steps=warmup_steps, max_steps=steps, augment=augmentation_options(augment),
         log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
     )  # fmt: skip
+    config = with_run_config(ctx, config, OPTION_FIELDS, RESUMABLE)
 
     def describe(record: dict) -> str:
+        if "train/loss" not in record:  # before the first logged step
+            return ""
         return f"loss {record['train/loss']:.4f}  accuracy {record['train/accuracy']:.3f}"
 
-    with training_progress("train-reward", "step", steps, describe) as progress:
+    with training_progress("train-reward", "step", config.max_steps, describe) as progress:
         summary = train_reward(config, progress)
+    if summary.stop_reason == "interrupted":
+        report_interruption("train-reward", data, run_dir, "step", summary.final_step, summary.last_checkpoint)
     console.print(
         f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"
     )

@@ -7,12 +7,28 @@ from typing import Annotated
 
 import typer
 
-from egogrpo.cli.common import augmentation_options, console, training_progress
+from egogrpo.cli.common import (
+    augmentation_options,
+    console,
+    report_interruption,
+    training_progress,
+    with_run_config,
+)
 from egogrpo.config import AUGMENT_PRESETS, DENOISER_PRESETS, TrainPriorConfig
 from egogrpo.errors import EgogrpoError
 
+#: train-prior's options → the TrainPriorConfig fields they set (what `--resume` may take from the command line).
+OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "body": "body", "preset": "model", "batch_size": "batch_size", "max_steps": "max_steps",
+    "learning_rate": "learning_rate", "warmup_steps": "warmup_steps", "val_every": "val_every",
+    "val_seeds": "val_seeds", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
+    "num_workers": "num_workers", "seed": "seed", "augment": "augment", "mirror_prob": "augment",
+    "shape_prob": "augment", "shape_std": "augment", "speed_range": "augment", "ema_decay": "ema_decay",
+}  # fmt: skip
+
 
 def train_prior(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Motion file from `egogrpo preprocess`.")],
     run_dir: Annotated[Path, typer.Option(help="New folder for this run (config, metrics.jsonl, checkpoints).")],
     body: Annotated[
@@ -44,6 +60,7 @@ def train_prior(
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Train the EgoAllo-style diffusion prior (one process, torchrun or accelerate launch; CPU or CUDA)."""
+    from egogrpo.train.prior import RESUMABLE
     from egogrpo.train.prior import train_prior as run
 
     if preset not in DENOISER_PRESETS:
@@ -56,15 +73,20 @@ def train_prior(
         log_every=log_every, num_workers=num_workers, seed=seed, resume=resume, augment=augmentation,
         ema_decay=ema_decay, val_seeds=val_seeds,
     )  # fmt: skip
+    config = with_run_config(ctx, config, OPTION_FIELDS, RESUMABLE)
 
     def describe(record: dict) -> str:
+        if "loss/total" not in record:  # before the first logged step
+            return ""
         info = f"loss {record['loss/total']:.4f}"
         if "val/mpjpe_mm" in record:
             info += f"  val MPJPE {record['val/mpjpe_mm']:.1f} mm"
         return info
 
-    with training_progress("train-prior", "step", max_steps, describe) as progress:
+    with training_progress("train-prior", "step", config.max_steps, describe) as progress:
         summary = run(config, progress)
+    if summary.stop_reason == "interrupted":
+        report_interruption("train-prior", data, run_dir, "step", summary.final_step, summary.last_checkpoint)
     console.print(
         f"trained to step {summary.final_step} in {summary.seconds:.0f} s; checkpoint: {summary.last_checkpoint}"
     )

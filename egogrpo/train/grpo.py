@@ -60,6 +60,7 @@ from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.anchor import AnchorLoss
 from egogrpo.train.draft import draft_update
 from egogrpo.train.grpo_objective import grpo_objective
+from egogrpo.train.interrupt import StopRequests, stop_requested
 from egogrpo.train.matching import matching_update
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
@@ -102,6 +103,7 @@ class GRPOSummary:
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     seconds: float
+    stop_reason: str = "finished"  # "finished", "time budget" or "interrupted" (Ctrl-C: checkpoint kept)
 
 
 def validate_config(config: TrainGRPOConfig) -> None:
@@ -393,95 +395,106 @@ def train_grpo(
             progress(0, config.iterations, initial)
     accelerator.wait_for_everyone()
 
-    iteration = start
-    for iteration in range(start, config.iterations):
-        times: dict[str, float] = {}
-        clock.start_iteration()
-        tick = time.perf_counter()
-        crops = iteration_crops(dataset, config, iteration).to(device)
-        keys = perlin_keys(config.seed, iteration, torch.arange(B), torch.arange(G), config.perlin.scope).to(device)
-        cond = perturbed_condition(crops, keys, config.perlin, model_config).flatten(0, 1)[local_rows]
-        ids = RolloutIds(config.seed, iteration, local_rows // G, (local_rows % G)[:, None], config.share_initial_noise)
-        recorded = config.algo == "grpo" or (online is not None and online.is_due(iteration))  # keeps the last x̂₀
-        rollout = policy.rollout(model, cond[:, None], ids, state_dim, record=recorded, keep=keep)
-        times["rollout"] = _lap(tick)
-
-        tick = time.perf_counter()
-        row_crops = _select_crops(crops, (local_rows // G).to(device))
-        final = MotionState.unpack(rollout.final, model_config.num_betas, model_config.include_hands)  # (n, 1, …)
-        with torch.no_grad():
-            placed = reward_joints(body_device, final, row_crops)  # forward kinematics once per iteration
-            terms = reward_terms(
-                body_device, final, row_crops, config.reward, scorer=scorer, condition=row_crops, joints=placed
-            )
-        joints = placed[0][:, 0]  # (n, T, 22, 3)
-        local_rewards = torch.stack([terms[name][:, 0] for name in names], dim=-1)  # (n, K)
-        rewards = accelerator.gather(local_rewards).reshape(B, G, len(names))
-        advantages = group_advantages(rewards, config.reward)
-        all_joints = accelerator.gather(joints.contiguous()).reshape(B, G, *joints.shape[1:])
-        times["reward"] = _lap(tick)
-
-        tick = time.perf_counter()
-        inputs = UpdateInputs(
-            config, policy, model, reference, optimizer, accelerator, iteration, rollout, ids,
-            advantages.advantages, local_rows, row_crops, body_device, model_config, anchor,
-        )  # fmt: skip
-        stats = update(inputs)
-        times["update"] = _lap(tick)
-
-        done = iteration + 1
-        record = {
-            "iteration": done,
-            **{f"reward/{name}": float(rewards[..., k].mean()) for k, name in enumerate(names)},
-            "reward/total": float(rewards.sum(dim=-1).mean()),
-            **{f"group_std/{name}": float(advantages.group_std[:, k].mean()) for k, name in enumerate(names)},
-            "degenerate_fraction": float(advantages.degenerate.float().mean()),
-            "diversity_m": float(torch.stack([intra_group_diversity(g) for g in all_joints]).mean()),
-            "mpjpe_train_mm": float(1000 * (all_joints - truth_joints(crops)[:, None]).norm(dim=-1).mean()),
-            **stats,
-            **{f"seconds/{k}": v for k, v in times.items()},
-        }
-        if "vis" in names:  # reward hacking shows as a visual reward that stops tracking the joint error
-            member_mpjpe = (all_joints - truth_joints(crops)[:, None]).norm(dim=-1).mean(dim=(-1, -2)).flatten()
-            record["reward/vis_mpjpe_corr"] = correlation(rewards[..., names.index("vis")].flatten(), member_mpjpe)
-        if online is not None and online.is_due(iteration):  # after the rewards: they came from the EMA before it
+    if restored is not None and progress is not None and accelerator.is_main_process:
+        progress(start, config.iterations, {"resumed": True})
+    iteration, stop_reason = start, "finished"
+    with StopRequests() as stops:  # Ctrl-C: stop after this iteration with a checkpoint
+        for iteration in range(start, config.iterations):
+            times: dict[str, float] = {}
+            clock.start_iteration()
             tick = time.perf_counter()
-            negatives = online.negatives(rollout.x0_hat_last, local_rows, iteration)
-            unpacked = MotionState.unpack(negatives[:, None], model_config.num_betas, model_config.include_hands)
-            record.update(online.update(crops, unpacked, local_rows, accelerator))
-            record["seconds/reward_model"] = _lap(tick)
-        out_of_time = _budget_spent(clock, config, accelerator)
-        last = done == config.iterations or out_of_time
-        is_checkpoint = done % config.checkpoint_every == 0 or last
-        if val_windows is not None and (done % config.val_every == 0 or last):
-            if accelerator.is_main_process:
-                tick = time.perf_counter()
-                val_crops = val_windows.crops.to(device)
-                record.update(validation_errors(model, config, model_config, body_device, val_crops, scorer))
-                record["seconds/val"] = _lap(tick)
-        record.update(clock.stop_iteration())
-        if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
-            raise EgogrpoError(f"{run_dir}: a non-finite value at iteration {done} ({_non_finite(record)}); lower --lr")
-        if accelerator.is_main_process:
-            append_metrics(run_dir / "metrics.jsonl", record)
-            log_scalars(writer, record, "iteration")
-            if is_checkpoint:
-                improved = record.get("val/mpjpe_mm", math.inf) < best_val
-                best_val = min(best_val, record.get("val/mpjpe_mm", math.inf))
-                last_checkpoint = _save(
-                    run_dir, done, model, model_config, optimizer, config, body, best_val, prior_folder, online
+            crops = iteration_crops(dataset, config, iteration).to(device)
+            keys = perlin_keys(config.seed, iteration, torch.arange(B), torch.arange(G), config.perlin.scope).to(device)
+            cond = perturbed_condition(crops, keys, config.perlin, model_config).flatten(0, 1)[local_rows]
+            ids = RolloutIds(
+                config.seed, iteration, local_rows // G, (local_rows % G)[:, None], config.share_initial_noise
+            )
+            recorded = config.algo == "grpo" or (online is not None and online.is_due(iteration))  # keeps the last x̂₀
+            rollout = policy.rollout(model, cond[:, None], ids, state_dim, record=recorded, keep=keep)
+            times["rollout"] = _lap(tick)
+
+            tick = time.perf_counter()
+            row_crops = _select_crops(crops, (local_rows // G).to(device))
+            final = MotionState.unpack(rollout.final, model_config.num_betas, model_config.include_hands)  # (n, 1, …)
+            with torch.no_grad():
+                placed = reward_joints(body_device, final, row_crops)  # forward kinematics once per iteration
+                terms = reward_terms(
+                    body_device, final, row_crops, config.reward, scorer=scorer, condition=row_crops, joints=placed
                 )
-                if improved:
-                    point_to(run_dir, "best", last_checkpoint)
-                    best_checkpoint = last_checkpoint
-                plot_reward_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "reward_curves.png")
-            if progress is not None:
-                progress(done, config.iterations, record)
-        accelerator.wait_for_everyone()
-        iteration = done
-        if out_of_time:
-            break
-    return GRPOSummary(run_dir, iteration, last_checkpoint, best_checkpoint, time.perf_counter() - start_time)
+            joints = placed[0][:, 0]  # (n, T, 22, 3)
+            local_rewards = torch.stack([terms[name][:, 0] for name in names], dim=-1)  # (n, K)
+            rewards = accelerator.gather(local_rewards).reshape(B, G, len(names))
+            advantages = group_advantages(rewards, config.reward)
+            all_joints = accelerator.gather(joints.contiguous()).reshape(B, G, *joints.shape[1:])
+            times["reward"] = _lap(tick)
+
+            tick = time.perf_counter()
+            inputs = UpdateInputs(
+                config, policy, model, reference, optimizer, accelerator, iteration, rollout, ids,
+                advantages.advantages, local_rows, row_crops, body_device, model_config, anchor,
+            )  # fmt: skip
+            stats = update(inputs)
+            times["update"] = _lap(tick)
+
+            done = iteration + 1
+            record = {
+                "iteration": done,
+                **{f"reward/{name}": float(rewards[..., k].mean()) for k, name in enumerate(names)},
+                "reward/total": float(rewards.sum(dim=-1).mean()),
+                **{f"group_std/{name}": float(advantages.group_std[:, k].mean()) for k, name in enumerate(names)},
+                "degenerate_fraction": float(advantages.degenerate.float().mean()),
+                "diversity_m": float(torch.stack([intra_group_diversity(g) for g in all_joints]).mean()),
+                "mpjpe_train_mm": float(1000 * (all_joints - truth_joints(crops)[:, None]).norm(dim=-1).mean()),
+                **stats,
+                **{f"seconds/{k}": v for k, v in times.items()},
+            }
+            if "vis" in names:  # reward hacking shows as a visual reward that stops tracking the joint error
+                member_mpjpe = (all_joints - truth_joints(crops)[:, None]).norm(dim=-1).mean(dim=(-1, -2)).flatten()
+                record["reward/vis_mpjpe_corr"] = correlation(rewards[..., names.index("vis")].flatten(), member_mpjpe)
+            if online is not None and online.is_due(iteration):  # after the rewards: they came from the EMA before it
+                tick = time.perf_counter()
+                negatives = online.negatives(rollout.x0_hat_last, local_rows, iteration)
+                unpacked = MotionState.unpack(negatives[:, None], model_config.num_betas, model_config.include_hands)
+                record.update(online.update(crops, unpacked, local_rows, accelerator))
+                record["seconds/reward_model"] = _lap(tick)
+            out_of_time = _budget_spent(clock, config, accelerator)
+            interrupted = stop_requested(stops, accelerator)
+            last = done == config.iterations or out_of_time or interrupted
+            is_checkpoint = done % config.checkpoint_every == 0 or last
+            if val_windows is not None and (done % config.val_every == 0 or (last and not interrupted)):
+                if accelerator.is_main_process:
+                    tick = time.perf_counter()
+                    val_crops = val_windows.crops.to(device)
+                    record.update(validation_errors(model, config, model_config, body_device, val_crops, scorer))
+                    record["seconds/val"] = _lap(tick)
+            record.update(clock.stop_iteration())
+            if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
+                raise EgogrpoError(
+                    f"{run_dir}: a non-finite value at iteration {done} ({_non_finite(record)}); lower --lr"
+                )
+            if accelerator.is_main_process:
+                append_metrics(run_dir / "metrics.jsonl", record)
+                log_scalars(writer, record, "iteration")
+                if is_checkpoint:
+                    improved = record.get("val/mpjpe_mm", math.inf) < best_val
+                    best_val = min(best_val, record.get("val/mpjpe_mm", math.inf))
+                    last_checkpoint = _save(
+                        run_dir, done, model, model_config, optimizer, config, body, best_val, prior_folder, online
+                    )
+                    if improved:
+                        point_to(run_dir, "best", last_checkpoint)
+                        best_checkpoint = last_checkpoint
+                    plot_reward_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "reward_curves.png")
+                if progress is not None:
+                    progress(done, config.iterations, record)
+            accelerator.wait_for_everyone()
+            iteration = done
+            if interrupted or out_of_time:
+                stop_reason = "interrupted" if interrupted else "time budget"
+                break
+    return GRPOSummary(
+        run_dir, iteration, last_checkpoint, best_checkpoint, time.perf_counter() - start_time, stop_reason
+    )
 
 
 class _RunClock:

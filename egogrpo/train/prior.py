@@ -37,6 +37,7 @@ from egogrpo.model.denoiser import EgoDenoiser
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
 from egogrpo.train.averaging import WeightAverage, warmup_decay
+from egogrpo.train.interrupt import StopRequests, stop_requested
 from egogrpo.train.prior_loss import prior_loss
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
@@ -73,6 +74,7 @@ class TrainSummary:
     final_step: int
     last_checkpoint: Path | None
     seconds: float
+    stop_reason: str = "finished"  # "finished" or "interrupted" (Ctrl-C: checkpoint kept)
 
 
 # --- deterministic batches -------------------------------------------------------------------------
@@ -297,53 +299,69 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
         torch.set_float32_matmul_precision("high")
     last_checkpoint = checkpoint
     tick, tick_step = time.perf_counter(), start_step
-    step = start_step
-    for step, crop in zip(range(start_step, config.max_steps), loader, strict=False):
-        crop = crop.to(device, non_blocking=True)
-        losses = denoising_losses(forward, crop, config.model, schedule, config.seed, step, rows, config.autocast)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(losses["total"])
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        optimizer.step()
-        if average is not None:
-            average.update(accelerator.unwrap_model(model), warmup_decay(config.ema_decay, step))
+    if restored is not None and progress is not None and accelerator.is_main_process:
+        progress(start_step, config.max_steps, {"resumed": True})
+    step, stop_reason, last_record = start_step, "finished", {}
+    with StopRequests() as stops:  # Ctrl-C: stop after this step with a checkpoint
+        for step, crop in zip(range(start_step, config.max_steps), loader, strict=False):
+            crop = crop.to(device, non_blocking=True)
+            losses = denoising_losses(forward, crop, config.model, schedule, config.seed, step, rows, config.autocast)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(losses["total"])
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            optimizer.step()
+            if average is not None:
+                average.update(accelerator.unwrap_model(model), warmup_decay(config.ema_decay, step))
 
-        done = step + 1
-        if done % config.log_every == 0 or done == config.max_steps:
-            reduced = {k: float(accelerator.reduce(v.detach(), reduction="mean")) for k, v in losses.items()}
-            now = time.perf_counter()
-            record = {
-                "step": done,
-                **{f"loss/{k}": v for k, v in reduced.items()},
-                "lr": learning_rate(config, step),
-                "grad_norm": float(grad_norm),
-                "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
-            }
-            tick, tick_step = now, done
-            if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
+            done = step + 1
+            if done % config.log_every == 0 or done == config.max_steps:
+                reduced = {k: float(accelerator.reduce(v.detach(), reduction="mean")) for k, v in losses.items()}
+                now = time.perf_counter()
+                record = {
+                    "step": done,
+                    **{f"loss/{k}": v for k, v in reduced.items()},
+                    "lr": learning_rate(config, step),
+                    "grad_norm": float(grad_norm),
+                    "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
+                }
+                tick, tick_step = now, done
+                if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
+                    if accelerator.is_main_process:
+                        evaluated = accelerator.unwrap_model(model) if average is None else average.model
+                        record.update(validation_errors(evaluated, config, body, val_windows, device))
+                    accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
-                    evaluated = accelerator.unwrap_model(model) if average is None else average.model
-                    record.update(validation_errors(evaluated, config, body, val_windows, device))
+                    append_metrics(run_dir / "metrics.jsonl", record)
+                if not all(math.isfinite(v) for v in reduced.values()):
+                    raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
+                last_record = record
+            if progress is not None and accelerator.is_main_process:  # every step; the last logged values
+                progress(done, config.max_steps, last_record)
+            interrupted = stop_requested(stops, accelerator)
+            if done % config.checkpoint_every == 0 or done == config.max_steps or interrupted:
+                if accelerator.is_main_process:
+                    last_checkpoint = _save(
+                        run_dir,
+                        done,
+                        accelerator.unwrap_model(model),
+                        optimizer,
+                        config,
+                        body,
+                        mean_training_pose,
+                        average,
+                    )
                 accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                append_metrics(run_dir / "metrics.jsonl", record)
-            if not all(math.isfinite(v) for v in reduced.values()):
-                raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
-            if progress is not None and accelerator.is_main_process:
-                progress(done, config.max_steps, record)
-        if done % config.checkpoint_every == 0 or done == config.max_steps:
-            if accelerator.is_main_process:
-                last_checkpoint = _save(
-                    run_dir, done, accelerator.unwrap_model(model), optimizer, config, body, mean_training_pose, average
-                )
-            accelerator.wait_for_everyone()
+            if interrupted:
+                stop_reason = "interrupted"
+                break
     return TrainSummary(
         run_dir,
         step + 1 if config.max_steps > start_step else start_step,
         last_checkpoint,
         time.perf_counter() - start_time,
+        stop_reason,
     )
 
 

@@ -56,6 +56,7 @@ from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.averaging import WeightAverage
+from egogrpo.train.interrupt import StopRequests, stop_requested
 from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data, learning_rate, validate_augment
 from egogrpo.train.run_dir import (
     CHECKPOINTS,
@@ -84,6 +85,7 @@ class RewardTrainSummary:
     final_step: int
     last_checkpoint: Path | None
     seconds: float
+    stop_reason: str = "finished"  # "finished" or "interrupted" (Ctrl-C: checkpoint kept)
 
 
 def info_nce(logits_pos: Tensor, logits_neg: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -353,63 +355,74 @@ def train_reward(
     indexed = _EpochIndexed(dataset)
     rows = torch.arange(rank * batches.local, (rank + 1) * batches.local)
     last_checkpoint = checkpoint
-    tick, tick_step, step = time.perf_counter(), start_step, start_step
-    for step in range(start_step, config.max_steps):
-        if step % config.batch_reuse == 0 or step == start_step:  # a new block of R steps, or a resume inside one
-            block = step - step % config.batch_reuse  # the block's batch and rollouts are keyed by its first step
-            crops = collate_crops([indexed[i] for i in batches.batch_items(block)]).to(device)
-            last = (
-                crop_rollouts(config, policy, prior, prior_config, crops, block, rows)
-                if config.negatives == "policy"
-                else None
-            )
-        negatives = make_negatives(config, policy, prior, prior_config, crops, step, rows, last)
-        losses = step_losses(model, body_device, crops, negatives, config)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(losses["loss"])
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+    if restored is not None and progress is not None and accelerator.is_main_process:
+        progress(start_step, config.max_steps, {"resumed": True})
+    tick, tick_step, step, stop_reason = time.perf_counter(), start_step, start_step, "finished"
+    last_record: dict = {}
+    with StopRequests() as stops:  # Ctrl-C: stop after this step with a checkpoint
+        for step in range(start_step, config.max_steps):
+            if step % config.batch_reuse == 0 or step == start_step:  # a new block of R steps, or a resume inside one
+                block = step - step % config.batch_reuse  # the block's batch and rollouts are keyed by its first step
+                crops = collate_crops([indexed[i] for i in batches.batch_items(block)]).to(device)
+                last = (
+                    crop_rollouts(config, policy, prior, prior_config, crops, block, rows)
+                    if config.negatives == "policy"
+                    else None
+                )
+            negatives = make_negatives(config, policy, prior, prior_config, crops, step, rows, last)
+            losses = step_losses(model, body_device, crops, negatives, config)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(losses["loss"])
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
 
-        done = step + 1
-        if done % config.log_every == 0 or done == config.max_steps:
-            reduced = {k: float(accelerator.reduce(v.detach().to(device), reduction="mean")) for k, v in losses.items()}
-            now = time.perf_counter()
-            record = {
-                "step": done,
-                **{f"train/{k}": v for k, v in reduced.items()},
-                "grad_norm": float(grad_norm),
-                "lr": learning_rate(config, step),
-                "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
-            }
-            tick, tick_step = now, done
-            if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
-                if accelerator.is_main_process:
-                    unwrapped = accelerator.unwrap_model(model).eval()
-                    record.update(
-                        held_out_discrimination(
-                            unwrapped, config, policy, prior, prior_config, body_device, val_windows, device
+            done = step + 1
+            if done % config.log_every == 0 or done == config.max_steps:
+                reduced = {
+                    k: float(accelerator.reduce(v.detach().to(device), reduction="mean")) for k, v in losses.items()
+                }
+                now = time.perf_counter()
+                record = {
+                    "step": done,
+                    **{f"train/{k}": v for k, v in reduced.items()},
+                    "grad_norm": float(grad_norm),
+                    "lr": learning_rate(config, step),
+                    "steps_per_s": (done - tick_step) / max(now - tick, 1e-9),
+                }
+                tick, tick_step = now, done
+                if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
+                    if accelerator.is_main_process:
+                        unwrapped = accelerator.unwrap_model(model).eval()
+                        record.update(
+                            held_out_discrimination(
+                                unwrapped, config, policy, prior, prior_config, body_device, val_windows, device
+                            )
                         )
-                    )
-                    unwrapped.train()
+                        unwrapped.train()
+                    accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    append_metrics(run_dir / "metrics.jsonl", record)
+                last_record = record
+                if not math.isfinite(reduced["loss"]):
+                    raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
+            if progress is not None and accelerator.is_main_process:  # every step; the last logged values
+                progress(done, config.max_steps, last_record)
+            interrupted = stop_requested(stops, accelerator)
+            if done % config.checkpoint_every == 0 or done == config.max_steps or interrupted:
+                if accelerator.is_main_process:
+                    folder = run_dir / CHECKPOINTS / f"step_{done}"
+                    save_perceptual(folder, accelerator.unwrap_model(model), {"step": done, "prior": str(prior_folder)})
+                    save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": done})
+                    point_to(run_dir, "latest", folder)
+                    last_checkpoint = folder
                 accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                append_metrics(run_dir / "metrics.jsonl", record)
-                if progress is not None:
-                    progress(done, config.max_steps, record)
-            if not math.isfinite(reduced["loss"]):
-                raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
-        if done % config.checkpoint_every == 0 or done == config.max_steps:
-            if accelerator.is_main_process:
-                folder = run_dir / CHECKPOINTS / f"step_{done}"
-                save_perceptual(folder, accelerator.unwrap_model(model), {"step": done, "prior": str(prior_folder)})
-                save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": done})
-                point_to(run_dir, "latest", folder)
-                last_checkpoint = folder
-            accelerator.wait_for_everyone()
+            if interrupted:
+                stop_reason = "interrupted"
+                break
     final = step + 1 if config.max_steps > start_step else start_step
-    return RewardTrainSummary(run_dir, final, last_checkpoint, time.perf_counter() - start_time)
+    return RewardTrainSummary(run_dir, final, last_checkpoint, time.perf_counter() - start_time, stop_reason)
 
 
 # --- train-grpo --reward-online: the scorer keeps learning from the current policy -------------------------

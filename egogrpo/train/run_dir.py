@@ -12,6 +12,7 @@ stored config equals the new one except for fields that may change between sessi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -101,6 +102,39 @@ def check_resumable(run_dir: str | Path) -> None:
         raise EgogrpoError(f"{path}: no optimizer state or step in it; the checkpoint is damaged")
 
 
+def stored_config(run_dir: str | Path, config_type: type) -> Any:
+    """The config a run was started with (its config.json), or an EgogrpoError naming the file."""
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.is_file():
+        raise EgogrpoError(f"{config_path}: missing, {run_dir} is not a run folder to resume")
+    try:
+        stored_data = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EgogrpoError(f"{config_path}: not valid JSON ({e})") from None
+    return config_from_dict(config_type, stored_data, where=str(config_path))
+
+
+def resumed_config(config: Any, typed: dict[str, Any], resumable: set[str]) -> Any:
+    """`--resume` continues a run with its OWN settings: its stored config, `resume` set, with the resumable
+    fields given on the command line (`typed`: field → value) replacing the stored ones. A typed field that may
+    not change on resume must equal the stored value (EgogrpoError naming it otherwise)."""
+    stored = stored_config(config.run_dir, type(config))
+    fixed = {k: v for k, v in typed.items() if k not in resumable and config_to_dict(stored).get(k) != _plain(v)}
+    if fixed:
+        listed = ", ".join(f"{k} (the run has {getattr(stored, k)!r})" for k in fixed)
+        raise EgogrpoError(
+            f"{config.run_dir}: --resume continues the run with its own settings and cannot change {listed}; "
+            f"what may change: {', '.join(sorted(resumable - {'resume'}))}"
+        )
+    changes = {k: v for k, v in typed.items() if k in resumable}
+    return dataclasses.replace(stored, resume=True, **changes)
+
+
+def _plain(value: Any) -> Any:
+    """A config value as its JSON form (for comparison with a stored config)."""
+    return json.loads(json.dumps(value, default=str)) if not dataclasses.is_dataclass(value) else config_to_dict(value)
+
+
 def prepare_run_dir(
     config: Any, run_dir: str | Path, resume: bool, resumable: set[str], world_size: int, device: str
 ) -> None:
@@ -112,11 +146,7 @@ def prepare_run_dir(
     config_path = run_dir / "config.json"
     check_run_dir(run_dir, resume)
     if resume:
-        try:
-            stored_data = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise EgogrpoError(f"{config_path}: not valid JSON ({e})") from None
-        stored = config_to_dict(config_from_dict(type(config), stored_data, where=str(config_path)))
+        stored = config_to_dict(stored_config(run_dir, type(config)))
         current = config_to_dict(config)
         differs = [k for k, v in current.items() if k not in resumable and stored[k] != v]
         if differs:
