@@ -1,24 +1,13 @@
-"""scripts/compare_grpo_runs.py: the compute-and-val table of post-training runs, against hand-worked rows."""
+"""`egogrpo compare`: the compute-and-val table of post-training runs, against hand-worked rows."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_grpo_runs.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("compare_grpo_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from egogrpo.train.compare import summary_row
 
 # A run as train-grpo logs it: the iteration-0 validation without timing, then timed iterations, some validated.
 RECORDS = [
@@ -38,39 +27,39 @@ def _write_run(folder: Path, records: list[dict]) -> Path:
 def test_summary_row_reads_start_best_end_and_last_minutes():
     # Worked by hand: last timed record is iteration 3 at 240 s wall (4.0 min), 150 s CPU (2.5 min); val starts at
     # 190.0, is lowest at iteration 2 (185.5) and ends at 188.25.
-    row = _load_script().summary_row("grpo", RECORDS)
+    row = summary_row("grpo", RECORDS)
     assert row == "| grpo | 3 | 4.0 | 2.5 | 190.00 | 185.50 (it. 2) | 188.25 |"
 
 
 def test_summary_row_of_a_run_without_validation_says_nan():
-    row = _load_script().summary_row("bare", RECORDS[1:2])
+    row = summary_row("bare", RECORDS[1:2])
     assert row == "| bare | 1 | 1.0 | 0.5 | nan | nan (it. —) | nan |"
 
 
-def test_script_prints_one_row_per_run_and_writes_a_png(tmp_path):
+def test_compare_prints_one_row_per_run_and_writes_a_png(tmp_path, run_cli):
     first = _write_run(tmp_path / "a", RECORDS)
     second = _write_run(tmp_path / "b", [{"iteration": 0, "val/mpjpe_mm": 170.0}, *RECORDS[1:2]])
     out = tmp_path / "curves.png"
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), f"a={first}", f"b={second}", "--out", str(out)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    result = run_cli("compare", f"a={first}", f"b={second}", "--out", str(out))
+    assert result.exit_code == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
     assert rows == [
         "| a | 3 | 4.0 | 2.5 | 190.00 | 185.50 (it. 2) | 188.25 |",
         "| b | 1 | 1.0 | 0.5 | 170.00 | 170.00 (it. 0) | 170.00 |",
     ]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = run_cli("compare", f"a={first}", "--out", str(out))
+    assert again.exit_code == 1 and "pass --overwrite" in again.stderr
 
 
 @pytest.mark.parametrize("problem", ["missing_metrics", "missing_out_folder"])
-def test_script_bad_input_is_one_line_and_writes_nothing(tmp_path, problem):
+def test_compare_bad_input_is_one_line_and_writes_nothing(tmp_path, problem, run_cli):
     run = _write_run(tmp_path / "a", RECORDS) if problem != "missing_metrics" else tmp_path / "absent"
-    out = tmp_path / ("no_such_folder" if problem == "missing_out_folder" else "") / "curves.png"
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), f"a={run}", "--out", str(out)], capture_output=True, text=True
-    )
-    assert result.returncode != 0
+    out = tmp_path / ("no_such_file" if problem == "missing_out_folder" else "") / "curves.png"
+    if problem == "missing_out_folder":
+        (tmp_path / "no_such_file").write_text("a file, not a folder")
+    result = run_cli("compare", f"a={run}", "--out", str(out))
+    assert result.exit_code == 1
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and "Traceback" not in message
     assert ("metrics.jsonl" in message) if problem == "missing_metrics" else ("--out" in message)

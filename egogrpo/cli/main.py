@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from egogrpo import __version__
-from egogrpo.cli import body, demo, evaluate, grpo, model, preprocess, recover, reward, train, view
+from egogrpo.cli import body, compare, demo, evaluate, grpo, model, preprocess, recover, reward, train, view
 from egogrpo.cli.common import print_error
 from egogrpo.errors import EgogrpoError
 
@@ -25,6 +25,7 @@ app.command("train-grpo")(grpo.train_grpo_command)
 app.command("train-reward")(reward.train_reward_command)
 app.command("import-egoallo")(model.import_egoallo)
 app.command("merge")(model.merge)
+app.command("compare")(compare.compare_command)
 app.command("eval")(evaluate.eval_command)
 app.command("recover")(recover.recover_command)
 app.command("view")(view.view_command)
