@@ -466,7 +466,7 @@ CASES = [
     Case(
         "train-prior-resume-other-settings",
         lambda c, t: ["train-prior", str(c.cmu), "--run-dir", str(_copy_run(c, t)), "--preset", "small", "--resume"],
-        "cannot resume with different settings",
+        "cannot change model",
     ),
     # --- train-grpo (refused by the loop's own validation) ---------------------------------------
     Case("train-grpo-kl-weight-nan", lambda c, t: _grpo(c, t, "--kl-weight", "nan"), "--kl-weight"),

@@ -90,7 +90,12 @@ def test_resume_takes_resumable_options_and_refuses_to_change_the_others(cmu_sma
     assert resumed_config(fresh, {"batch_size": 4}, RESUMABLE).batch_size == 4  # the same value may be retyped
     with pytest.raises(EgogrpoError, match=r"cannot change learning_rate \(the run has 0.0001\)"):
         resumed_config(fresh, {"learning_rate": 0.1}, RESUMABLE)
-    with pytest.raises(EgogrpoError, match="not a run folder to resume"):
+    import shutil
+
+    shutil.copytree(tmp_path / "run", tmp_path / "moved")  # a moved run folder resumes where it is now
+    moved = TrainPriorConfig(data=str(cmu_small), run_dir=str(tmp_path / "moved"), resume=True)
+    assert resumed_config(moved, {}, RESUMABLE).run_dir == str(tmp_path / "moved")
+    with pytest.raises(EgogrpoError, match="no run to resume here"):
         resumed_config(TrainPriorConfig(data="x", run_dir=str(tmp_path / "absent"), resume=True), {}, RESUMABLE)
 
 

@@ -43,8 +43,21 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU threads per process for every command (torch's intra-op threads; default: torch's, one per core). "
+            "On a machine that also runs other jobs, 1 is often faster.",
+        ),
+    ] = None,
 ) -> None:
     """egogrpo: preprocess mocap, train and post-train motion priors, recover bodies from Aria recordings."""
+    if threads is not None:
+        if threads < 1:
+            raise EgogrpoError(f"--threads must be ≥ 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def main() -> None:

@@ -19,7 +19,9 @@ def recover_command(
     vrs: Annotated[Path | None, typer.Option(help="VRS file with the device calibration (T_device_cpf).")] = None,
     mps: Annotated[Path | None, typer.Option(help="MPS output folder, if not below the recording folder.")] = None,
     checkpoint: Annotated[str, typer.Option(help="'default' (the shipped prior) or a checkpoint folder.")] = "default",
-    body: Annotated[str, typer.Option("--smplh", help="'default' or the SMPL-H .npz the checkpoint uses.")] = "default",
+    body: Annotated[
+        str, typer.Option("--body", "--smplh", help="'default' or the SMPL-H .npz the checkpoint uses.")
+    ] = "default",
     floor_z: Annotated[
         float | None, typer.Option(help="Floor height (world z, metres) instead of estimating it.")
     ] = None,

@@ -36,7 +36,7 @@ def train_prior(
     ] = "default",
     preset: Annotated[str, typer.Option(help=f"Model size: {', '.join(DENOISER_PRESETS)}.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Global batch (EgoAllo: 256), split over processes.")] = 32,
-    max_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 10_000,
+    max_steps: Annotated[int, typer.Option("--steps", "--max-steps", help="Optimizer steps.")] = 10_000,
     learning_rate: Annotated[float, typer.Option("--lr", help="AdamW learning rate after warm-up.")] = 1e-4,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 1000,
     val_every: Annotated[int, typer.Option(help="Sampled val MPJPE every N steps (0: never).")] = 1000,

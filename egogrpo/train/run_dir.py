@@ -106,7 +106,7 @@ def stored_config(run_dir: str | Path, config_type: type) -> Any:
     """The config a run was started with (its config.json), or an EgogrpoError naming the file."""
     config_path = Path(run_dir) / "config.json"
     if not config_path.is_file():
-        raise EgogrpoError(f"{config_path}: missing, {run_dir} is not a run folder to resume")
+        raise EgogrpoError(f"{run_dir}: no run to resume here (config.json missing)")
     try:
         stored_data = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -121,13 +121,16 @@ def resumed_config(config: Any, typed: dict[str, Any], resumable: set[str]) -> A
     stored = stored_config(config.run_dir, type(config))
     fixed = {k: v for k, v in typed.items() if k not in resumable and config_to_dict(stored).get(k) != _plain(v)}
     if fixed:
-        listed = ", ".join(f"{k} (the run has {getattr(stored, k)!r})" for k in fixed)
+        listed = ", ".join(
+            k if dataclasses.is_dataclass(getattr(stored, k)) else f"{k} (the run has {getattr(stored, k)!r})"
+            for k in fixed
+        )
         raise EgogrpoError(
             f"{config.run_dir}: --resume continues the run with its own settings and cannot change {listed}; "
             f"what may change: {', '.join(sorted(resumable - {'resume'}))}"
         )
     changes = {k: v for k, v in typed.items() if k in resumable}
-    return dataclasses.replace(stored, resume=True, **changes)
+    return dataclasses.replace(stored, resume=True, run_dir=config.run_dir, **changes)  # the folder may have moved
 
 
 def _plain(value: Any) -> Any:
@@ -148,7 +151,7 @@ def prepare_run_dir(
     if resume:
         stored = config_to_dict(stored_config(run_dir, type(config)))
         current = config_to_dict(config)
-        differs = [k for k, v in current.items() if k not in resumable and stored[k] != v]
+        differs = [k for k, v in current.items() if k not in resumable and k != "run_dir" and stored[k] != v]
         if differs:
             raise EgogrpoError(f"{run_dir}: cannot resume with different settings ({', '.join(differs)})")
     else:
