@@ -327,6 +327,7 @@ class TrainPriorConfig:
     autocast: bool = False  # bf16 autocast of the denoiser's forward/backward (the loss in float32)
     compile: bool = False  # torch.compile the training forward (static shapes; first step compiles)
     tf32: bool = False  # CUDA only: TensorFloat-32 float32 matmuls (torch.set_float32_matmul_precision("high"))
+    device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
 
 
 # --- post-training (MotionGRPO) ------------------------------------------------------------------------
@@ -510,6 +511,7 @@ class TrainGRPOConfig:
     reward_weight_decay: float = 1e-2  # AdamW weight decay of the scorer (train-reward's)
     reward_temperature: float = 0.07  # δ of the online InfoNCE (paper)
     reward_min_negative_error: float = 0.005  # metres: the false-negative drop (train-reward's)
+    device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
 
 
 #: Named post-training recipes: the paper's, and one sized for a laptop CPU (one iteration of the shipped
@@ -610,6 +612,7 @@ class TrainRewardConfig:
     val_every: int = 0
     seed: int = 0
     resume: bool = False
+    device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu" or "cuda"
 
 
 # --- evaluation ----------------------------------------------------------------------------------------
@@ -636,7 +639,7 @@ class EvalConfig:
     # checkpoint's extra.mean_training_pose, else the evaluated file's train split when it is not evaluated)
     out: str | None = None  # write OUT.json, OUT.md and OUT.csv
     overwrite: bool = False  # replace existing OUT.json, OUT.md, OUT.csv
-    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N"
     chunk_size: int = 64  # windows sampled at once (results do not depend on it)
     projection: str | None = None  # override the protocol sampler's SO(3) projection: "svd" or "polar"
     bf16: bool = False  # bf16 autocast of the denoiser while sampling (faster; the record says so)
@@ -705,6 +708,7 @@ class RecoverConfig:
     samples: int = 1
     seed: int = 0
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    device: str = "auto"  # where to sample: "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N"
     combine: str = "none"  # "mean" of `samples` samples, or the "best" the verifier scores: one motion (model.combine)
     verifier: str | None = None  # --combine best: the perceptual checkpoint (train-reward) that scores the samples
     refine: bool = False  # test-time refinement (priors, smoothness, foot skating, wrists) after sampling

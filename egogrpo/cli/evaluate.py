@@ -42,13 +42,19 @@ def eval_command(
         Path | None,
         typer.Option(help="The baseline's training data: a motion file whose train split gives the mean pose."),
     ] = None,
-    device: Annotated[str, typer.Option(help="Where to sample: cpu, cuda or cuda:N.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="Where to sample: auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "auto",
     chunk_size: Annotated[
         int, typer.Option(help="Windows sampled at once (bounds memory; results do not depend on it).")
     ] = 64,
     projection: Annotated[
-        str | None, typer.Option(help="Override the sampler's SO(3) projection: svd (EgoAllo's) or polar (faster).")
-    ] = None,
+        str,
+        typer.Option(
+            help="The sampler's SO(3) projection: polar (the default: the same rotations as the protocol's svd to "
+            "float32 rounding, faster) or svd (EgoAllo's computation); the record says which."
+        ),
+    ] = "polar",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast of the denoiser while sampling (faster).")] = False,
     reward: Annotated[
         Path | None,

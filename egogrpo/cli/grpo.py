@@ -36,6 +36,7 @@ def _parse_fields(text: str | None) -> tuple[str, ...] | None:
 
 #: train-grpo's options → the TrainGRPOConfig fields they set (what `--resume` may take from the command line).
 OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "device": "device",
     "prior": "prior", "body": "body", "iterations": "iterations", "group_size": "group_size",
     "batch_groups": "batch_groups", "lr": "learning_rate", "perlin_lambda": "perlin", "perlin_scope": "perlin",
     "train_steps": "train_steps_per_trajectory", "sde_window": "sampler", "projection": "sampler",
@@ -161,6 +162,7 @@ def train_grpo_command(
         typer.Option(help="--reward-online: drop negatives within this MPJPE of the truth, metres (default 0.005)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data, noise and Perlin streams.")] = 0,
+    device: Annotated[str, typer.Option(help="Where to train: auto (CUDA when present), cpu or cuda.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Post-train a prior with MotionGRPO or a cheaper rule (--algo; one process, torchrun or accelerate launch)."""
@@ -196,7 +198,7 @@ def train_grpo_command(
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
         seed=seed, resume=resume, time_budget_minutes=time_budget, augment=augmentation_options(augment), algo=algo,
         draft_k=draft_k, nft_beta=nft_beta, budget_clock=budget_clock, anchor_weight=anchor_weight,
-        anchor_batch=anchor_batch, freeze_condition_encoder=freeze_condition_encoder,
+        anchor_batch=anchor_batch, freeze_condition_encoder=freeze_condition_encoder, device=device,
         reward_model=None if reward_model is None else str(reward_model), reward_online=reward_online, **values,
     )  # fmt: skip
 

@@ -26,6 +26,9 @@ def recover_command(
         float | None, typer.Option(help="Floor height (world z, metres) instead of estimating it.")
     ] = None,
     samples: Annotated[int, typer.Option(help="Samples of the motion to draw.")] = 1,
+    device: Annotated[
+        str, typer.Option(help="Where to sample: auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "auto",
     combine: Annotated[
         str,
         typer.Option(help="'mean' of the --samples, or the 'best' the --verifier scores: one motion ('none': all)."),
@@ -40,8 +43,12 @@ def recover_command(
     csv: Annotated[bool, typer.Option(help="Also write world joint positions as CSV.")] = False,
     bvh: Annotated[bool, typer.Option(help="Also write the motion as BVH (centimetres, y-up).")] = False,
     projection: Annotated[
-        str, typer.Option(help="The sampler's SO(3) projection: svd (EgoAllo's) or polar (faster).")
-    ] = "svd",
+        str,
+        typer.Option(
+            help="The sampler's SO(3) projection: polar (the default: the same rotations to float32 rounding, "
+            "faster) or svd (EgoAllo's computation)."
+        ),
+    ] = "polar",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast of the denoiser while sampling (faster).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
 ) -> None:
@@ -51,7 +58,7 @@ def recover_command(
     config = RecoverConfig(
         recording=str(recording), out=str(out), vrs=None if vrs is None else str(vrs), mps=None if mps is None else str(mps),
         checkpoint=checkpoint, body=body, floor_z=floor_z, samples=samples, seed=seed, refine=refine,
-        combine=combine, verifier=None if verifier is None else str(verifier),
+        device=device, combine=combine, verifier=None if verifier is None else str(verifier),
         write_csv=csv, write_bvh=bvh, overwrite=overwrite,
         sampler=SamplerConfig(projection=projection, autocast=bf16),
     )  # fmt: skip

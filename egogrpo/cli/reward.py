@@ -13,6 +13,7 @@ from egogrpo.errors import EgogrpoError
 
 #: train-reward's options → the TrainRewardConfig fields they set (what `--resume` may take from the command line).
 OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "device": "device",
     "prior": "prior", "negatives": "negatives", "alpha": "alpha", "preset": "model", "body": "body",
     "steps": "max_steps", "batch_size": "batch_size", "num_negatives": "num_negatives", "batch_reuse": "batch_reuse",
     "lr": "learning_rate", "warmup_steps": "warmup_steps", "temperature": "temperature",
@@ -60,6 +61,7 @@ def train_reward_command(
     ] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the data, negatives and initial weights.")] = 0,
+    device: Annotated[str, typer.Option(help="Where to train: auto (CUDA when present), cpu or cuda.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Train the perceptual reward model with InfoNCE (one process, torchrun or accelerate launch)."""
@@ -74,7 +76,7 @@ def train_reward_command(
         negatives=negatives, alpha=alpha, num_negatives=num_negatives, temperature=temperature,
         min_negative_error=min_negative_error, batch_size=batch_size, batch_reuse=batch_reuse, learning_rate=lr,
         warmup_steps=warmup_steps, max_steps=steps, augment=augmentation_options(augment),
-        log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
+        log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume, device=device,
     )  # fmt: skip
     config = with_run_config(ctx, config, OPTION_FIELDS, RESUMABLE)
 

@@ -19,6 +19,8 @@ from egogrpo.errors import EgogrpoError
 
 #: train-prior's options → the TrainPriorConfig fields they set (what `--resume` may take from the command line).
 OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "device": "device",
+    "autocast": "autocast", "compile_forward": "compile", "tf32": "tf32",
     "body": "body", "preset": "model", "batch_size": "batch_size", "max_steps": "max_steps",
     "learning_rate": "learning_rate", "warmup_steps": "warmup_steps", "val_every": "val_every",
     "val_seeds": "val_seeds", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
@@ -57,6 +59,12 @@ def train_prior(
     ema_decay: Annotated[
         float, typer.Option(help="EMA of the weights (e.g. 0.999), validated and saved instead of them (0: off).")
     ] = 0.0,
+    device: Annotated[str, typer.Option(help="Where to train: auto (CUDA when present), cpu or cuda.")] = "auto",
+    autocast: Annotated[
+        bool, typer.Option(help="bf16 autocast of the denoiser's forward/backward (loss in float32).")
+    ] = False,
+    compile_forward: Annotated[bool, typer.Option("--compile", help="torch.compile the training forward.")] = False,
+    tf32: Annotated[bool, typer.Option(help="CUDA only: TensorFloat-32 float32 matmuls.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Train the EgoAllo-style diffusion prior (one process, torchrun or accelerate launch; CPU or CUDA)."""
@@ -71,7 +79,7 @@ def train_prior(
         data=str(data), run_dir=str(run_dir), body=body, model=model, batch_size=batch_size, max_steps=max_steps,
         learning_rate=learning_rate, warmup_steps=warmup_steps, val_every=val_every, checkpoint_every=checkpoint_every,
         log_every=log_every, num_workers=num_workers, seed=seed, resume=resume, augment=augmentation,
-        ema_decay=ema_decay, val_seeds=val_seeds,
+        ema_decay=ema_decay, val_seeds=val_seeds, device=device, autocast=autocast, compile=compile_forward, tf32=tf32,
     )  # fmt: skip
     config = with_run_config(ctx, config, OPTION_FIELDS, RESUMABLE)
 

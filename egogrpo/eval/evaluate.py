@@ -32,6 +32,7 @@ from egogrpo.body import BodyModel, load_body_model
 from egogrpo.config import EvalConfig, SamplerConfig, config_from_dict, config_to_dict
 from egogrpo.data.hdf5_schema import SPLITS, MotionFile, MotionFileInfo, require_body_model
 from egogrpo.data.manifests import load_manifest, manifest_path
+from egogrpo.device import resolve_device
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval import metrics as m
 from egogrpo.eval.discrimination import Judge, Tally, ground_truth_logits, load_judge, motion_logits
@@ -214,21 +215,6 @@ def load_protocol(
     except EgogrpoError as e:
         raise EgogrpoError(f"{where}: protocol {name!r}: {e}") from None
     return protocol
-
-
-def resolve_device(text: str) -> torch.device:
-    """ "cpu", "cuda" or "cuda:N" as a torch device; an unknown or unavailable device is an EgogrpoError."""
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise EgogrpoError(f"--device {text!r}: not a device; give cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0 or (device.index or 0) >= count:
-            raise EgogrpoError(f"--device {text}: no such CUDA device on this machine ({count} available)")
-    elif device.type != "cpu":
-        raise EgogrpoError(f"--device {text!r}: only cpu and cuda devices are supported")
-    return device
 
 
 @dataclass

@@ -27,6 +27,7 @@ import torch
 from egogrpo import __version__
 from egogrpo.body import BodyModel, PosedBody, load_body_model
 from egogrpo.config import RecoverConfig, config_to_dict
+from egogrpo.device import resolve_device
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.geometry import quat_from_matrix
@@ -68,6 +69,7 @@ def validate_config(config: RecoverConfig) -> None:
         raise EgogrpoError(f"--samples must be a whole number ≥ 1, got {config.samples}")
     if type(config.seed) is not int or config.seed < 0:
         raise EgogrpoError(f"--seed must be a whole number ≥ 0, got {config.seed}")
+    resolve_device(config.device)
     if config.combine not in COMBINE_RULES:
         raise EgogrpoError(f"--combine must be one of {', '.join(COMBINE_RULES)}, got {config.combine!r}")
     if config.combine != "none" and config.samples < 2:
@@ -111,21 +113,22 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         raise EgogrpoError(f"{config.recording}: no semidense point cloud to estimate the floor from; pass --floor-z")
 
     body = load_body_model(config.body)
-    folder, model, model_config, meta = load_checkpoint_for_body(config.checkpoint, body.model_id)
+    device = resolve_device(config.device)
+    folder, model, model_config, meta = load_checkpoint_for_body(config.checkpoint, body.model_id, device=device)
 
-    say("sampling")
+    say(f"sampling on {device}")
     T_world_cpf_all = torch.from_numpy(trajectory.T_world_cpf).float()  # (T + 1, 7)
     cond = cpf_conditioning_from_trajectory(T_world_cpf_all[None], floor_z, config=model_config)  # (1, T, d)
     policy = DiffusionPolicy(
-        NoiseSchedule.cosine(), config.sampler, project=body_rotation_projection(model_config.num_betas)
+        NoiseSchedule.cosine(), config.sampler, project=body_rotation_projection(model_config.num_betas), device=device
     )
     x0 = policy.sample(
         sampling_denoiser(model, config.sampler),
-        cond,
+        cond.to(device),
         packed_dim(model_config.num_betas, model_config.include_hands),
         seed=config.seed,
         num_samples=config.samples,
-    )
+    ).cpu()  # the rest (verifier, refinement, export) on the CPU
     state = MotionState.unpack(x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
     kept = config.samples
     if config.combine == "mean":
@@ -155,6 +158,7 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         "body_model_id": body.model_id,
         "sampler": config_to_dict(config.sampler),
         "samples": config.samples,
+        "device": str(device),
         "combine": config.combine,
         "verifier": None if config.verifier is None else str(Path(config.verifier).resolve()),
         "seed": config.seed,

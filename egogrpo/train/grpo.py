@@ -85,6 +85,7 @@ from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary, tra
 #: TrainGRPOConfig fields that may change when a run is resumed.
 RESUMABLE = {
     "resume", "iterations", "val_every", "checkpoint_every", "micro_batch", "time_budget_minutes", "budget_clock",
+    "device",
 }  # fmt: skip
 #: The update rules of `TrainGRPOConfig.algo` (see its docstring); grpo, the paper's, is the default.
 ALGORITHMS = ("grpo", "awm", "nft", "draft")
@@ -308,7 +309,9 @@ def train_grpo(
     start_time = time.perf_counter()
     validate_config(config)
     B, G = config.batch_groups, config.group_size
-    accelerator, rank, world, device = start_processes(B * G, f"{B} groups × {G} members = {B * G} rollouts")
+    accelerator, rank, world, device = start_processes(
+        B * G, f"{B} groups × {G} members = {B * G} rollouts", config.device
+    )
     body = load_body_model(config.body)
     prior_folder, model, model_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(

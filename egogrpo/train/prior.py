@@ -65,6 +65,7 @@ RESUMABLE = {
     "checkpoint_every",
     "num_workers",
     "compile",
+    "device",
 }
 
 
@@ -246,7 +247,9 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     validate_config(config)
     run_dir = Path(config.run_dir)
     check_run_dir(run_dir, config.resume)
-    accelerator, rank, world, device = start_processes(config.batch_size, f"--batch-size {config.batch_size}")
+    accelerator, rank, world, device = start_processes(
+        config.batch_size, f"--batch-size {config.batch_size}", config.device
+    )
     body = load_body_model(config.body)
     dataset = MotionCropDataset(
         config.data,

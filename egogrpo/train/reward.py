@@ -75,7 +75,7 @@ from egogrpo.train.run_dir import (
 from egogrpo.train.update import sum_gradients
 
 #: TrainRewardConfig fields that may change when a run is resumed.
-RESUMABLE = {"resume", "max_steps", "log_every", "checkpoint_every", "val_every"}
+RESUMABLE = {"resume", "max_steps", "log_every", "checkpoint_every", "val_every", "device"}
 NEGATIVES = ("policy", "gt-noise")
 
 
@@ -312,7 +312,9 @@ def train_reward(
     validate_config(config)
     run_dir = Path(config.run_dir)
     check_run_dir(run_dir, config.resume)
-    accelerator, rank, world, device = start_processes(config.batch_size, f"--batch-size {config.batch_size}")
+    accelerator, rank, world, device = start_processes(
+        config.batch_size, f"--batch-size {config.batch_size}", config.device
+    )
     body = load_body_model(config.body)
     prior_folder, prior, prior_config, _ = load_checkpoint_for_body(config.prior, body.model_id)
     dataset = MotionCropDataset(

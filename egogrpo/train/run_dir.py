@@ -31,13 +31,21 @@ CHECKPOINTS = RUN_CHECKPOINTS
 C = TypeVar("C")
 
 
-def start_processes(units: int, what: str) -> tuple[Any, int, int, torch.device]:
-    """HF accelerate for this process (CUDA when available, else CPU/gloo): (accelerator, rank, world size,
-    device). EgogrpoError unless the `units` of global work (`what` names them for the message) split evenly
-    over the processes."""
+#: What a training command's `device` may be: "auto" (CUDA when this machine has it, else CPU), "cpu" or "cuda".
+TRAINING_DEVICES = ("auto", "cpu", "cuda")
+
+
+def start_processes(units: int, what: str, device: str = "auto") -> tuple[Any, int, int, torch.device]:
+    """HF accelerate for this process on `device` (`TRAINING_DEVICES`; several processes: one GPU each, or CPU
+    with gloo): (accelerator, rank, world size, device). EgogrpoError for an unknown or unavailable device, or
+    unless the `units` of global work (`what` names them for the message) split evenly over the processes."""
+    if device not in TRAINING_DEVICES:
+        raise EgogrpoError(f"--device must be one of {', '.join(TRAINING_DEVICES)}, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EgogrpoError("--device cuda: this machine has no CUDA device (use --device cpu or auto)")
     from accelerate import Accelerator  # slow to import; only training needs it
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
     world = accelerator.num_processes
     if units % world:
         raise EgogrpoError(f"{what} cannot be split evenly over {world} processes")
