@@ -15,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from egogrpo.config import AUGMENT_PRESETS, AugmentConfig
 from egogrpo.errors import EgogrpoError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # off a terminal, long paths and commands stay on one line
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def print_error(message: str) -> None:

@@ -19,6 +19,20 @@ from egogrpo.cli.common import (
 from egogrpo.config import AUGMENT_PRESETS, GRPO_PRESETS, PerlinConfig, RewardConfig, SamplerConfig, TrainGRPOConfig
 from egogrpo.errors import EgogrpoError
 
+#: --help panels of train-grpo's options.
+ROLLOUTS = "Rollouts and rewards"
+UPDATE = "Update rule"
+PRIOR_TIES = "Staying close to the prior (generalisation)"
+PERCEPTUAL = "Perceptual reward"
+RUN = "Length, validation, checkpoints, compute"
+
+
+def _presets(field: str) -> str:
+    """The presets' values of a TrainGRPOConfig field, for --help: "(cpu: 300, paper: 2000)"."""
+    default = {f.name: f.default for f in dataclasses.fields(TrainGRPOConfig)}[field]
+    values = {name: preset.get(field, default) for name, preset in GRPO_PRESETS.items()}
+    return "(" + ", ".join(f"{name}: {'all' if v is None else v}" for name, v in values.items()) + ")."
+
 
 def _parse_window(text: str | None) -> tuple[int, int] | None:
     if text is None:
@@ -65,105 +79,215 @@ def train_grpo_command(
     body: Annotated[
         str, typer.Option(help="The body model the data was made with: 'default' or your .npz.")
     ] = "default",
-    iterations: Annotated[int | None, typer.Option(help="Override: GRPO iterations.")] = None,
-    group_size: Annotated[int | None, typer.Option(help="Override: G, rollouts per condition.")] = None,
-    batch_groups: Annotated[int | None, typer.Option(help="Override: conditions per iteration.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Override: AdamW learning rate.")] = None,
-    perlin_lambda: Annotated[
-        float | None, typer.Option(help="Override: Perlin amplitude λ in metres (peak, per axis; 0: off).")
+    iterations: Annotated[
+        int | None, typer.Option(rich_help_panel=RUN, help="Override: GRPO iterations " + _presets("iterations"))
     ] = None,
-    perlin_scope: Annotated[str, typer.Option(help="'group' (Algorithm 1) or 'member'.")] = "group",
-    train_steps: Annotated[int | None, typer.Option(help="Override: MDP transitions trained per trajectory.")] = None,
+    group_size: Annotated[
+        int | None,
+        typer.Option(rich_help_panel=ROLLOUTS, help="Override: G, rollouts per condition " + _presets("group_size")),
+    ] = None,
+    batch_groups: Annotated[
+        int | None,
+        typer.Option(rich_help_panel=ROLLOUTS, help="Override: conditions per iteration " + _presets("batch_groups")),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", rich_help_panel=UPDATE, help="Override: AdamW learning rate " + _presets("learning_rate")),
+    ] = None,
+    perlin_lambda: Annotated[
+        float | None,
+        typer.Option(rich_help_panel=ROLLOUTS, help="Override: Perlin amplitude λ in metres (peak, per axis; 0: off)."),
+    ] = None,
+    perlin_scope: Annotated[
+        str, typer.Option(rich_help_panel=ROLLOUTS, help="'group' (Algorithm 1) or 'member'.")
+    ] = "group",
+    train_steps: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=UPDATE,
+            help="Override: MDP transitions trained per trajectory " + _presets("train_steps_per_trajectory"),
+        ),
+    ] = None,
     sde_window: Annotated[
-        str | None, typer.Option(help="Only transitions FIRST:STOP are stochastic and trained (e.g. 0:4).")
+        str | None,
+        typer.Option(
+            rich_help_panel=ROLLOUTS, help="Only transitions FIRST:STOP are stochastic and trained (e.g. 0:4)."
+        ),
     ] = None,
     projection: Annotated[
-        str, typer.Option(help="SO(3) projection of x̂₀ in rollouts and log-probs: svd (EgoAllo's) or polar (faster).")
+        str,
+        typer.Option(
+            rich_help_panel=ROLLOUTS,
+            help="SO(3) projection of x̂₀ in rollouts and log-probs: svd (EgoAllo's) or polar (faster).",
+        ),
     ] = "svd",
-    clip_range: Annotated[float | None, typer.Option(help="PPO clip range of the ratio (default: none).")] = None,
+    clip_range: Annotated[
+        float | None, typer.Option(rich_help_panel=UPDATE, help="PPO clip range of the ratio (default: none).")
+    ] = None,
     kl_weight: Annotated[
-        float, typer.Option(help="β of the KL to the frozen prior (every rule: per-step Gaussian KL of the means).")
+        float,
+        typer.Option(
+            rich_help_panel=PRIOR_TIES,
+            help="β of the KL to the frozen prior (every rule: per-step Gaussian KL of the means).",
+        ),
     ] = 0.0,
-    inner_epochs: Annotated[int, typer.Option(help="Passes over each iteration's transitions.")] = 1,
-    updates_per_epoch: Annotated[int, typer.Option(help="Optimizer steps per pass.")] = 1,
-    micro_batch: Annotated[int | None, typer.Option(help="Override: transitions per forward/backward.")] = None,
+    inner_epochs: Annotated[
+        int, typer.Option(rich_help_panel=UPDATE, help="Passes over each iteration's transitions.")
+    ] = 1,
+    updates_per_epoch: Annotated[int, typer.Option(rich_help_panel=UPDATE, help="Optimizer steps per pass.")] = 1,
+    micro_batch: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=UPDATE, help="Override: transitions per forward/backward " + _presets("micro_batch")
+        ),
+    ] = None,
     log_prob_fields: Annotated[
-        str | None, typer.Option(help="Comma-separated state fields in the log-prob (default: all, exact).")
+        str | None,
+        typer.Option(
+            rich_help_panel=UPDATE, help="Comma-separated state fields in the log-prob (default: all, exact)."
+        ),
     ] = None,
     share_initial_noise: Annotated[
-        bool, typer.Option(help="One x_T per condition (Algorithm 1); --no-share-initial-noise: one per member.")
+        bool,
+        typer.Option(
+            rich_help_panel=ROLLOUTS,
+            help="One x_T per condition (Algorithm 1); --no-share-initial-noise: one per member.",
+        ),
     ] = True,
     recompute_old_log_probs: Annotated[
-        bool, typer.Option(help="Recompute π_old's log-probs in the training layout (bit-exact ratio 1).")
+        bool,
+        typer.Option(
+            rich_help_panel=UPDATE, help="Recompute π_old's log-probs in the training layout (bit-exact ratio 1)."
+        ),
     ] = False,
-    std_floor: Annotated[float | None, typer.Option(help="Override: spread floor of the group normalisation.")] = None,
+    std_floor: Annotated[
+        float | None, typer.Option(rich_help_panel=ROLLOUTS, help="Override: spread floor of the group normalisation.")
+    ] = None,
     advantage: Annotated[
         str,
-        typer.Option(help="'normalized' ((r − mean)/std, the paper) or 'rank' (within-group win rates, Pref-GRPO)."),
+        typer.Option(
+            rich_help_panel=ROLLOUTS,
+            help="'normalized' ((r − mean)/std, the paper) or 'rank' (within-group win rates, Pref-GRPO).",
+        ),
     ] = "normalized",
     algo: Annotated[
         str,
         typer.Option(
+            rich_help_panel=UPDATE,
             help="Update rule on the same rollouts: 'grpo' (the paper, Eq. 8), 'awm' (advantage-weighted matching), "
-            "'nft' (DiffusionNFT) or 'draft' (DRaFT-K reward back-propagation)."
+            "'nft' (DiffusionNFT) or 'draft' (DRaFT-K reward back-propagation).",
         ),
     ] = "grpo",
-    draft_k: Annotated[int, typer.Option(help="--algo draft: transitions the reward is back-propagated through.")] = 3,
-    nft_beta: Annotated[float, typer.Option(help="--algo nft: DiffusionNFT's β.")] = 1.0,
-    val_every: Annotated[int | None, typer.Option(help="Override: val MPJPE every N iterations (0: never).")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Override: checkpoint every N iterations.")] = None,
+    draft_k: Annotated[
+        int,
+        typer.Option(rich_help_panel=UPDATE, help="--algo draft: transitions the reward is back-propagated through."),
+    ] = 3,
+    nft_beta: Annotated[float, typer.Option(rich_help_panel=UPDATE, help="--algo nft: DiffusionNFT's β.")] = 1.0,
+    val_every: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=RUN, help="Override: val MPJPE every N iterations (0: never) " + _presets("val_every")
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=RUN, help="Override: checkpoint every N iterations " + _presets("checkpoint_every")
+        ),
+    ] = None,
     augment: Annotated[
-        str, typer.Option(help=f"Crop augmentation as train-prior's: {', '.join(AUGMENT_PRESETS)} (default: none).")
+        str,
+        typer.Option(
+            rich_help_panel=ROLLOUTS,
+            help=f"Crop augmentation as train-prior's: {', '.join(AUGMENT_PRESETS)} (default: none).",
+        ),
     ] = "none",
     time_budget: Annotated[
         float | None,
         typer.Option(
-            help="Stop (validated and checkpointed) once the run has trained this many minutes, resumes summed."
+            rich_help_panel=RUN,
+            help="Stop (validated and checkpointed) once the run has trained this many minutes, resumes summed.",
         ),
     ] = None,
     budget_clock: Annotated[
         str,
-        typer.Option(help="What --time-budget counts: 'wall' (minutes of training) or 'cpu' (process CPU minutes)."),
+        typer.Option(
+            rich_help_panel=RUN,
+            help="What --time-budget counts: 'wall' (minutes of training) or 'cpu' (process CPU minutes).",
+        ),
     ] = "wall",
     anchor_weight: Annotated[
         float,
-        typer.Option(help="w of the prior's denoising loss on real training crops, added to every update (0: off)."),
+        typer.Option(
+            rich_help_panel=PRIOR_TIES,
+            help="w of the prior's denoising loss on real training crops, added to every update (0: off).",
+        ),
     ] = 0.0,
-    anchor_batch: Annotated[int, typer.Option(help="Real crops per optimizer step of the anchor loss.")] = 8,
+    anchor_batch: Annotated[
+        int, typer.Option(rich_help_panel=PRIOR_TIES, help="Real crops per optimizer step of the anchor loss.")
+    ] = 8,
     freeze_condition_encoder: Annotated[
-        bool, typer.Option(help="Keep the condition encoder (latent_from_cond) fixed, as the first author's script.")
+        bool,
+        typer.Option(
+            rich_help_panel=PRIOR_TIES,
+            help="Keep the condition encoder (latent_from_cond) fixed, as the first author's script.",
+        ),
     ] = False,
     val_windows: Annotated[
-        int | None, typer.Option(help="Override: val windows (spread over the val split's windows).")
+        int | None,
+        typer.Option(rich_help_panel=RUN, help="Override: val windows (spread over the val split's windows)."),
     ] = None,
-    val_seeds: Annotated[int | None, typer.Option(help="Override: samples per val window.")] = None,
+    val_seeds: Annotated[
+        int | None, typer.Option(rich_help_panel=RUN, help="Override: samples per val window " + _presets("val_seeds"))
+    ] = None,
     reward_model: Annotated[
         Path | None,
-        typer.Option("--reward", help="Perceptual model from `train-reward`: adds the frozen visual reward exp(ω·s)."),
+        typer.Option(
+            "--reward",
+            rich_help_panel=PERCEPTUAL,
+            help="Perceptual model from `train-reward`: adds the frozen visual reward exp(ω·s).",
+        ),
     ] = None,
     reward_online: Annotated[
         bool,
         typer.Option(
             "--reward-online",
+            rich_help_panel=PERCEPTUAL,
             help="Keep training the --reward model on this run's rollouts (hard negatives) and score with its EMA.",
         ),
     ] = False,
     reward_update_every: Annotated[
-        int | None, typer.Option(help="--reward-online: iterations between scorer updates (default 5).")
+        int | None,
+        typer.Option(
+            rich_help_panel=PERCEPTUAL, help="--reward-online: iterations between scorer updates (default 5)."
+        ),
     ] = None,
     reward_ema_decay: Annotated[
-        float | None, typer.Option(help="--reward-online: EMA decay of the scoring copy, per update (default 0.9).")
+        float | None,
+        typer.Option(
+            rich_help_panel=PERCEPTUAL, help="--reward-online: EMA decay of the scoring copy, per update (default 0.9)."
+        ),
     ] = None,
     reward_lr: Annotated[
-        float | None, typer.Option("--reward-lr", help="--reward-online: the scorer's AdamW lr (default 1e-5).")
+        float | None,
+        typer.Option(
+            "--reward-lr", rich_help_panel=PERCEPTUAL, help="--reward-online: the scorer's AdamW lr (default 1e-5)."
+        ),
     ] = None,
     reward_min_negative_error: Annotated[
         float | None,
-        typer.Option(help="--reward-online: drop negatives within this MPJPE of the truth, metres (default 0.005)."),
+        typer.Option(
+            rich_help_panel=PERCEPTUAL,
+            help="--reward-online: drop negatives within this MPJPE of the truth, metres (default 0.005).",
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the data, noise and Perlin streams.")] = 0,
-    device: Annotated[str, typer.Option(help="Where to train: auto (CUDA when present), cpu or cuda.")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
+    seed: Annotated[int, typer.Option(rich_help_panel=RUN, help="Seed of the data, noise and Perlin streams.")] = 0,
+    device: Annotated[
+        str, typer.Option(rich_help_panel=RUN, help="Where to train: auto (CUDA when present), cpu or cuda.")
+    ] = "auto",
+    resume: Annotated[
+        bool, typer.Option(rich_help_panel=RUN, help="Continue the run in --run-dir from its latest checkpoint.")
+    ] = False,
 ) -> None:
     """Post-train a prior with MotionGRPO or a cheaper rule (--algo; one process, torchrun or accelerate launch)."""
     from egogrpo.train.grpo import RESUMABLE, train_grpo
