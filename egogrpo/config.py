@@ -219,9 +219,13 @@ DENOISER_PRESETS: dict[str, DenoiserConfig] = {
 class SamplerConfig:
     """How motion is sampled from the prior (the sampler is also the GRPO policy; reference/grpo-for-diffusion.md §3).
 
-    rule:            "egoallo" (30 quadratic steps, σ = 0.8 × one-step posterior std, the +0.1 damping of ε̂)
-                     or "ddim" (strided DDIM-η over `num_steps` evenly spaced timesteps)
-    num_steps:       stochastic + final transitions for "ddim" ("egoallo" always takes 30)
+    rule:            "egoallo" (30 quadratic steps, σ = 0.8 × one-step posterior std, the +0.1 damping of ε̂),
+                     "ddim" (DDIM-η over `num_steps` timesteps) or "dpmpp2m" (DPM-Solver++(2M), Lu et al., arXiv
+                     2211.01095: deterministic, second-order multistep on the x̂₀ predictions, first order at the
+                     first and the last step; inference only — no density, not a GRPO policy)
+    num_steps:       transitions for "ddim" and "dpmpp2m" ("egoallo" always takes 30)
+    spacing:         the timesteps of "ddim"/"dpmpp2m": "linear" (T·(N−k)/N, evenly strided) or "quadratic"
+                     (T·((N−k)/N)², denser near t = 0 like EgoAllo's plan; N ≤ √T)
     eta:             DDIM η (1 = the strided DDPM posterior; 0 = deterministic DDIM, no density)
     egoallo_noise_scale, egoallo_eps_damping: EgoAllo's 0.8 and +0.1
     window, overlap: frames per denoiser window and blended overlap between windows
@@ -241,6 +245,7 @@ class SamplerConfig:
 
     rule: str = "egoallo"
     num_steps: int = 30
+    spacing: str = "linear"
     eta: float = 1.0
     egoallo_noise_scale: float = 0.8
     egoallo_eps_damping: float = 0.1
@@ -642,6 +647,9 @@ class EvalConfig:
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N"
     chunk_size: int = 64  # windows sampled at once (results do not depend on it)
     projection: str | None = None  # override the protocol sampler's SO(3) projection: "svd" or "polar"
+    solver: str | None = None  # override the protocol's sampler: "egoallo", "ddim" (η = 0) or "dpmpp2m" (SamplerConfig)
+    steps: int | None = None  # with --solver ddim/dpmpp2m: the number of transitions
+    spacing: str | None = None  # with --solver ddim/dpmpp2m: "linear" or "quadratic" timesteps
     bf16: bool = False  # bf16 autocast of the denoiser while sampling (faster; the record says so)
     reward: str | None = None  # a perceptual checkpoint (train-reward): adds Accuracy / Wrong Count (paper Eq. 21)
     combine: str = (

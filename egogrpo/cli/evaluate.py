@@ -56,6 +56,17 @@ def eval_command(
         ),
     ] = "polar",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast of the denoiser while sampling (faster).")] = False,
+    solver: Annotated[
+        str | None,
+        typer.Option(
+            help="Replace the protocol's sampler: egoallo (30 steps), ddim (deterministic) or dpmpp2m "
+            "(DPM-Solver++ 2M); the record says which."
+        ),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="--solver ddim/dpmpp2m: sampler steps.")] = None,
+    spacing: Annotated[
+        str | None, typer.Option(help="--solver ddim/dpmpp2m: linear (evenly strided) or quadratic timesteps.")
+    ] = None,
     reward: Annotated[
         Path | None,
         typer.Option(
@@ -91,7 +102,8 @@ def eval_command(
         data=str(data), checkpoints=tuple(checkpoints), protocol=protocol, body=body, split=split,
         subset=subset, samples=samples, seeds=seeds, guidance=guidance, baseline=baseline,
         baseline_from=None if baseline_from is None else str(baseline_from), out=None if out is None else str(out), overwrite=overwrite,
-        device=device, chunk_size=chunk_size, projection=projection, bf16=bf16,
+        device=device, chunk_size=chunk_size, projection=projection, bf16=bf16, solver=solver, steps=steps,
+        spacing=spacing,
         reward=None if reward is None else str(reward), combine=combine, candidates=candidates,
         verifier=None if verifier is None else str(verifier),
     )  # fmt: skip

@@ -50,9 +50,18 @@ def recover_command(
         ),
     ] = "polar",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast of the denoiser while sampling (faster).")] = False,
+    solver: Annotated[
+        str,
+        typer.Option(help="Sampler: egoallo (EgoAllo's 30 steps), ddim (deterministic) or dpmpp2m (DPM-Solver++ 2M)."),
+    ] = "egoallo",
+    steps: Annotated[int | None, typer.Option(help="--solver ddim/dpmpp2m: sampler steps.")] = None,
+    spacing: Annotated[
+        str | None, typer.Option(help="--solver ddim/dpmpp2m: linear (evenly strided) or quadratic timesteps.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
 ) -> None:
     """Recover full-body motion from the head trajectory of an Aria recording (MPS closed-loop trajectory)."""
+    from egogrpo.model.sampler import solver_options
     from egogrpo.recover.pipeline import recover
 
     config = RecoverConfig(
@@ -60,7 +69,7 @@ def recover_command(
         checkpoint=checkpoint, body=body, floor_z=floor_z, samples=samples, seed=seed, refine=refine,
         device=device, combine=combine, verifier=None if verifier is None else str(verifier),
         write_csv=csv, write_bvh=bvh, overwrite=overwrite,
-        sampler=SamplerConfig(projection=projection, autocast=bf16),
+        sampler=solver_options(SamplerConfig(projection=projection, autocast=bf16), solver, steps, spacing),
     )  # fmt: skip
     with err_console.status("recovering…") as status:
         result = recover(config, progress=lambda text: status.update(text))

@@ -52,7 +52,7 @@ from egogrpo.fileio import atomic_output, check_writable, sha256_of_file
 from egogrpo.geometry import quat_to_matrix
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.combine import COMBINE_RULES, best_of_samples, mean_of_samples
-from egogrpo.model.sampler import window_starts
+from egogrpo.model.sampler import solver_options, window_starts
 from egogrpo.model.state import MotionState
 
 FPS = 30.0
@@ -342,7 +342,8 @@ def _baseline_pose(
 
 
 def _with_speed_options(protocol: Protocol, config: EvalConfig) -> Protocol:
-    """The protocol with `--projection` / `--bf16` applied to its sampler (recorded with it)."""
+    """The protocol with `--projection` / `--bf16` / `--solver` / `--steps` / `--spacing` applied to its sampler
+    (recorded with it)."""
     if config.projection is not None and config.projection not in ("svd", "polar"):
         raise EgogrpoError(f"--projection must be svd or polar, got {config.projection!r}")
     sampler = dataclasses.replace(
@@ -350,6 +351,7 @@ def _with_speed_options(protocol: Protocol, config: EvalConfig) -> Protocol:
         projection=config.projection or protocol.sampler.projection,
         autocast=config.bf16 or protocol.sampler.autocast,
     )
+    sampler = solver_options(sampler, config.solver, config.steps, config.spacing)
     return dataclasses.replace(protocol, sampler=sampler)
 
 

@@ -36,6 +36,7 @@ from egogrpo.model.sampler import (
     DenoiseFn,
     ProjectFn,
     gaussian_mean_kl,
+    multistep_weights,
     predict_x0_stitched,
     step_coefficients,
     timestep_plan,
@@ -164,6 +165,12 @@ class DiffusionPolicy:
         self.table = torch.stack((c.a, c.b, c.std), dim=-1).to(device=self.device, dtype=torch.float32)  # (K, 3)
         self.t = t.to(self.device)
         self.mdp_steps = tuple(k for k in range(K) if float(c.std[k]) > 0.0)
+        # DPM-Solver++(2M): each transition moves towards w·x̂₀_k + w′·x̂₀_{k−1} (None: single-step rules)
+        self.multistep = (
+            multistep_weights(schedule, self.plan).to(device=self.device, dtype=torch.float32)
+            if config.rule == "dpmpp2m"
+            else None
+        )
         self.dim_weights = None if dim_weights is None else dim_weights.to(self.device, torch.float32)
 
     @property
@@ -188,13 +195,20 @@ class DiffusionPolicy:
         x: Float[Tensor, "B G L D"],
         cond_rows: Float[Tensor, "BG L C"],
         ids: RolloutIds,
+        previous_x0: Float[Tensor, "B G L D"] | None = None,
     ) -> tuple[Float[Tensor, "B G L D"], Float[Tensor, "B G L D"], Float[Tensor, "B G L D"]]:
-        """Transition k from x: (x_next, μ, x̂₀), x_next = μ + σ_k·z with z keyed by (…, group, member, k)."""
+        """Transition k from x: (x_next, μ, x̂₀), x_next = μ + σ_k·z with z keyed by (…, group, member, k).
+
+        `previous_x0`: x̂₀ of transition k − 1, for the multistep rule (None at the first step)."""
         B, G, L, D = x.shape
         device = x.device
         x0_hat = self._x0_hat(denoise_fn, x.reshape(B * G, L, D), int(self.plan[k]), cond_rows).reshape(B, G, L, D)
         coefficients = self.table[k].to(device)
-        mean = self._mean(coefficients, x, x0_hat)
+        target = x0_hat
+        if self.multistep is not None and previous_x0 is not None:
+            w = self.multistep[k].to(device)
+            target = w[0] * x0_hat + w[1] * previous_x0
+        mean = self._mean(coefficients, x, target)
         if k not in self.mdp_steps:
             return mean, mean, x0_hat
         groups, members = ids.group_ids.to(device)[:, None], ids.member_ids.to(device)
@@ -238,8 +252,9 @@ class DiffusionPolicy:
         stored = {0: x} if 0 in stored_positions else {}
         log_probs, last = [], []
         cond_rows = cond.reshape(B * G, L, C)
+        x0_hat = None
         for k in range(K):
-            x, mean, x0_hat = self._advance(denoise_fn, k, x, cond_rows, ids)
+            x, mean, x0_hat = self._advance(denoise_fn, k, x, cond_rows, ids, previous_x0=x0_hat)
             if k in self.mdp_steps:
                 log_probs.append(transition_log_prob(x, mean, self.table[k, 2].to(device), self.dim_weights))
             if record and k >= K - NUM_LAST_PREDICTIONS:
@@ -294,6 +309,8 @@ class DiffusionPolicy:
         K = self.num_transitions
         if not 0 <= first <= K:
             raise ValueError(f"first must be in 0..{K}, got {first}")
+        if self.multistep is not None:
+            raise EgogrpoError("the multistep sampler (dpmpp2m) is for inference only; post-train with egoallo or ddim")
         B, G, L, C = cond.shape
         kls = []
         with torch.autocast(device_type=x.device.type, enabled=False):

@@ -28,6 +28,7 @@ window rule is `SamplerConfig.window_rule`);
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,13 +69,78 @@ def strided_timesteps(num_steps: int, max_t: int = 1000) -> list[int]:
     return [round(max_t * (num_steps - k) / num_steps) for k in range(num_steps + 1)]
 
 
+def quadratic_steps(num_steps: int, max_t: int = 1000) -> list[int]:
+    """`num_steps` transitions at T·((N − k)/N)², k = 0 … N (rounded): denser near t = 0, like EgoAllo's plan.
+    Distinct for N ≤ √T."""
+    if not 1 <= num_steps <= math.isqrt(max_t):
+        raise EgogrpoError(
+            f"sampler num_steps with quadratic spacing must be in 1..{math.isqrt(max_t)}, got {num_steps}"
+        )
+    return [round(max_t * ((num_steps - k) / num_steps) ** 2) for k in range(num_steps + 1)]
+
+
+#: Sampler rules (`SamplerConfig.rule`) and the timestep spacings of the N-step ones.
+SAMPLER_RULES = ("egoallo", "ddim", "dpmpp2m")
+SPACINGS = ("linear", "quadratic")
+
+
 def timestep_plan(config: SamplerConfig, max_t: int = 1000) -> list[int]:
-    """The decreasing timesteps of a sampling run, ending at 0 ("egoallo": quadratic; "ddim": strided)."""
+    """The decreasing timesteps of a sampling run, ending at 0 ("egoallo": quadratic, 30 steps; "ddim" and
+    "dpmpp2m": `num_steps` with `spacing`)."""
     if config.rule == "egoallo":
         return quadratic_timesteps(max_t)
-    if config.rule == "ddim":
+    if config.rule not in SAMPLER_RULES:
+        raise EgogrpoError(f"unknown sampler rule {config.rule!r} (expected one of {', '.join(SAMPLER_RULES)})")
+    if config.spacing == "linear":
         return strided_timesteps(config.num_steps, max_t)
-    raise EgogrpoError(f"unknown sampler rule {config.rule!r} (expected 'egoallo' or 'ddim')")
+    if config.spacing == "quadratic":
+        return quadratic_steps(config.num_steps, max_t)
+    raise EgogrpoError(f"unknown sampler spacing {config.spacing!r} (expected one of {', '.join(SPACINGS)})")
+
+
+def solver_options(sampler: SamplerConfig, solver: str | None, steps: int | None, spacing: str | None) -> SamplerConfig:
+    """`sampler` with the inference options `--solver` (ddim runs with η = 0: deterministic), `--steps` and
+    `--spacing` applied; EgogrpoError naming the option for a value that cannot be used."""
+    if solver is not None and solver not in SAMPLER_RULES:
+        raise EgogrpoError(f"--solver must be one of {', '.join(SAMPLER_RULES)}, got {solver!r}")
+    if spacing is not None and spacing not in SPACINGS:
+        raise EgogrpoError(f"--spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
+    rule = solver or sampler.rule
+    if rule == "egoallo" and (steps is not None or spacing is not None):
+        raise EgogrpoError("--steps and --spacing need --solver ddim or dpmpp2m (EgoAllo's sampler takes its 30 steps)")
+    if steps is not None and (type(steps) is not int or steps < 1):
+        raise EgogrpoError(f"--steps must be a whole number ≥ 1, got {steps}")
+    changes: dict = {"rule": rule}
+    if solver == "ddim":
+        changes["eta"] = 0.0
+    if steps is not None:
+        changes["num_steps"] = steps
+    if spacing is not None:
+        changes["spacing"] = spacing
+    result = dataclasses.replace(sampler, **changes)
+    try:
+        timestep_plan(result)
+    except EgogrpoError as e:
+        raise EgogrpoError(f"--steps/--spacing: {e}") from None
+    return result
+
+
+def multistep_weights(schedule: NoiseSchedule, plan: Sequence[int]) -> Float[Tensor, "K 2"]:
+    """DPM-Solver++(2M)'s weights (w, w′) of each transition k: the x̂₀ it moves towards is w·x̂₀_k + w′·x̂₀_{k−1}
+    (the data-prediction multistep correction), with r = h_{k−1}/h_k, h = λ_{t_prev} − λ_t, λ = log(α/σ) = ½·log(ᾱ/(1−ᾱ)):
+    w = 1 + 1/(2r), w′ = −1/(2r); (1, 0) — first order, DDIM η = 0 — at the first step and the last (to t = 0).
+    Float64, CPU."""
+    t = torch.tensor(list(plan), dtype=torch.long)
+    ab = schedule.alpha_bar[t]
+    lam = 0.5 * torch.log(ab / (1.0 - ab))  # +inf at t = 0
+    weights = torch.zeros(len(plan) - 1, 2, dtype=torch.float64)
+    weights[:, 0] = 1.0
+    for k in range(1, len(plan) - 1):
+        if int(t[k + 1]) == 0:
+            continue  # lower order at the final step
+        r = (lam[k] - lam[k - 1]) / (lam[k + 1] - lam[k])
+        weights[k] = torch.stack((1.0 + 0.5 / r, -0.5 / r))
+    return weights
 
 
 # --- one transition ---------------------------------------------------------------------------------
@@ -113,8 +179,11 @@ def step_coefficients(
     elif config.rule == "ddim":
         var = config.eta**2 * (1.0 - ab_p) / (1.0 - ab_s) * (1.0 - ab_s / ab_p)
         eps_denominator = (1.0 - ab_s).sqrt()
+    elif config.rule == "dpmpp2m":  # DDIM η = 0; the multistep correction acts on x̂₀ (`multistep_weights`)
+        var = torch.zeros_like(ab_s)
+        eps_denominator = (1.0 - ab_s).sqrt()
     else:
-        raise EgogrpoError(f"unknown sampler rule {config.rule!r} (expected 'egoallo' or 'ddim')")
+        raise EgogrpoError(f"unknown sampler rule {config.rule!r} (expected one of {', '.join(SAMPLER_RULES)})")
     var = var * torch.as_tensor(noise_scale, dtype=torch.float64) ** 2
     var = torch.where(t_prev == 0, torch.zeros_like(var), var)  # the last transition is deterministic
     b = (1.0 - ab_p - var).clamp_min(0.0).sqrt() / eps_denominator

@@ -153,6 +153,8 @@ def validate_config(config: TrainGRPOConfig) -> None:
             raise EgogrpoError(
                 f"--recompute-old-log-probs applies to --algo grpo only (this run uses --algo {config.algo})"
             )
+    if config.sampler.rule == "dpmpp2m":
+        raise EgogrpoError("the dpmpp2m sampler is deterministic (inference only): post-train with egoallo or ddim")
     if config.budget_clock not in BUDGET_CLOCKS:
         raise EgogrpoError(f"--budget-clock must be one of {', '.join(BUDGET_CLOCKS)}, got {config.budget_clock!r}")
     if not (math.isfinite(config.anchor_weight) and config.anchor_weight >= 0):
