@@ -35,6 +35,7 @@ import torch
 from egogrpo.body import load_body_model
 from egogrpo.config import EvalConfig, PerlinConfig, SamplerConfig, TrainGRPOConfig
 from egogrpo.eval.evaluate import evaluate
+from egogrpo.eval.metrics import paired_difference
 from egogrpo.eval.windows import split_windows
 from egogrpo.fileio import atomic_output
 from egogrpo.model.checkpoint import (
@@ -184,13 +185,10 @@ METRICS = ("mpjpe", "pa_mpjpe", "mpjve", "mpjre", "jitter", "gp", "fs", "float")
 
 
 def _paired(values: list[list[float]], reference: list[float]) -> tuple[float, float, float]:
-    """Mean over seeds per window, minus the reference; mean ± s.e. (ddof 0) over windows and % of the reference."""
-    n = len(reference)
-    diffs = [sum(v[w] for v in values) / len(values) - reference[w] for w in range(n)]
-    mean = sum(diffs) / n
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / n / n)
-    base = sum(reference) / n
-    return mean, se, (100 * mean / base) if base else math.nan
+    """The mean over seeds per window, paired against the reference (`eval.metrics.paired_difference`)."""
+    seeds_mean = torch.tensor(values, dtype=torch.float64).mean(dim=0)
+    d = paired_difference(seeds_mean, torch.tensor(reference, dtype=torch.float64))
+    return d["mean"], d["standard_error"], math.nan if d["percent"] is None else d["percent"]
 
 
 def table(out: Path) -> None:

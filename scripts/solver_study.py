@@ -22,6 +22,7 @@ import torch
 
 from egogrpo.config import EvalConfig
 from egogrpo.eval.evaluate import evaluate
+from egogrpo.eval.metrics import paired_difference
 from egogrpo.fileio import atomic_output
 
 METRICS = ("mpjpe", "pa_mpjpe", "mpjve", "mpjre", "jitter", "fs")
@@ -30,15 +31,6 @@ SETTINGS = [
     *[(f"ddim-{n}-{sp}", {"solver": "ddim", "steps": n, "spacing": sp}) for sp in ("linear", "quadratic") for n in (5, 10, 15, 20)],
     *[(f"dpmpp2m-{n}-{sp}", {"solver": "dpmpp2m", "steps": n, "spacing": sp}) for sp in ("linear", "quadratic") for n in (5, 10, 15, 20)],
 ]  # fmt: skip
-
-
-def _paired(values: list[float], reference: list[float]) -> dict[str, float]:
-    n = len(reference)
-    diffs = [v - r for v, r in zip(values, reference, strict=True)]
-    mean = sum(diffs) / n
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / n / n)
-    base = sum(reference) / n
-    return {"mean": mean, "se": se, "percent": 100 * mean / base if base else math.nan}
 
 
 def main() -> None:
@@ -85,8 +77,8 @@ def main() -> None:
     for name, entry in results.items():
         cells = []
         for m in METRICS:
-            d = _paired(entry["window_means"][m], reference["window_means"][m])
-            cells.append(f"{d['mean']:+.2f} ± {d['se']:.2f} ({d['percent']:+.1f} %)")
+            d = paired_difference(torch.tensor(entry["window_means"][m]), torch.tensor(reference["window_means"][m]))
+            cells.append(f"{d['mean']:+.2f} ± {d['standard_error']:.2f} ({d['percent'] or math.nan:+.1f} %)")
         lines.append(f"| {name} | {entry['cpu_s_per_window_sample']:.3f} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
 

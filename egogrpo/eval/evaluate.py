@@ -608,9 +608,7 @@ def paired_differences(rows: list[Row]) -> dict | None:
     for row in checkpoints[1:]:
         entry = {}
         for k, reference in first.window_means.items():
-            mean, error = m.mean_and_standard_error(row.window_means[k] - reference)
-            base = float(reference.mean())
-            entry[k] = {"mean": mean, "standard_error": error, "percent": 100.0 * mean / base if base else None}
+            entry[k] = m.paired_difference(row.window_means[k], reference)
         differences[row.name] = entry
     return {
         "reference": first.name,

@@ -192,6 +192,16 @@ def perceptual_accuracy(
     return ((pairs - num_wrong) / pairs if pairs else math.nan), num_wrong
 
 
+def paired_difference(values: Tensor, reference: Tensor) -> dict[str, float | None]:
+    """Per-window values (n,) of a row against a reference's (n,): the mean ± standard error (ddof 0) over windows of
+    the difference, and that mean in % of the reference's mean (None when the reference's mean is 0)."""
+    mean, error = mean_and_standard_error(
+        torch.as_tensor(values, dtype=torch.float64) - torch.as_tensor(reference, dtype=torch.float64)
+    )
+    base = float(torch.as_tensor(reference, dtype=torch.float64).mean())
+    return {"mean": mean, "standard_error": error, "percent": 100.0 * mean / base if base else None}
+
+
 def mean_and_standard_error(values: Float[Tensor, "*n"]) -> tuple[float, float]:
     """EgoAllo's aggregation over all per-sample values: (mean, std/√n), std with ddof = 0 as np.std."""
     flat = values.detach().double().flatten()
