@@ -15,7 +15,7 @@ import torch
 
 from egogrpo.config import PERCEPTUAL_PRESETS
 from egogrpo.model.perceptual import PerceptualModel, score, score_logits
-from egogrpo.train.reward import info_nce
+from egogrpo.train.reward_model import info_nce
 
 
 def _inputs(N: int, T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -77,7 +77,7 @@ def record(out: Path, sample_data: Path) -> None:
     )
     from egogrpo.train.grpo import train_grpo
     from egogrpo.train.prior import train_prior
-    from egogrpo.train.reward import train_reward
+    from egogrpo.train.reward_model import train_reward
 
     torch.set_num_threads(1)
     fast = SamplerConfig(rule="ddim", num_steps=5, eta=1.0)

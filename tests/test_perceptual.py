@@ -34,7 +34,7 @@ from egogrpo.model.policy import DiffusionPolicy
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
-from egogrpo.train.reward import (
+from egogrpo.train.reward_model import (
     gt_noise_negatives,
     info_nce,
     policy_last_predictions,
@@ -241,7 +241,7 @@ def test_train_reward_policy_negatives_run(cmu_small: Path, tiny_prior: Path, tm
 def test_train_reward_batch_reuse_rolls_out_once_per_block_warms_up_and_resumes_mid_block(
     cmu_small: Path, tiny_prior: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import egogrpo.train.reward as reward_module
+    import egogrpo.train.reward_model as reward_module
 
     torch.set_num_threads(1)
     calls: list[int] = []
@@ -386,7 +386,7 @@ def test_train_reward_augment_reaches_the_positives(cmu_small: Path, tiny_prior:
 
 def test_false_negatives_within_the_error_floor_are_dropped(cmu_small: Path) -> None:
     from egogrpo.data.crops import MotionCropDataset, collate_crops
-    from egogrpo.train.reward import placed_negatives
+    from egogrpo.train.reward_model import placed_negatives
 
     dataset = MotionCropDataset(str(cmu_small), splits=("train",), crop_length=16, seed=0, preload=True)
     crops = collate_crops([dataset[0], dataset[1]])

@@ -32,7 +32,7 @@ from egogrpo.model.policy import DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
-from egogrpo.train import reward as reward_module
+from egogrpo.train import online_scorer
 from egogrpo.train.grpo import iteration_crops, train_grpo
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 
@@ -78,8 +78,8 @@ def test_the_scorer_learns_on_its_cadence_and_its_ema_is_the_recurrence(
             assert 0 <= r["reward_model/accuracy"] <= 1 and r["reward_model/grad_norm"] > 0
     folders = [tmp_path / "run" / "checkpoints" / f"iter_{i:06d}" for i in range(1, 5)]
     initial = _perceptual(scorer_checkpoint)
-    online = [_perceptual(f / reward_module.ONLINE_FOLDER) for f in folders]
-    ema = [_perceptual(f / reward_module.EMA_FOLDER) for f in folders]
+    online = [_perceptual(f / online_scorer.ONLINE_FOLDER) for f in folders]
+    ema = [_perceptual(f / online_scorer.EMA_FOLDER) for f in folders]
     # the scorer moves at iterations 2 and 4 only
     assert _equal(online[0], initial) and _equal(online[2], online[1]) and _equal(ema[0], initial)
     assert not _equal(online[1], online[0]) and not _equal(online[3], online[2])
@@ -114,13 +114,13 @@ def test_negatives_are_this_iterations_policy_x0_at_its_last_three_steps(
     cmu_small: Path, tiny_prior: Path, scorer_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[torch.Tensor] = []
-    update = reward_module.OnlineScorer.update
+    update = online_scorer.OnlineScorer.update
 
     def spy(self, crops, negatives, local_rows, accelerator):
         seen.append(negatives.pack()[:, 0].clone())  # (n, L, D) as the update received them
         return update(self, crops, negatives, local_rows, accelerator)
 
-    monkeypatch.setattr(reward_module.OnlineScorer, "update", spy)
+    monkeypatch.setattr(online_scorer.OnlineScorer, "update", spy)
     config = _online(cmu_small, tiny_prior, scorer_checkpoint, tmp_path / "run", iterations=3)
     train_grpo(config)
     assert len(seen) == 3
@@ -174,7 +174,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(
     resumed = train_grpo(_online(cmu_small, tiny_prior, scorer_checkpoint, tmp_path / "b", iterations=3, resume=True))
     assert resumed.final_iteration == 3
     assert _equal(_weights(straight.last_checkpoint), _weights(resumed.last_checkpoint))
-    for name in (reward_module.ONLINE_FOLDER, reward_module.EMA_FOLDER):
+    for name in (online_scorer.ONLINE_FOLDER, online_scorer.EMA_FOLDER):
         assert _equal(_perceptual(straight.last_checkpoint / name), _perceptual(resumed.last_checkpoint / name))
     assert [_strip_times(r) for r in _records(tmp_path / "a")] == [_strip_times(r) for r in _records(tmp_path / "b")]
     assert not _equal(_perceptual(straight.last_checkpoint / "reward_online"), _perceptual(scorer_checkpoint))
@@ -217,7 +217,7 @@ def test_two_gloo_processes_equal_one(
         for key in ("reward_model/loss", "reward_model/grad_norm", "reward_model/score_gt", "reward/vis"):
             assert one[key] == pytest.approx(two[key], rel=1e-4), key
     initial = _perceptual(scorer_checkpoint)
-    for name in (reward_module.ONLINE_FOLDER, reward_module.EMA_FOLDER):
+    for name in (online_scorer.ONLINE_FOLDER, online_scorer.EMA_FOLDER):
         a = _perceptual(tmp_path / "one" / "checkpoints" / "iter_000002" / name)
         b = _perceptual(tmp_path / "two" / "checkpoints" / "iter_000002" / name)
         delta_a = torch.cat([(a[k] - initial[k]).flatten() for k in a])
@@ -259,7 +259,7 @@ def test_the_held_out_guard_correlates_the_visual_reward_with_val_mpjpe(
     train_grpo(config)
     first, last = _records(tmp_path / "run")
     folder = tmp_path / "run" / "checkpoints" / "iter_000001"
-    scorer_after = folder / reward_module.EMA_FOLDER if online else scorer_checkpoint
+    scorer_after = folder / online_scorer.EMA_FOLDER if online else scorer_checkpoint
     expected_first = _val_correlation(cmu_small, config, tiny_prior, scorer_checkpoint)
     expected_last = _val_correlation(cmu_small, config, folder, scorer_after)
     assert first["val/vis_mpjpe_corr"] == pytest.approx(expected_first, abs=1e-4)

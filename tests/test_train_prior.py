@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from egogrpo.config import DENOISER_PRESETS, TrainPriorConfig
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.windows import mean_pose_from_json, mean_pose_state
-from egogrpo.train.prior import StepBatches, train_prior
+from egogrpo.train.batching import StepBatches
+from egogrpo.train.prior import train_prior
 from egogrpo.train.prior_loss import prior_loss
 
 TINY = DENOISER_PRESETS["tiny"]

@@ -1,4 +1,4 @@
-"""`egogrpo train-reward`: the perceptual reward model's contrastive training (no numerics here; see train.reward)."""
+"""`egogrpo train-reward`: the perceptual reward model's contrastive training (no numerics here; see train.reward_model)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def train_reward_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
 ) -> None:
     """Train the perceptual reward model with InfoNCE (one process, torchrun or accelerate launch)."""
-    from egogrpo.train.reward import RESUMABLE, train_reward
+    from egogrpo.train.reward_model import RESUMABLE, train_reward
 
     if preset not in PERCEPTUAL_PRESETS:
         raise EgogrpoError(f"unknown --preset {preset!r}; choose one of {', '.join(PERCEPTUAL_PRESETS)}")

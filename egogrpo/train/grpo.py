@@ -10,7 +10,7 @@ A linear loop over iterations; each iteration is a pure function of (seed, itera
             from all processes before the group-relative advantages are computed (`train.rewards`); with
             --reward-online the visual reward comes from an EMA copy of a scorer that, every
             `reward_update_every` iterations, takes an InfoNCE step on this iteration's rollouts
-            (`train.reward.OnlineScorer`);
+            (`train.online_scorer.OnlineScorer`);
 5. update:  inner epochs over a random subset of each trajectory's MDP transitions, shuffled and cut into
             optimizer steps; gradients are summed over processes by hand (so processes may hold different
             numbers of transitions), clipped, and applied with AdamW (`train.grpo_objective`). `config.algo`
@@ -58,14 +58,15 @@ from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim, state_layout
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.anchor import AnchorLoss
+from egogrpo.train.batching import EpochIndexed, StepBatches
 from egogrpo.train.draft import draft_update
 from egogrpo.train.grpo_objective import grpo_objective
 from egogrpo.train.interrupt import StopRequests, stop_requested
 from egogrpo.train.matching import matching_update
+from egogrpo.train.online_scorer import OnlineScorer
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
-from egogrpo.train.prior import StepBatches, _EpochIndexed, check_training_data, validate_augment
-from egogrpo.train.reward import OnlineScorer
+from egogrpo.train.prior import check_training_data, validate_augment
 from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_joints, reward_terms, visual_reward
 from egogrpo.train.run_dir import (
     append_metrics,
@@ -250,7 +251,7 @@ def log_prob_weights(model: DenoiserConfig, fields: tuple[str, ...] | None) -> T
 def iteration_crops(dataset: MotionCropDataset, config: TrainGRPOConfig, iteration: int) -> MotionCrop:
     """The iteration's `batch_groups` ground-truth crops (identical on every process)."""
     items = StepBatches(len(dataset), config.batch_groups, 0, 1, config.seed, 0, 0).batch_items(iteration)
-    indexed = _EpochIndexed(dataset)
+    indexed = EpochIndexed(dataset)
     return collate_crops([indexed[i] for i in items])
 
 

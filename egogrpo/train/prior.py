@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from egogrpo.model.denoiser import EgoDenoiser
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
 from egogrpo.train.averaging import WeightAverage, warmup_decay
+from egogrpo.train.batching import EpochIndexed, StepBatches
 from egogrpo.train.interrupt import StopRequests, stop_requested
 from egogrpo.train.prior_loss import prior_loss
 from egogrpo.train.run_dir import (
@@ -76,57 +77,6 @@ class TrainSummary:
     last_checkpoint: Path | None
     seconds: float
     stop_reason: str = "finished"  # "finished" or "interrupted" (Ctrl-C: checkpoint kept)
-
-
-# --- deterministic batches -------------------------------------------------------------------------
-
-
-class _EpochIndexed(torch.utils.data.Dataset):
-    """Global item i = epoch · N + k of a MotionCropDataset (whose crops depend on seed, epoch and k)."""
-
-    def __init__(self, dataset: MotionCropDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return 2**62
-
-    def __getitem__(self, index: int) -> MotionCrop:
-        epoch, k = divmod(index, len(self.dataset))
-        self.dataset.set_epoch(epoch)
-        return self.dataset[k]
-
-
-class StepBatches(torch.utils.data.Sampler[list[int]]):
-    """The items of each step's global batch, this rank's share: a seeded permutation per epoch."""
-
-    def __init__(
-        self, num_items: int, global_batch: int, rank: int, world: int, seed: int, start: int, stop: int
-    ) -> None:
-        self.num_items, self.global_batch, self.rank, self.world = num_items, global_batch, rank, world
-        self.seed, self.start, self.stop = seed, start, stop
-        self.local = global_batch // world
-
-    def batch_items(self, step: int) -> list[int]:
-        """This rank's global item indices at `step` (batches never straddle epochs: the tail of an epoch is dropped)."""
-        per_epoch = max(self.num_items // self.global_batch, 1)
-        epoch, position = divmod(step, per_epoch)
-        permutation = torch.randperm(
-            self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        )
-        start = position * self.global_batch + self.rank * self.local
-        items = (
-            permutation[start : start + self.local]
-            if self.num_items >= self.global_batch
-            else permutation[torch.arange(start, start + self.local) % self.num_items]
-        )
-        return [epoch * self.num_items + int(k) for k in items]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in range(self.start, self.stop):
-            yield self.batch_items(step)
-
-    def __len__(self) -> int:
-        return max(self.stop - self.start, 0)
 
 
 def step_noise(
@@ -293,7 +243,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
 
     batches = StepBatches(len(dataset), config.batch_size, rank, world, config.seed, start_step, config.max_steps)
     loader = torch.utils.data.DataLoader(
-        _EpochIndexed(dataset), batch_sampler=batches, collate_fn=collate_crops, num_workers=config.num_workers,
+        EpochIndexed(dataset), batch_sampler=batches, collate_fn=collate_crops, num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
     )  # fmt: skip
     rows = torch.arange(rank * batches.local, (rank + 1) * batches.local)  # this rank's global batch rows
