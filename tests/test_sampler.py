@@ -17,15 +17,14 @@ from egogrpo.geometry import nearest_rotation
 from egogrpo.geometry.so3 import matrix_from_axis_angle
 from egogrpo.model.sampler import (
     body_rotation_projection,
-    log_prob_given_x0,
     predict_x0_stitched,
     quadratic_timesteps,
-    step,
     step_coefficients,
     stitch_weights,
     strided_timesteps,
     timestep_plan,
     transition_log_prob,
+    transition_mean,
     window_starts,
 )
 from egogrpo.model.schedule import NoiseSchedule
@@ -119,16 +118,24 @@ def _numpy_egoallo_step(x_t, x0_hat, z, t, p, noise_scale=0.8, damping=0.1):
     return np.sqrt(alpha_bar[p]) * x0_hat + np.sqrt(1 - alpha_bar[p] - sigma**2) * eps + sigma * z
 
 
+def _transition(x_t, x0_hat, z, t, p, schedule, config):
+    """x_p = μ + σ·z as `DiffusionPolicy` takes it: the float64 coefficients (`step_coefficients`) in float32,
+    the one mean formula (`transition_mean`)."""
+    c = step_coefficients(schedule, config, t, p)
+    mean = transition_mean(c.a.float(), c.b.float(), x_t, x0_hat)
+    return mean + c.std.float() * z
+
+
 def test_egoallo_step_matches_float64_numpy(schedule: NoiseSchedule) -> None:
     g = torch.Generator().manual_seed(1)
     plan = quadratic_timesteps()
     for t, p in itertools.pairwise(plan):
         x_t, x0_hat, z = (torch.randn(2, 16, 8, generator=g) for _ in range(3))
-        out = step(x_t, x0_hat, t, p, schedule, EGOALLO, noise=z)
+        x_prev = _transition(x_t, x0_hat, z, t, p, schedule, EGOALLO)
         expected = _numpy_egoallo_step(*(v.double().numpy() for v in (x_t, x0_hat, z)), t, p)
-        np.testing.assert_allclose(out.x_prev.numpy(), expected, rtol=1e-5, atol=2e-6, err_msg=f"{t}→{p}")
-        assert out.x_prev.dtype == torch.float32
-        assert out.in_mdp == (p > 0) and out.t == t and out.t_prev == p
+        np.testing.assert_allclose(x_prev.numpy(), expected, rtol=1e-5, atol=2e-6, err_msg=f"{t}→{p}")
+        assert x_prev.dtype == torch.float32
+        assert (float(step_coefficients(schedule, EGOALLO, t, p).std) > 0) == (p > 0)
 
 
 def test_ddim_eta1_is_the_strided_ddpm_posterior(schedule: NoiseSchedule) -> None:
@@ -145,9 +152,9 @@ def test_ddim_eta1_is_the_strided_ddpm_posterior(schedule: NoiseSchedule) -> Non
         torch.testing.assert_close(c.std**2, var, rtol=1e-8, atol=1e-12)
         # and the float32 step mean against the float64 closed form
         x_t, x0_hat = torch.randn(3, 8, 5, generator=g), torch.randn(3, 8, 5, generator=g)
-        out = step(x_t, x0_hat, s, p, schedule, DDIM, noise=torch.zeros(3, 8, 5))
+        mean = _transition(x_t, x0_hat, torch.zeros(3, 8, 5), s, p, schedule, DDIM)
         expected = coef_x0 * x0_hat.double() + coef_xt * x_t.double()
-        torch.testing.assert_close(out.mean.double(), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(mean.double(), expected, rtol=1e-5, atol=1e-6)
     # p = s − 1 is ancestral DDPM
     for s in (2, 10, 500, 1000):
         c = step_coefficients(schedule, DDIM, s, s - 1)
@@ -197,26 +204,14 @@ def test_noise_scale_scales_sigma_and_keeps_the_marginal(schedule: NoiseSchedule
 
 
 def test_final_and_deterministic_steps(schedule: NoiseSchedule) -> None:
+    """The last transition (to t = 0) returns x̂₀ with σ = 0 whatever the rule; DDIM η = 0 is deterministic."""
     x_t, x0_hat = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
     for config in (EGOALLO, DDIM):
-        out = step(x_t, x0_hat, 1, 0, schedule, config)
-        assert not out.in_mdp and float(out.std) == 0.0
-        assert torch.equal(out.x_prev, x0_hat) and torch.equal(out.mean, x0_hat)
-    ddim0 = SamplerConfig(rule="ddim", eta=0.0)
-    out = step(x_t, x0_hat, 500, 400, schedule, ddim0)
-    assert not out.in_mdp and torch.equal(out.x_prev, out.mean)
-    with pytest.raises(ValueError, match="stochastic"):
-        step(x_t, x0_hat, 500, 400, schedule, EGOALLO)
-    with pytest.raises(ValueError, match="no log-probability"):
-        log_prob_given_x0(x_t, x0_hat, x0_hat, 1, 0, schedule, EGOALLO)
-
-
-def test_step_generator_equals_explicit_noise(schedule: NoiseSchedule) -> None:
-    x_t, x0_hat = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
-    z = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(7))
-    a = step(x_t, x0_hat, 841, 784, schedule, EGOALLO, noise=z)
-    b = step(x_t, x0_hat, 841, 784, schedule, EGOALLO, noise=torch.Generator().manual_seed(7))
-    assert torch.equal(a.x_prev, b.x_prev)
+        c = step_coefficients(schedule, config, 1, 0)
+        assert float(c.std) == 0.0
+        assert torch.equal(transition_mean(c.a.float(), c.b.float(), x_t, x0_hat), x0_hat)
+    assert float(step_coefficients(schedule, SamplerConfig(rule="ddim", eta=0.0), 500, 400).std) == 0.0
+    assert float(step_coefficients(schedule, EGOALLO, 500, 400).std) > 0.0
 
 
 # --- log-probabilities ------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ with A, B and σ computed from the float64 schedule and applied in float32:
 The final transition to p = 0 has σ = 0 and returns x̂₀; it (and any σ = 0 step) is NOT part of the
 MDP and has no log-probability. Log-probabilities are Gaussian log densities **averaged over the
 state dimensions (frames × features), not summed**, as DDPO and Flow-GRPO do, in float32.
-`log_prob_given_x0` recomputes them for stored transitions under a new x̂₀ with exactly the same
-mean formula, so at θ_old the importance ratio is exactly 1.
+`DiffusionPolicy.log_prob_and_mean` recomputes them for stored transitions under new parameters with exactly
+the same mean formula (`transition_mean`), so at θ_old the importance ratio is exactly 1.
 
 Sequences of any length are denoised in windows (EgoAllo's stitching, reference/egoallo.md §4; the
 window rule is `SamplerConfig.window_rule`);
@@ -201,62 +201,6 @@ def transition_mean(
     return a.float()[..., None, None] * x0_hat.float() + b.float()[..., None, None] * x_t.float()
 
 
-def _mean_and_std(
-    coeffs: StepCoefficients, x_t: Float[Tensor, "*batch L D"], x0_hat: Float[Tensor, "*batch L D"]
-) -> tuple[Float[Tensor, "*batch L D"], Float[Tensor, "*batch"]]:
-    """`transition_mean` and σ of float64 coefficients, moved to x_t's device as float32."""
-    device = x_t.device
-    a, b, std = (v.to(device=device, dtype=torch.float32) for v in (coeffs.a, coeffs.b, coeffs.std))
-    return transition_mean(a, b, x_t, x0_hat), std
-
-
-@dataclass(frozen=True, eq=False)
-class StepOutput:
-    """One transition t → t_prev: the sample x_prev ~ N(mean, std²·I) (x_prev = x̂₀ when t_prev = 0)."""
-
-    x_prev: Float[Tensor, "*batch L D"]
-    mean: Float[Tensor, "*batch L D"]
-    std: Float[Tensor, ""]  # float32 scalar; 0 for deterministic transitions
-    x0_hat: Float[Tensor, "*batch L D"]
-    t: int
-    t_prev: int
-    in_mdp: bool  # stochastic (std > 0), so it has a log-probability
-
-
-def _randn(shape: Sequence[int], generator: torch.Generator, device: torch.device) -> Tensor:
-    """Standard normal float32 noise drawn on the generator's device, then moved to `device`."""
-    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=torch.float32).to(device)
-
-
-def step(
-    x_t: Float[Tensor, "*batch L D"],
-    x0_hat: Float[Tensor, "*batch L D"],
-    t: int,
-    t_prev: int,
-    schedule: NoiseSchedule,
-    config: SamplerConfig,
-    noise: Tensor | torch.Generator | None = None,
-) -> StepOutput:
-    """Take the transition t → t_prev from x_t given the (stitched, projected) x̂₀.
-
-    `noise` is the standard normal z of x_prev = mean + std·z, or a generator to draw it from
-    (drawn only for stochastic steps); it may be None for deterministic steps.
-    """
-    coeffs = step_coefficients(schedule, config, t, t_prev)
-    mean, std = _mean_and_std(coeffs, x_t, x0_hat)
-    x0_hat = x0_hat.float()
-    if t_prev == 0:
-        return StepOutput(x_prev=x0_hat, mean=x0_hat, std=std, x0_hat=x0_hat, t=t, t_prev=t_prev, in_mdp=False)
-    if float(coeffs.std) == 0.0:
-        return StepOutput(x_prev=mean, mean=mean, std=std, x0_hat=x0_hat, t=t, t_prev=t_prev, in_mdp=False)
-    if isinstance(noise, torch.Generator):
-        noise = _randn(mean.shape, noise, mean.device)
-    elif noise is None:
-        raise ValueError(f"the transition {t} → {t_prev} is stochastic: pass noise or a torch.Generator")
-    x_prev = mean + std * noise.to(device=mean.device, dtype=torch.float32)
-    return StepOutput(x_prev=x_prev, mean=mean, std=std, x0_hat=x0_hat, t=t, t_prev=t_prev, in_mdp=True)
-
-
 # --- log-probabilities ------------------------------------------------------------------------------
 
 
@@ -290,28 +234,6 @@ def gaussian_mean_kl(
 ) -> Float[Tensor, "N"]:  # noqa: F821
     """KL(N(μ, σ²I) ‖ N(μ_ref, σ²I)) per state dimension: mean_d (μ − μ_ref)² / (2σ²)."""
     return (mean - reference_mean).square().flatten(1).mean(dim=1) / (2.0 * std.square())
-
-
-def log_prob_given_x0(
-    x_t: Float[Tensor, "*batch L D"],
-    x_prev: Float[Tensor, "*batch L D"],
-    x0_hat: Float[Tensor, "*batch L D"],
-    t: int | Int[Tensor, "*batch"],
-    t_prev: int | Int[Tensor, "*batch"],
-    schedule: NoiseSchedule,
-    config: SamplerConfig,
-) -> Float[Tensor, "*batch"]:
-    """Log-probability (per-dimension mean) of stored transitions x_t → x_prev under a given x̂₀.
-
-    Uses the rollout's mean formula exactly, so with the rollout's x̂₀ it returns the rollout's
-    log-probabilities bit for bit. t, t_prev: ints, or tensors broadcastable to the batch dims
-    (transitions with different timesteps may share a batch). Differentiable in x0_hat.
-    """
-    coeffs = step_coefficients(schedule, config, t, t_prev)
-    if bool((coeffs.std == 0).any()):
-        raise ValueError(f"deterministic transition (σ = 0) in t={t}, t_prev={t_prev}: it has no log-probability")
-    mean, std = _mean_and_std(coeffs, x_t, x0_hat)
-    return transition_log_prob(x_prev, mean, std)
 
 
 # --- windows ----------------------------------------------------------------------------------------
