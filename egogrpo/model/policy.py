@@ -226,12 +226,16 @@ class DiffusionPolicy:
         state_dim: int,
         record: bool = True,
         keep: tuple[int, ...] = (),
+        last_predictions: bool | None = None,
     ) -> Rollout:
         """Sample every member of every group; with `record`, keep what recomputing log-probs needs.
 
         Without `record` only the final samples are kept (evaluation, recovery). `keep`: further chain
         positions (0 = x_T … K) to store, e.g. DRaFT's starting point K − k (`denoise_from`).
+        `last_predictions`: keep the x̂₀ of the last three steps (`Rollout.x0_hat_last`; default: with `record`)
+        — the perceptual model's negatives need only these, not the latents of every step.
         """
+        keep_last = record if last_predictions is None else last_predictions
         B, G, L, C = cond.shape
         device, K = cond.device, self.num_transitions
         if ids.member_ids.shape != (B, G) or ids.group_ids.shape != (B,):
@@ -257,7 +261,7 @@ class DiffusionPolicy:
             x, mean, x0_hat = self._advance(denoise_fn, k, x, cond_rows, ids, previous_x0=x0_hat)
             if k in self.mdp_steps:
                 log_probs.append(transition_log_prob(x, mean, self.table[k, 2].to(device), self.dim_weights))
-            if record and k >= K - NUM_LAST_PREDICTIONS:
+            if keep_last and k >= K - NUM_LAST_PREDICTIONS:
                 last.append(x0_hat)
             if k + 1 in stored_positions:
                 stored[k + 1] = x
@@ -267,7 +271,7 @@ class DiffusionPolicy:
             cond=cond,
             log_probs=torch.stack(log_probs, dim=-1) if log_probs else cond.new_zeros(B, G, 0),
             mdp_steps=self.mdp_steps,
-            x0_hat_last=torch.stack(last, dim=2) if record and last else None,
+            x0_hat_last=torch.stack(last, dim=2) if keep_last and last else None,
             timesteps=self.plan,
         )
 

@@ -415,8 +415,11 @@ def train_grpo(
             ids = RolloutIds(
                 config.seed, iteration, local_rows // G, (local_rows % G)[:, None], config.share_initial_noise
             )
-            recorded = config.algo == "grpo" or (online is not None and online.is_due(iteration))  # keeps the last x̂₀
-            rollout = policy.rollout(model, cond[:, None], ids, state_dim, record=recorded, keep=keep)
+            negatives_due = online is not None and online.is_due(iteration)  # the scorer needs the last x̂₀
+            rollout = policy.rollout(
+                model, cond[:, None], ids, state_dim, record=config.algo == "grpo", keep=keep,
+                last_predictions=config.algo == "grpo" or negatives_due,
+            )  # fmt: skip
             times["rollout"] = _lap(tick)
 
             tick = time.perf_counter()

@@ -138,7 +138,7 @@ def policy_last_predictions(
     """(N, M, 3, L, D): per condition, M rollouts of the prior (independent x_T, keyed by (seed, step, row,
     member)), each with the x̂₀ of its last three sampling steps."""
     ids = RolloutIds(seed, step, rows, torch.arange(M).expand(rows.shape[0], M), share_initial=False)
-    rollout = policy.rollout(prior, cond[:, None].expand(-1, M, -1, -1), ids, D, record=True)
+    rollout = policy.rollout(prior, cond[:, None].expand(-1, M, -1, -1), ids, D, record=False, last_predictions=True)
     if rollout.x0_hat_last is None:
         raise EgogrpoError("the sampler recorded no x̂₀ (it needs at least one transition)")
     return rollout.x0_hat_last
