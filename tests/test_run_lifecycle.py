@@ -120,3 +120,28 @@ def test_the_progress_callback_advances_every_step(cmu_small: Path, tmp_path: Pa
     )  # fmt: skip
     train_prior(config, progress=lambda done, total, record: calls.append(done))
     assert calls == [1, 2, 3, 4, 5, 6]
+
+
+def test_eval_progress_counts_windows_from_zero(cmu_small: Path, tmp_path: Path) -> None:
+    import test_grpo
+
+    from egogrpo.body import load_body_model
+    from egogrpo.config import EvalConfig
+    from egogrpo.eval.evaluate import evaluate
+    from egogrpo.model.checkpoint import save_checkpoint
+    from egogrpo.model.denoiser import EgoDenoiser
+
+    torch.manual_seed(0)
+    prior = save_checkpoint(
+        tmp_path / "tiny",
+        EgoDenoiser(test_grpo.TINY),
+        test_grpo.TINY,
+        body_model_id=load_body_model("default").model_id,
+    )
+    calls: list[tuple[int, int]] = []
+    config = EvalConfig(
+        data=str(cmu_small), checkpoints=(str(prior),), protocol="cmu-test", split="val", seeds=2, chunk_size=1
+    )
+    result = evaluate(config, progress=lambda done, total, text: calls.append((done, total)))
+    windows = len(result.record["data"]["windows"])
+    assert calls == [(k, 2 * windows) for k in range(2 * windows + 1)]

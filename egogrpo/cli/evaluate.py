@@ -109,7 +109,7 @@ def eval_command(
     )  # fmt: skip
     interactive = err_console.is_terminal
     columns = (
-        TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"), TimeElapsedColumn(), TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     )  # fmt: skip
     with Progress(*columns, console=err_console, transient=True, disable=not interactive) as bar:

@@ -242,7 +242,8 @@ class EvalResult:
     record: dict
 
 
-#: progress(done, total, text): called after every chunk of every checkpoint and seed.
+#: progress(done, total, text): windows sampled so far (over every checkpoint and seed) of `total`; called once
+#: before sampling and after every chunk.
 Progress = Callable[[int, int, str], None]
 
 
@@ -451,7 +452,9 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         fixed_row("ground truth: the label motion", "ground_truth", lambda part: None),
         fixed_row("oracle: ground-truth state on the ground-truth CPF", "oracle", _oracle_state),
     ]
-    total, done = len(models) * len(protocol.seeds) * len(chunks), 0
+    total, done = len(models) * len(protocol.seeds) * len(windows), 0
+    if progress is not None:
+        progress(0, total, f"{len(windows)} windows × {len(protocol.seeds)} seed(s) × {len(models)} checkpoint(s)")
     for spec, folder, model, model_config, meta in models:
         start = time.perf_counter()
         values: dict[str, list[Tensor]] = {k: [] for k in protocol.metrics}
@@ -474,7 +477,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
                     values[k].append(v)
                     window_means[k][a:b] += v.double().reshape(b - a, -1).mean(dim=1) / len(protocol.seeds)
                 judged(tally, states, part, a)
-                done += 1
+                done += b - a
                 if progress is not None:
                     progress(done, total, f"{spec}: seed {seed}, windows {b}/{len(windows)}")
         rows.append(
