@@ -145,3 +145,24 @@ def test_eval_progress_counts_windows_from_zero(cmu_small: Path, tmp_path: Path)
     result = evaluate(config, progress=lambda done, total, text: calls.append((done, total)))
     windows = len(result.record["data"]["windows"])
     assert calls == [(k, 2 * windows) for k in range(2 * windows + 1)]
+
+
+def test_sampling_and_refinement_report_every_step() -> None:
+    from egogrpo.config import RefineConfig, SamplerConfig
+    from egogrpo.model.policy import DiffusionPolicy
+    from egogrpo.model.schedule import NoiseSchedule
+
+    steps: list[tuple[int, int]] = []
+    policy = DiffusionPolicy(NoiseSchedule.cosine(), SamplerConfig(rule="ddim", num_steps=4, window=8, overlap=0))
+    policy.sample(lambda x, t, c: 0.5 * x, torch.zeros(1, 8, 3), 5, seed=0, on_step=lambda k, n: steps.append((k, n)))
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    from egogrpo.body import load_body_model
+    from egogrpo.model.refine import refine
+    from egogrpo.model.state import MotionState
+
+    body = load_body_model("default")
+    state = MotionState(torch.zeros(1, 6, 10), torch.eye(3).expand(1, 6, 21, 3, 3).clone(), torch.zeros(1, 6, 21))
+    cpf = torch.tensor([1.0, 0, 0, 0, 0, 0, 1.6]).expand(1, 6, 7)
+    iterations: list[tuple[int, int]] = []
+    refine(body, state, cpf, RefineConfig(iterations=3), on_step=lambda i, n: iterations.append((i, n)))
+    assert iterations == [(1, 3), (2, 3), (3, 3)]

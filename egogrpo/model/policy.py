@@ -22,6 +22,7 @@ rollout is therefore the same whatever the batch layout, chunking or number of p
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -227,6 +228,7 @@ class DiffusionPolicy:
         record: bool = True,
         keep: tuple[int, ...] = (),
         last_predictions: bool | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> Rollout:
         """Sample every member of every group; with `record`, keep what recomputing log-probs needs.
 
@@ -234,6 +236,7 @@ class DiffusionPolicy:
         positions (0 = x_T … K) to store, e.g. DRaFT's starting point K − k (`denoise_from`).
         `last_predictions`: keep the x̂₀ of the last three steps (`Rollout.x0_hat_last`; default: with `record`)
         — the perceptual model's negatives need only these, not the latents of every step.
+        `on_step(k, K)`: called after each of the K transitions (progress).
         """
         keep_last = record if last_predictions is None else last_predictions
         B, G, L, C = cond.shape
@@ -265,6 +268,8 @@ class DiffusionPolicy:
                 last.append(x0_hat)
             if k + 1 in stored_positions:
                 stored[k + 1] = x
+            if on_step is not None:
+                on_step(k + 1, K)
         return Rollout(
             latents=torch.stack([stored[p] for p in positions], dim=2),
             latent_positions=positions,
@@ -283,6 +288,7 @@ class DiffusionPolicy:
         seed: int,
         num_samples: int = 1,
         share_initial: bool = False,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> Float[Tensor, "B S L D"]:
         """`num_samples` final samples per conditioning sequence (evaluation, recovery): sequence b is group b.
 
@@ -291,7 +297,7 @@ class DiffusionPolicy:
         B = cond.shape[0]
         ids = RolloutIds.grid(seed, 0, B, num_samples, share_initial)
         cond = cond[:, None].expand(B, num_samples, *cond.shape[1:])
-        return self.rollout(denoise_fn, cond, ids, state_dim, record=False).final
+        return self.rollout(denoise_fn, cond, ids, state_dim, record=False, on_step=on_step).final
 
     def denoise_from(
         self,

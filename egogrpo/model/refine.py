@@ -80,13 +80,15 @@ def refine(
     T_world_cpf: Float[Tensor, "*batch T 7"],
     config: RefineConfig = RefineConfig(),
     wrists: WristTargets | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> MotionState:
     """Refine `state`'s body rotations (betas, contacts, hands kept) to minimise the guidance costs.
 
     `state` is also the initialisation the priors pull towards. `T_world_cpf` (wxyz_xyz) broadcasts
-    against the state's leading dims. Returns a state of the same shape and dtype.
+    against the state's leading dims. Returns a state of the same shape and dtype. `on_step(i, n)` is called
+    after each of the n Levenberg–Marquardt iterations (progress).
     """
-    refined, _ = refine_with_history(body, state, T_world_cpf, config, wrists)
+    refined, _ = refine_with_history(body, state, T_world_cpf, config, wrists, on_step)
     return refined
 
 
@@ -96,13 +98,14 @@ def refine_with_history(
     T_world_cpf: Float[Tensor, "*batch T 7"],
     config: RefineConfig = RefineConfig(),
     wrists: WristTargets | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[MotionState, Tensor]:
     """`refine`, also returning the total cost (iterations + 1, *batch): before the first and after every step."""
     batch = state.body_rotmats.shape[:-4]
     dtype = torch.float64 if config.float64 else state.body_rotmats.dtype
     with torch.no_grad():
         problem = _Problem.build(body, state, T_world_cpf, state, config, wrists, dtype)
-        rotmats, history = _levenberg_marquardt(problem, config)
+        rotmats, history = _levenberg_marquardt(problem, config, on_step)
     refined = dataclasses.replace(
         state, body_rotmats=rotmats.reshape(state.body_rotmats.shape).to(state.body_rotmats.dtype)
     )
@@ -452,7 +455,9 @@ def _total_cost(terms: list[_Term]) -> Tensor:
     return sum(term.residual.square().flatten(1).sum(-1) for term in terms)
 
 
-def _levenberg_marquardt(problem: _Problem, config: RefineConfig) -> tuple[Tensor, Tensor]:
+def _levenberg_marquardt(
+    problem: _Problem, config: RefineConfig, on_step: Callable[[int, int], None] | None = None
+) -> tuple[Tensor, Tensor]:
     """Rotations (N, T, 21, 3, 3) after `config.iterations` LM steps, and the cost history (iterations + 1, N)."""
     R = problem.rotmats_init
     N, T = R.shape[:2]
@@ -460,7 +465,7 @@ def _levenberg_marquardt(problem: _Problem, config: RefineConfig) -> tuple[Tenso
     cost = _total_cost(_linearize(problem, R, placed, jacobians=False))
     lam = torch.full_like(cost, config.lambda_initial)
     history = [cost]
-    for _ in range(config.iterations):
+    for iteration in range(config.iterations):
         terms = _linearize(problem, R, placed, jacobians=True)
         diag, sub1, sub2, g = _normal_equations(terms, N, T, R)
         damping = torch.diagonal(diag, dim1=-2, dim2=-1).clamp_min(1e-9) * lam[:, None, None]
@@ -478,4 +483,6 @@ def _levenberg_marquardt(problem: _Problem, config: RefineConfig) -> tuple[Tenso
         cost = torch.where(accept, cost_new, cost)
         lam = torch.where(accept, lam / config.lambda_factor, lam * config.lambda_factor).clamp(1e-8, 1e8)
         history.append(cost)
+        if on_step is not None:
+            on_step(iteration + 1, config.iterations)
     return R, torch.stack(history)

@@ -128,6 +128,7 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
         packed_dim(model_config.num_betas, model_config.include_hands),
         seed=config.seed,
         num_samples=config.samples,
+        on_step=lambda k, n: say(f"sampling on {device}: step {k}/{n}"),
     ).cpu()  # the rest (verifier, refinement, export) on the CPU
     state = MotionState.unpack(x0[0], model_config.num_betas, model_config.include_hands)  # (S, T, …)
     kept = config.samples
@@ -148,7 +149,10 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
 
         say("refining")
         wrists = _wrist_targets(paths, trajectory) if config.refinement.use_wrists else None
-        state = refine(body, state, T_world_cpf, config.refinement, wrists=wrists)
+        state = refine(
+            body, state, T_world_cpf, config.refinement, wrists=wrists,
+            on_step=lambda i, n: say(f"refining: iteration {i}/{n}"),
+        )  # fmt: skip
     posed = place_on_cpf(body, state, T_world_cpf)
     wrist_source = str(paths.wrist_and_palm) if config.refine and wrists is not None else None
     metadata = {
