@@ -91,7 +91,9 @@ def test_trajectory_is_resampled_uniformly_over_its_span(trajectory: CpfTrajecto
     assert trajectory.timestamps_ns[-1] <= last_ns < trajectory.timestamps_ns[-1] + 1e9 / 30
     assert set(np.diff(trajectory.timestamps_ns).tolist()) <= {33_333_333, 33_333_334}
     assert trajectory.T_world_device.shape == trajectory.T_world_cpf.shape == (SAMPLE_FRAMES, 7)
-    assert trajectory.calibration == str(paths.vrs) and trajectory.warnings == [] and trajectory.fps == 30.0
+    assert trajectory.calibration == str(paths.vrs) and trajectory.fps == 30.0
+    # the sample's own VRS is not public: the AEA test VRS is another recording, and the reader says so
+    assert len(trajectory.warnings) == 1 and "does not overlap" in trajectory.warnings[0]
 
 
 def test_cpf_poses_match_an_independent_interpolation(trajectory: CpfTrajectory, paths: RecordingPaths) -> None:
@@ -198,6 +200,21 @@ def test_without_a_vrs_the_nominal_calibration_is_used_with_a_warning(
     # provenance: the constant is the AEA test recording's factory calibration
     np.testing.assert_allclose(NOMINAL_T_DEVICE_CPF, read_T_device_cpf(paths.vrs), atol=1e-12)
     np.testing.assert_allclose(nominal.T_world_cpf, trajectory.T_world_cpf, atol=1e-12)
+
+
+def test_a_vrs_from_another_recording_is_named_in_a_warning(
+    paths: RecordingPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample's MPS trajectory (device time 149.2–160.6 s) with the AEA test VRS (86.3–86.8 s): not one
+    recording, and said so; a VRS whose span overlaps the trajectory's gives no warning."""
+    import egogrpo.recover.aria as aria
+
+    span = aria.read_vrs_device_time_span(paths.vrs)
+    assert span is not None and span[1] < 100e9
+    warned = read_cpf_trajectory(paths)
+    assert len(warned.warnings) == 1 and "does not overlap" in warned.warnings[0] and "--vrs" in warned.warnings[0]
+    monkeypatch.setattr(aria, "read_vrs_device_time_span", lambda vrs: (int(140e9), int(170e9)))
+    assert read_cpf_trajectory(paths).warnings == []
 
 
 def test_reading_prints_nothing(paths: RecordingPaths, capfd: pytest.CaptureFixture[str]) -> None:

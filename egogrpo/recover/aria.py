@@ -294,6 +294,13 @@ def read_cpf_trajectory(
     elif paths.vrs is not None:
         T_device_cpf = read_T_device_cpf(paths.vrs)
         calibration = str(paths.vrs)
+        span = read_vrs_device_time_span(paths.vrs)
+        if span is not None and (span[1] < times_ns[0] or span[0] > times_ns[-1]):
+            notes.append(
+                f"{paths.vrs}: its device time {span[0] / 1e9:.1f}–{span[1] / 1e9:.1f} s does not overlap the "
+                f"trajectory's {times_ns[0] / 1e9:.1f}–{times_ns[-1] / 1e9:.1f} s: it is probably another recording, "
+                "whose calibration may not be this device's (check --vrs)"
+            )
     else:
         T_device_cpf = NOMINAL_T_DEVICE_CPF.copy()
         calibration = "nominal"
@@ -329,6 +336,25 @@ def read_T_device_cpf(vrs: Path) -> np.ndarray:
     if T is None:
         raise EgogrpoError(f"{vrs}: the recording holds no device calibration, so no CPF")
     return se3_from_matrix(torch.from_numpy(np.asarray(T, dtype=np.float64))).numpy()
+
+
+def read_vrs_device_time_span(vrs: Path) -> tuple[int, int] | None:
+    """(first, last) device-clock time in ns over every stream of a VRS recording (None if it has none); the
+    MPS trajectory's `tracking_timestamp_us` runs on the same clock, so the two overlap for one recording."""
+    _, data_provider = _projectaria()
+    from projectaria_tools.core.sensor_data import TimeDomain
+
+    with console_output_captured():
+        provider = data_provider.create_vrs_data_provider(str(vrs))
+        if provider is None:
+            return None
+        streams = list(provider.get_all_streams())
+        firsts = [provider.get_first_time_ns(s, TimeDomain.DEVICE_TIME) for s in streams]
+        lasts = [provider.get_last_time_ns(s, TimeDomain.DEVICE_TIME) for s in streams]
+    valid = [(a, b) for a, b in zip(firsts, lasts, strict=True) if a >= 0 and b >= a]
+    if not valid:
+        return None
+    return min(a for a, _ in valid), max(b for _, b in valid)
 
 
 def _read_device_poses(path: Path) -> tuple[np.ndarray, np.ndarray]:
