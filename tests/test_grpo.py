@@ -210,7 +210,7 @@ def test_the_output_is_a_normal_prior_checkpoint(cmu_small: Path, tiny_prior: Pa
 
 
 def test_a_ratio_far_from_one_before_the_first_update_is_an_error() -> None:
-    from egogrpo.train.grpo import _check_first_ratio
+    from egogrpo.train.rules.grpo import _check_first_ratio
 
     _check_first_ratio({"count": 4, "min": -1e-6, "max": 2e-6})  # float32 rounding of another layout: fine
     _check_first_ratio({"count": 0, "min": 1.0, "max": 1.0})  # nothing trained: nothing to check

@@ -30,10 +30,10 @@ from egogrpo.model.sampler import step_coefficients
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState
 from egogrpo.tensor_dataclass import map_fields
-from egogrpo.train.draft import joint_reward
 from egogrpo.train.grpo import train_grpo
-from egogrpo.train.matching import awm_loss, nft_loss
 from egogrpo.train.rewards import group_advantages, win_rates
+from egogrpo.train.rules.draft import joint_reward
+from egogrpo.train.rules.matching import awm_loss, nft_loss
 
 NUM_BETAS = 2
 WIDTHS = {"betas": NUM_BETAS, "body": 189, "contacts": 21}  # packed state without hands: D = 212

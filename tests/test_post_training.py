@@ -29,7 +29,7 @@ from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
 from egogrpo.train.anchor import AnchorLoss
 from egogrpo.train.grpo import train_grpo
-from egogrpo.train.grpo_objective import grpo_objective
+from egogrpo.train.rules.grpo import grpo_objective
 from egogrpo.train.run_dir import load_training_state
 
 tiny_prior = test_grpo.tiny_prior  # the fixture: a random tiny prior for the default body

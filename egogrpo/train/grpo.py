@@ -13,9 +13,9 @@ A linear loop over iterations; each iteration is a pure function of (seed, itera
             (`train.online_scorer.OnlineScorer`);
 5. update:  inner epochs over a random subset of each trajectory's MDP transitions, shuffled and cut into
             optimizer steps; gradients are summed over processes by hand (so processes may hold different
-            numbers of transitions), clipped, and applied with AdamW (`train.grpo_objective`). `config.algo`
-            swaps this step alone for a cheaper rule on the same rollouts (`train.matching`: AWM and
-            DiffusionNFT; `train.draft`: DRaFT-K); every other step, the diagnostics and resume are shared.
+            numbers of transitions), clipped, and applied with AdamW (`train.rules.grpo`). `config.algo`
+            swaps this step alone for a cheaper rule on the same rollouts (`train.rules.matching`: AWM and
+            DiffusionNFT; `train.rules.draft`: DRaFT-K); every other step, the diagnostics and resume are shared.
 
 All randomness is addressed by keys (`model.noise`), so results do not depend on the number of processes,
 and a resumed run continues exactly. Rank 0 writes the run directory (`train.run_dir`): config.json,
@@ -52,22 +52,20 @@ from egogrpo.model.checkpoint import (
 )
 from egogrpo.model.denoiser import condition_encoder
 from egogrpo.model.perceptual import PerceptualScorer, load_perceptual
-from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds, Transitions
-from egogrpo.model.sampler import body_rotation_projection, gaussian_mean_kl
+from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds
+from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim, state_layout
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.anchor import AnchorLoss
 from egogrpo.train.batching import EpochIndexed, StepBatches
-from egogrpo.train.draft import draft_update
-from egogrpo.train.grpo_objective import grpo_objective
 from egogrpo.train.interrupt import StopRequests, stop_requested
-from egogrpo.train.matching import matching_update
 from egogrpo.train.online_scorer import OnlineScorer
 from egogrpo.train.perlin import perlin_keys, perturbed_condition
 from egogrpo.train.plots import plot_reward_curves
 from egogrpo.train.prior import check_training_data, validate_augment
 from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_joints, reward_terms, visual_reward
+from egogrpo.train.rules import rule_for
 from egogrpo.train.run_dir import (
     append_metrics,
     latest_checkpoint,
@@ -81,19 +79,15 @@ from egogrpo.train.run_dir import (
     tensorboard_writer,
     truncate_metrics,
 )
-from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary, trained_positions
+from egogrpo.train.update import UpdateInputs
 
 #: TrainGRPOConfig fields that may change when a run is resumed.
 RESUMABLE = {
     "resume", "iterations", "val_every", "checkpoint_every", "micro_batch", "time_budget_minutes", "budget_clock",
     "device",
 }  # fmt: skip
-#: The update rules of `TrainGRPOConfig.algo` (see its docstring); grpo, the paper's, is the default.
-ALGORITHMS = ("grpo", "awm", "nft", "draft")
 #: What `TrainGRPOConfig.time_budget_minutes` may count: training wall-clock or the process's CPU time.
 BUDGET_CLOCKS = ("wall", "cpu")
-#: Options that only the GRPO objective reads (refused with another algorithm rather than silently ignored).
-GRPO_ONLY = {"clip_range": "--clip-range", "log_prob_fields": "--log-prob-fields"}
 #: A scorer maps a state with leading (N, 1) and its crops (N,) to perceptual scores (N, 1) in (0, 1).
 Scorer = Callable[[MotionState, MotionCrop], Tensor]
 
@@ -144,16 +138,7 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"reward combine must be 'mean' or 'sum', got {config.reward.combine!r}")
     if config.reward.advantage not in ("normalized", "rank"):
         raise EgogrpoError(f"--advantage must be 'normalized' or 'rank', got {config.reward.advantage!r}")
-    if config.algo not in ALGORITHMS:
-        raise EgogrpoError(f"--algo must be one of {', '.join(ALGORITHMS)}, got {config.algo!r}")
-    if config.algo != "grpo":
-        for name, option in GRPO_ONLY.items():
-            if getattr(config, name) is not None:
-                raise EgogrpoError(f"{option} applies to --algo grpo only (this run uses --algo {config.algo})")
-        if config.recompute_old_log_probs:
-            raise EgogrpoError(
-                f"--recompute-old-log-probs applies to --algo grpo only (this run uses --algo {config.algo})"
-            )
+    rule_for(config.algo).check_config(config)
     if config.sampler.rule == "dpmpp2m":
         raise EgogrpoError("the dpmpp2m sampler is deterministic (inference only): post-train with egoallo or ddim")
     if config.budget_clock not in BUDGET_CLOCKS:
@@ -162,8 +147,6 @@ def validate_config(config: TrainGRPOConfig) -> None:
         raise EgogrpoError(f"--anchor-weight must be a finite number ≥ 0, got {config.anchor_weight}")
     if config.anchor_batch < 1:
         raise EgogrpoError(f"--anchor-batch must be ≥ 1, got {config.anchor_batch}")
-    if config.draft_k < 1:
-        raise EgogrpoError(f"--draft-k must be ≥ 1, got {config.draft_k}")
     if not (math.isfinite(config.nft_beta) and config.nft_beta > 0):
         raise EgogrpoError(f"--nft-beta must be a finite positive number, got {config.nft_beta}")
     validate_online_reward(config)
@@ -197,25 +180,14 @@ def validate_online_reward(config: TrainGRPOConfig) -> None:
             if getattr(config, name) != defaults[name]:
                 raise EgogrpoError(f"{option} applies to --reward-online only")
         return
-    if config.algo == "draft":
-        raise EgogrpoError("--reward-online does not apply to --algo draft (it differentiates the joint rewards only)")
     if config.reward_model is None:
         raise EgogrpoError("--reward-online needs --reward CKPT: the perceptual model it starts from")
 
 
-def batch_arithmetic(config: TrainGRPOConfig, world: int, num_mdp: int, num_transitions: int) -> str:
+def batch_arithmetic(config: TrainGRPOConfig, world: int, policy: DiffusionPolicy) -> str:
     """One line: rollouts, training items and optimizer steps per iteration, split over processes."""
     rollouts = config.batch_groups * config.group_size
-    limit = config.train_steps_per_trajectory
-    if config.algo == "grpo":
-        per_rollout = num_mdp if limit is None else min(limit, num_mdp)
-        what = f"{per_rollout} of {num_mdp} MDP transitions trained per rollout"
-    elif config.algo in ("awm", "nft"):
-        per_rollout = num_transitions if limit is None else min(limit, num_transitions)
-        what = f"final samples re-noised at {per_rollout} of {num_transitions} sampler timesteps"
-    else:
-        per_rollout = 1
-        what = f"reward back-propagated through the last {config.draft_k} of {num_transitions} transitions"
+    per_rollout, what = rule_for(config.algo).items_per_rollout(config, policy)
     return (
         f"train-grpo --algo {config.algo}: {config.batch_groups} conditions × G = {config.group_size} = {rollouts} "
         f"rollouts per iteration ({rollouts // world} per process × {world}); {what} "
@@ -331,12 +303,7 @@ def train_grpo(
     policy = DiffusionPolicy(
         NoiseSchedule.cosine(), config.sampler, body_rotation_projection(model_config.num_betas), dim_weights, device
     )
-    if config.algo == "grpo" and not policy.mdp_steps:
-        raise EgogrpoError("the sampler has no stochastic transition: nothing to train (check --sde-window)")
-    if config.algo == "draft" and config.draft_k > policy.num_transitions:
-        raise EgogrpoError(
-            f"--draft-k must be ≤ {policy.num_transitions} (the sampler's transitions), got {config.draft_k}"
-        )
+    rule = rule_for(config.algo)
     online = None
     if config.reward_online:
         if scorer is not None:
@@ -349,15 +316,12 @@ def train_grpo(
         scorer = online.scorer  # R_vis from the EMA copy
     elif config.reward_model is not None and scorer is None:
         scorer = PerceptualScorer(load_perceptual(config.reward_model, device=device)[0], body)  # frozen
-    if config.algo == "draft" and scorer is not None:
-        raise EgogrpoError(
-            "--algo draft differentiates the joint rewards only; train with a perceptual reward via grpo"
-        )
+    rule.check_policy(config, policy, scorer is not None)
     run_dir = Path(config.run_dir)
     if accelerator.is_main_process:
         prepare_run_dir(config, run_dir, config.resume, RESUMABLE, world, str(device))
         if announce is not None:
-            announce(batch_arithmetic(config, world, len(policy.mdp_steps), policy.num_transitions))
+            announce(batch_arithmetic(config, world, policy))
     accelerator.wait_for_everyone()
 
     if config.anchor_batch % world:
@@ -385,8 +349,7 @@ def train_grpo(
     local_rows = torch.arange(rank * per_rank, (rank + 1) * per_rank)
     body_device = body.to(device)
     names = JOINT_REWARDS + (("vis",) if scorer is not None else ())
-    update = {"grpo": _update, "awm": matching_update, "nft": matching_update, "draft": draft_update}[config.algo]
-    keep = (policy.num_transitions - config.draft_k,) if config.algo == "draft" else ()
+    needs = rule.rollout_needs(config, policy)
     last_checkpoint, best_checkpoint = checkpoint, latest_checkpoint(run_dir, "best")
 
     writer = tensorboard_writer(run_dir) if accelerator.is_main_process else None
@@ -417,8 +380,8 @@ def train_grpo(
             )
             negatives_due = online is not None and online.is_due(iteration)  # the scorer needs the last x̂₀
             rollout = policy.rollout(
-                model, cond[:, None], ids, state_dim, record=config.algo == "grpo", keep=keep,
-                last_predictions=config.algo == "grpo" or negatives_due,
+                model, cond[:, None], ids, state_dim, record=needs.record, keep=needs.keep,
+                last_predictions=needs.last_predictions or negatives_due,
             )  # fmt: skip
             times["rollout"] = _lap(tick)
 
@@ -442,7 +405,7 @@ def train_grpo(
                 config, policy, model, reference, optimizer, accelerator, iteration, rollout, ids,
                 advantages.advantages, local_rows, row_crops, body_device, model_config, anchor,
             )  # fmt: skip
-            stats = update(inputs)
+            stats = rule.update(inputs)
             times["update"] = _lap(tick)
 
             done = iteration + 1
@@ -550,80 +513,6 @@ def _budget_spent(clock: _RunClock, config: TrainGRPOConfig, accelerator: Any) -
     return bool(spent.item())
 
 
-def _update(inputs: UpdateInputs) -> dict[str, float]:
-    """Inner epochs of GRPO updates (Eq. 8) on this process's rows; returns the diagnostics of the iteration."""
-    config, policy, model, rollout = inputs.config, inputs.policy, inputs.model, inputs.rollout
-    num_rows, num_mdp = inputs.advantages.numel(), len(rollout.mdp_steps)
-    first_row = int(inputs.local_rows[0])
-    device = rollout.latents.device
-    flat_advantages = inputs.advantages.flatten().to(device)
-    log_ratios, clipped, kls = [], [], []
-    old_override: dict[tuple[int, int], Tensor] = {}
-
-    def item_loss(rows: Tensor, positions: Tensor, epoch: int) -> Tensor:
-        batch = policy.transitions(rollout, rows, positions)
-        if config.recompute_old_log_probs:
-            key_rows = list(zip(rows.tolist(), positions.tolist(), strict=True))
-            if any(k not in old_override for k in key_rows):
-                with torch.no_grad():
-                    fresh, _ = policy.log_prob_and_mean(model, batch)
-                for k, value in zip(key_rows, fresh, strict=True):
-                    old_override.setdefault(k, value)
-            batch = _with_old(batch, torch.stack([old_override[k] for k in key_rows]))
-        log_prob, mean = policy.log_prob_and_mean(model, batch)
-        terms = grpo_objective(log_prob, batch.old_log_prob, flat_advantages[rows + first_row], config.clip_range)
-        loss = terms.loss
-        if inputs.reference is not None:
-            with torch.no_grad():
-                _, reference_mean = policy.log_prob_and_mean(inputs.reference, batch)
-            kl = gaussian_mean_kl(mean, reference_mean, policy.step_std(batch.step))
-            loss = loss + config.kl_weight * kl
-            kls.append(kl.detach())
-        log_ratios.append(terms.log_ratio)
-        clipped.append(terms.clipped)
-        return loss
-
-    # rows of degenerate groups (Â = 0) contribute nothing without a KL term: skip their compute
-    skip = (flat_advantages == 0) if inputs.reference is None else None
-    stats = optimize_items(
-        inputs,
-        lambda epoch: trained_positions(config, inputs.iteration, epoch, num_rows, num_mdp),
-        item_loss,
-        skip,
-        # before the iteration's first update θ = θ_old: ρ must be 1
-        before_first_step=lambda: _check_first_ratio(summary(cat(log_ratios, device), inputs.accelerator)),
-    )
-    log_ratio = summary(cat(log_ratios, device), inputs.accelerator)
-    ratio = summary(torch.exp(cat(log_ratios, device)), inputs.accelerator)
-    stats.update(
-        {
-            "ratio/mean": ratio["mean"],
-            "ratio/min": ratio["min"],
-            "ratio/max": ratio["max"],
-            "clip_fraction": summary(cat(clipped, device), inputs.accelerator)["mean"],
-            "approx_kl": 0.5 * log_ratio["mean_square"],
-        }
-    )
-    if kls:
-        stats["kl_to_prior"] = summary(cat(kls, device), inputs.accelerator)["mean"]
-    return stats
-
-
-#: |log ρ| allowed before the first update: float32 rounding of a different batch layout is ~1e-6.
-FIRST_RATIO_TOLERANCE = 1e-3
-
-
-def _check_first_ratio(log_ratio: dict[str, float]) -> None:
-    """EgogrpoError when recomputed log-probabilities disagree with the rollout's at θ_old."""
-    worst = max(abs(log_ratio["min"]), abs(log_ratio["max"])) if log_ratio["count"] else 0.0
-    if worst > FIRST_RATIO_TOLERANCE:
-        raise EgogrpoError(
-            f"the importance ratio is not 1 before the first update (|log ρ| up to {worst:.2e}): the rollout and the "
-            "log-probability recomputation disagree (autocast or a nondeterministic kernel in the rollout?); "
-            "set recompute_old_log_probs"
-        )
-
-
 # --- small helpers ------------------------------------------------------------------------------------
 
 
@@ -638,10 +527,6 @@ def _non_finite(record: dict) -> str:
 def _select_crops(crops: MotionCrop, index: Tensor) -> MotionCrop:
     """Crop b of every row (the ground truth each rollout is scored against)."""
     return map_fields(crops, lambda t: t[index])
-
-
-def _with_old(batch: Transitions, old: Tensor) -> Transitions:
-    return dataclasses.replace(batch, old_log_prob=old)
 
 
 def _save(

@@ -1,5 +1,5 @@
-"""DRaFT-K (Clark et al., arXiv 2309.17400): back-propagate the differentiable joint reward through the sampler's
-last K transitions (`TrainGRPOConfig.algo` "draft").
+"""`--algo draft`, DRaFT-K (Clark et al., arXiv 2309.17400): back-propagate the differentiable joint reward through
+the sampler's last K transitions.
 
 The rollout (no gradients) stores each member's latent at chain position K_total − K; the update replays the
 last K transitions from there with the same keyed noise (`DiffusionPolicy.denoise_from`, so at θ_old it
@@ -21,12 +21,15 @@ from jaxtyping import Float
 from torch import Tensor
 
 from egogrpo.body import BodyModel
-from egogrpo.config import RewardConfig
+from egogrpo.config import RewardConfig, TrainGRPOConfig
 from egogrpo.data.crops import MotionCrop
-from egogrpo.model.policy import RolloutIds
+from egogrpo.errors import EgogrpoError
+from egogrpo.model.policy import DiffusionPolicy, RolloutIds
 from egogrpo.model.state import MotionState
 from egogrpo.tensor_dataclass import map_fields
 from egogrpo.train.rewards import JOINT_REWARDS, joint_errors_for_reward, joint_rewards
+from egogrpo.train.rules.base import RolloutNeeds
+from egogrpo.train.rules.grpo import refuse_grpo_options
 from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary
 
 
@@ -71,3 +74,37 @@ def draft_update(inputs: UpdateInputs) -> dict[str, float]:
     if kls:
         stats["kl_to_prior"] = summary(cat(kls, start.device), inputs.accelerator)["mean"]
     return stats
+
+
+class DraftRule:
+    """Reward back-propagation through the last `draft_k` transitions (the joint rewards only)."""
+
+    name = "draft"
+
+    def check_config(self, config: TrainGRPOConfig) -> None:
+        refuse_grpo_options(config)
+        if config.draft_k < 1:
+            raise EgogrpoError(f"--draft-k must be ≥ 1, got {config.draft_k}")
+        if config.reward_online:
+            raise EgogrpoError(
+                "--reward-online does not apply to --algo draft (it differentiates the joint rewards only)"
+            )
+
+    def check_policy(self, config: TrainGRPOConfig, policy: DiffusionPolicy, has_scorer: bool) -> None:
+        if config.draft_k > policy.num_transitions:
+            raise EgogrpoError(
+                f"--draft-k must be ≤ {policy.num_transitions} (the sampler's transitions), got {config.draft_k}"
+            )
+        if has_scorer:
+            raise EgogrpoError(
+                "--algo draft differentiates the joint rewards only; train with a perceptual reward via grpo"
+            )
+
+    def rollout_needs(self, config: TrainGRPOConfig, policy: DiffusionPolicy) -> RolloutNeeds:
+        return RolloutNeeds(record=False, keep=(policy.num_transitions - config.draft_k,), last_predictions=False)
+
+    def items_per_rollout(self, config: TrainGRPOConfig, policy: DiffusionPolicy) -> tuple[int, str]:
+        return 1, f"reward back-propagated through the last {config.draft_k} of {policy.num_transitions} transitions"
+
+    def update(self, inputs: UpdateInputs) -> dict[str, float]:
+        return draft_update(inputs)

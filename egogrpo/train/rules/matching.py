@@ -1,4 +1,4 @@
-"""Post-training on the forward process: AWM and DiffusionNFT (`TrainGRPOConfig.algo` "awm" / "nft").
+"""`--algo awm` and `--algo nft`: post-training on the forward process, Advantage Weighted Matching and DiffusionNFT.
 
 Both need only each member's FINAL sample x₀ⁱ, its condition cⁱ and its group-relative advantage Âᵢ — no
 log-probabilities, so no σ → 0 transition, no bf16 ratio drift, and any sampler may produce the rollouts.
@@ -32,8 +32,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from egogrpo.config import TrainGRPOConfig
 from egogrpo.model import noise
+from egogrpo.model.policy import DiffusionPolicy
 from egogrpo.train.prior_loss import prior_loss
+from egogrpo.train.rules.base import RolloutNeeds
+from egogrpo.train.rules.grpo import refuse_grpo_options
 from egogrpo.train.update import UpdateInputs, cat, optimize_items, summary, trained_positions
 
 
@@ -93,7 +97,7 @@ def renoise_positions(inputs: UpdateInputs, epoch: int) -> Tensor:
     return per_group[torch.arange(B * G) // G]
 
 
-def matching_update(inputs: UpdateInputs) -> dict[str, float]:
+def matching_update(inputs: UpdateInputs, variant: str) -> dict[str, float]:
     """Inner epochs of AWM or DiffusionNFT updates on this process's rows; the iteration's diagnostics."""
     config, policy, model = inputs.config, inputs.policy, inputs.model
     G = inputs.advantages.shape[1]
@@ -106,7 +110,7 @@ def matching_update(inputs: UpdateInputs) -> dict[str, float]:
     plan = torch.tensor(policy.plan, dtype=torch.long)
     snr_1 = float(policy.schedule.snr(torch.ones((), dtype=torch.long)))  # ε-prediction units (module docstring)
     steps = config.inner_epochs * config.updates_per_epoch
-    old_model = copy.deepcopy(model).requires_grad_(False) if config.algo == "nft" and steps > 1 else None
+    old_model = copy.deepcopy(model).requires_grad_(False) if variant == "nft" and steps > 1 else None
     num_betas, hands = inputs.model_config.num_betas, inputs.model_config.include_hands
     reference_losses = []
 
@@ -122,7 +126,7 @@ def matching_update(inputs: UpdateInputs) -> dict[str, float]:
         row_cond = cond[rows.to(device)]
         pred = policy.denoiser_x0(model, x_t, t, row_cond)
         advantages = flat_advantages[global_rows.to(device)]
-        if config.algo == "awm":
+        if variant == "awm":
             loss = awm_loss(pred, target, advantages, weight_t, num_betas, hands)
         else:
             if old_model is None:
@@ -140,8 +144,32 @@ def matching_update(inputs: UpdateInputs) -> dict[str, float]:
             loss = loss + config.kl_weight * to_reference
         return loss
 
-    skip = (flat_advantages == 0) if config.algo == "awm" and inputs.reference is None else None
+    skip = (flat_advantages == 0) if variant == "awm" and inputs.reference is None else None
     stats = optimize_items(inputs, lambda epoch: renoise_positions(inputs, epoch), item_loss, skip, block=G)
     if inputs.reference is not None:
         stats["kl_to_prior"] = summary(cat(reference_losses, device), inputs.accelerator)["mean"]
     return stats
+
+
+class MatchingRule:
+    """AWM ("awm") or DiffusionNFT ("nft") on the rollouts' final samples, re-noised at the sampler's timesteps."""
+
+    def __init__(self, variant: str) -> None:
+        self.name = variant
+
+    def check_config(self, config: TrainGRPOConfig) -> None:
+        refuse_grpo_options(config)
+
+    def check_policy(self, config: TrainGRPOConfig, policy: DiffusionPolicy, has_scorer: bool) -> None:
+        pass
+
+    def rollout_needs(self, config: TrainGRPOConfig, policy: DiffusionPolicy) -> RolloutNeeds:
+        return RolloutNeeds(record=False, keep=(), last_predictions=False)
+
+    def items_per_rollout(self, config: TrainGRPOConfig, policy: DiffusionPolicy) -> tuple[int, str]:
+        total, limit = policy.num_transitions, config.train_steps_per_trajectory
+        per_rollout = total if limit is None else min(limit, total)
+        return per_rollout, f"final samples re-noised at {per_rollout} of {total} sampler timesteps"
+
+    def update(self, inputs: UpdateInputs) -> dict[str, float]:
+        return matching_update(inputs, self.name)
