@@ -320,7 +320,9 @@ class TrainPriorConfig:
     val_windows: int = (
         16  # validation windows: non-overlapping 128-frame windows of the val split, at most this many, evenly spread
     )
-    val_seeds: int = 1  # samples per val window (seeds seed, seed+1, …): fewer sampling-noise ups and downs
+    val_seeds: int = (
+        1  # samples per val window (seeds 0, 1, …, the same for every run): fewer sampling-noise ups and downs
+    )
     checkpoint_every: int = 1000
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # for validation sampling
     num_workers: int = 0  # DataLoader worker processes per training process

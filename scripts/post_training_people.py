@@ -45,7 +45,7 @@ from egogrpo.model.checkpoint import (
     merge_checkpoints,
     resolve_checkpoint,
 )
-from egogrpo.train.grpo import train_grpo, validation_errors
+from egogrpo.train.grpo import grpo_validation, train_grpo
 from egogrpo.train.run_dir import read_metrics
 
 BUDGET_CPU_MINUTES = 45.0
@@ -138,7 +138,7 @@ def run(row: str, seed: int, data: str, runs: Path, out: Path) -> None:
     prior_state, best_state = prior_model.state_dict(), best_model.state_dict()
     for alpha in ALPHAS if best is not None else ():
         prior_model.load_state_dict(interpolate_weights(prior_state, best_state, alpha))
-        errors = validation_errors(prior_model, config, model_config, body, windows.crops)
+        errors = grpo_validation(prior_model, config, model_config, body, windows.crops)
         wise_val[alpha], wise_val_pa[alpha] = errors["val/mpjpe_mm"], errors["val/pa_mpjpe_mm"]
         print(f"WiSE α {alpha}: val MPJPE {errors['val/mpjpe_mm']:.2f}")
     alpha_star = min(wise_val, key=lambda a: (wise_val[a], -a))

@@ -29,9 +29,10 @@ from egogrpo.model.policy import DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
-from egogrpo.train.grpo import iteration_crops, log_prob_weights, train_grpo, trained_positions
+from egogrpo.train.grpo import iteration_crops, log_prob_weights, train_grpo
 from egogrpo.train.perlin import perturbed_condition
 from egogrpo.train.rewards import JOINT_REWARDS, reward_terms
+from egogrpo.train.update import trained_positions
 
 TINY = DENOISER_PRESETS["tiny"]
 FAST = SamplerConfig(rule="ddim", num_steps=5, eta=1.0)
@@ -279,7 +280,7 @@ def test_config_validation_names_the_option(cmu_small: Path, tiny_prior: Path, t
 
 def test_validation_samples_with_the_full_sampler_not_the_sde_window(cmu_small: Path, tiny_prior: Path) -> None:
     from egogrpo.eval.windows import joint_errors, sample_states, split_windows
-    from egogrpo.train.grpo import validation_errors
+    from egogrpo.train.grpo import grpo_validation
 
     torch.set_num_threads(1)
     model, model_config, _ = load_checkpoint(tiny_prior)
@@ -289,8 +290,8 @@ def test_validation_samples_with_the_full_sampler_not_the_sde_window(cmu_small: 
         cmu_small, tiny_prior, Path("unused"), sampler=dataclasses.replace(FAST, stochastic_steps=(0, 1))
     )
     full = dataclasses.replace(windowed, sampler=FAST)
-    record = validation_errors(model, windowed, model_config, body, crops)
-    assert record == validation_errors(model, full, model_config, body, crops)
+    record = grpo_validation(model, windowed, model_config, body, crops)
+    assert record == grpo_validation(model, full, model_config, body, crops)
     # sampling with the window itself gives other numbers: the test can tell the two samplers apart
     states = sample_states(model, model_config, windowed.sampler, crops, seed=0)
     with_window = float(joint_errors(body, states, crops)["mpjpe"].mean())

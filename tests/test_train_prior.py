@@ -91,26 +91,25 @@ def test_saved_weights_are_the_float64_moving_average_of_the_raw_weights(cmu_sma
         assert any(not torch.equal(saved[name], raw[name]) for name in saved)
 
 
-def test_validation_averages_val_seeds_consecutive_seeds(cmu_small: Path, tmp_path: Path) -> None:
-    """val_seeds = 2 from seed 0 is the mean of the single-seed validations at seeds 0 and 1 (equal window counts),
-    which differ from each other; PA-MPJPE is reported beside MPJPE."""
+def test_validation_averages_sample_seeds_from_zero_for_every_run(cmu_small: Path) -> None:
+    """Two val seeds are the mean of the per-window errors of sample seeds 0 and 1 (computed here from the
+    samples), which differ from each other; PA-MPJPE is reported beside MPJPE; no training seed enters."""
     from egogrpo.body import load_body_model
-    from egogrpo.eval.windows import split_windows
+    from egogrpo.config import SamplerConfig
+    from egogrpo.eval.windows import joint_errors, sample_states, split_windows
     from egogrpo.model.denoiser import EgoDenoiser
-    from egogrpo.train.prior import validation_errors
+    from egogrpo.train.validation import validation_errors
 
     torch.manual_seed(3)
     model, body = EgoDenoiser(TINY).eval(), load_body_model("default")
-    windows = split_windows(str(cmu_small), "val", 128, 2)
-
-    def errors(seed: int, val_seeds: int) -> dict[str, float]:
-        config = _config(cmu_small, tmp_path / "unused", seed=seed, val_seeds=val_seeds)
-        return validation_errors(model, config, body, windows, torch.device("cpu"))
-
-    both, first, second = errors(0, 2), errors(0, 1), errors(1, 1)
-    assert first["val/mpjpe_mm"] != second["val/mpjpe_mm"]
-    for key in ("val/mpjpe_mm", "val/pa_mpjpe_mm"):
-        assert both[key] == pytest.approx((first[key] + second[key]) / 2, rel=1e-5), key
+    crops = split_windows(str(cmu_small), "val", 128, 2).crops
+    sampler = SamplerConfig(rule="ddim", num_steps=4)
+    both = validation_errors(model, TINY, sampler, body, crops, 2)
+    per_seed = [joint_errors(body, sample_states(model, TINY, sampler, crops, seed=s), crops) for s in (0, 1)]
+    assert float(per_seed[0]["mpjpe"].mean()) != float(per_seed[1]["mpjpe"].mean())
+    for key in ("mpjpe", "pa_mpjpe"):
+        expected = float(torch.cat([e[key] for e in per_seed]).mean())
+        assert both[f"val/{key}_mm"] == pytest.approx(expected, rel=1e-6), key
 
 
 def test_validation_mpjpe_and_run_directory(cmu_small: Path, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def train_prior(
     learning_rate: Annotated[float, typer.Option("--lr", help="AdamW learning rate after warm-up.")] = 1e-4,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 1000,
     val_every: Annotated[int, typer.Option(help="Sampled val MPJPE every N steps (0: never).")] = 1000,
-    val_seeds: Annotated[int, typer.Option(help="Samples per val window (seeds seed, seed+1, …).")] = 1,
+    val_seeds: Annotated[int, typer.Option(help="Samples per val window (seeds 0, 1, …: the same for every run).")] = 1,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 1000,
     log_every: Annotated[int, typer.Option(help="Log metrics every N steps.")] = 50,
     num_workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 0,

@@ -286,20 +286,3 @@ def joint_errors(body: BodyModel, state: MotionState, crops: MotionCrop) -> dict
     """Per-window, per-sample MPJPE and PA-MPJPE (mm), shape (N, S)."""
     predicted, truth = placed_joints(body, state, crops)
     return {"mpjpe": mpjpe(predicted, truth).mean(dim=-1), "pa_mpjpe": pa_mpjpe(predicted, truth).mean(dim=-1)}
-
-
-def sampled_errors(
-    model: torch.nn.Module,
-    model_config: DenoiserConfig,
-    sampler: SamplerConfig,
-    body: BodyModel,
-    crops: MotionCrop,
-    seeds: tuple[int, ...],
-) -> dict[str, float]:
-    """Mean MPJPE and PA-MPJPE (mm) of one sample per crop and seed, placed on the ground-truth CPF (validation)."""
-    errors: dict[str, list[Tensor]] = {"mpjpe": [], "pa_mpjpe": []}
-    for seed in seeds:
-        states = sample_states(model, model_config, sampler, crops, seed=seed)
-        for name, value in joint_errors(body, states, crops).items():
-            errors[name].append(value)
-    return {name: float(torch.cat(values).mean()) for name, values in errors.items()}

@@ -41,11 +41,11 @@ import torch
 from torch import Tensor
 
 from egogrpo.body import BodyModel, load_body_model
-from egogrpo.config import DenoiserConfig, TrainGRPOConfig
+from egogrpo.config import DenoiserConfig, SamplerConfig, TrainGRPOConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import intra_group_diversity
-from egogrpo.eval.windows import joint_errors, sample_states, split_windows, truth_joints
+from egogrpo.eval.windows import split_windows, truth_joints
 from egogrpo.model.checkpoint import (
     load_checkpoint_for_body,
     save_checkpoint,
@@ -80,6 +80,7 @@ from egogrpo.train.run_dir import (
     truncate_metrics,
 )
 from egogrpo.train.update import UpdateInputs
+from egogrpo.train.validation import correlation, validation_errors
 
 #: TrainGRPOConfig fields that may change when a run is resumed.
 RESUMABLE = {
@@ -227,7 +228,13 @@ def iteration_crops(dataset: MotionCropDataset, config: TrainGRPOConfig, iterati
     return collate_crops([indexed[i] for i in items])
 
 
-def validation_errors(
+def validation_sampler(config: TrainGRPOConfig) -> SamplerConfig:
+    """The rollout sampler made stochastic at every step (its SDE window dropped): the SDE window is a training
+    device, and the model is used, and evaluated, with the full sampler."""
+    return dataclasses.replace(config.sampler, stochastic_steps=None)
+
+
+def grpo_validation(
     model: torch.nn.Module,
     config: TrainGRPOConfig,
     model_config: DenoiserConfig,
@@ -235,36 +242,16 @@ def validation_errors(
     crops: MotionCrop,
     scorer: Scorer | None = None,
 ) -> dict[str, float | None]:
-    """Val-split MPJPE / PA-MPJPE (mm), the body placed on the ground-truth CPF, over `val_seeds` seeds.
+    """`train.validation.validation_errors` of the run's val windows with `validation_sampler`, and with a scorer
+    the visual reward of those samples."""
 
-    Samples with the rollout sampler made stochastic at every step (its SDE window dropped): the SDE window is a
-    training device, and the model is used, and evaluated, with the full sampler.
+    def visual(states: MotionState) -> Tensor:
+        return visual_reward(scorer(states, crops), config.reward)
 
-    With a scorer, also the mean visual reward of those samples (`val/vis`) and its Pearson correlation with their
-    MPJPE (`val/vis_mpjpe_corr`, held out: negative while the reward tracks accuracy; a rise towards 0 or above
-    while the training reward climbs is reward hacking).
-    """
-    errors: dict[str, list[Tensor]] = {"mpjpe": [], "pa_mpjpe": []}
-    visual: list[Tensor] = []
-    sampler = dataclasses.replace(config.sampler, stochastic_steps=None)
-    for seed in range(config.val_seeds):
-        states = sample_states(model, model_config, sampler, crops, seed=seed)  # leading (N, 1)
-        for name, value in joint_errors(body, states, crops).items():
-            errors[name].append(value)
-        if scorer is not None:
-            visual.append(visual_reward(scorer(states, crops), config.reward))
-    record: dict[str, float | None] = {f"val/{k}_mm": float(torch.cat(v).mean()) for k, v in errors.items()}
-    if visual:
-        rewards = torch.cat(visual)
-        record["val/vis"] = float(rewards.mean())
-        record["val/vis_mpjpe_corr"] = correlation(rewards.flatten(), torch.cat(errors["mpjpe"]).flatten())
-    return record
-
-
-def correlation(a: Tensor, b: Tensor) -> float | None:
-    """Pearson correlation of two equally long series (None when undefined: fewer than 2 values or no spread)."""
-    value = float(torch.corrcoef(torch.stack((a, b.to(a.dtype))))[0, 1]) if a.numel() > 1 else math.nan
-    return value if math.isfinite(value) else None
+    sampler = validation_sampler(config)
+    return validation_errors(
+        model, model_config, sampler, body, crops, config.val_seeds, visual if scorer is not None else None
+    )
 
 
 # --- the loop -----------------------------------------------------------------------------------------
@@ -356,7 +343,7 @@ def train_grpo(
     if val_windows is not None and start == 0 and accelerator.is_main_process:
         initial = {
             "iteration": 0,
-            **validation_errors(model, config, model_config, body_device, val_windows.crops.to(device), scorer),
+            **grpo_validation(model, config, model_config, body_device, val_windows.crops.to(device), scorer),
         }
         append_metrics(run_dir / "metrics.jsonl", initial)
         best_val = initial["val/mpjpe_mm"]
@@ -437,7 +424,7 @@ def train_grpo(
                 if accelerator.is_main_process:
                     tick = time.perf_counter()
                     val_crops = val_windows.crops.to(device)
-                    record.update(validation_errors(model, config, model_config, body_device, val_crops, scorer))
+                    record.update(grpo_validation(model, config, model_config, body_device, val_crops, scorer))
                     record["seconds/val"] = _lap(tick)
             record.update(clock.stop_iteration())
             if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):

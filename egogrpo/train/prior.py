@@ -29,7 +29,7 @@ from egogrpo.config import AugmentConfig, DenoiserConfig, TrainPriorConfig, Trai
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.data.hdf5_schema import require_body_model
 from egogrpo.errors import EgogrpoError
-from egogrpo.eval.windows import Windows, mean_pose_state, mean_pose_to_json, sampled_errors, split_windows
+from egogrpo.eval.windows import mean_pose_state, mean_pose_to_json, split_windows
 from egogrpo.model import noise
 from egogrpo.model.checkpoint import save_checkpoint
 from egogrpo.model.conditioning import cpf_conditioning
@@ -55,6 +55,7 @@ from egogrpo.train.run_dir import (
     start_processes,
     truncate_metrics,
 )
+from egogrpo.train.validation import validation_errors
 
 #: TrainPriorConfig fields that may change when a run is resumed.
 RESUMABLE = {
@@ -124,23 +125,6 @@ def denoising_losses(
 def learning_rate(config: TrainPriorConfig | TrainRewardConfig, step: int) -> float:
     """Linear warm-up over `warmup_steps`, then constant (EgoAllo's LambdaLR); step 0-based."""
     return config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
-
-
-# --- validation ---------------------------------------------------------------------------------------
-
-
-def validation_errors(
-    model: torch.nn.Module, config: TrainPriorConfig, body: BodyModel, windows: Windows, device: torch.device
-) -> dict[str, float]:
-    """Sampled MPJPE and PA-MPJPE (mm) over the 22 body joints, the body placed on the ground-truth CPF
-    (EgoAllo's protocol), averaged over `val_seeds` samples per window."""
-    crops = windows.crops.to(device)
-    seeds = tuple(range(config.seed, config.seed + config.val_seeds))
-    errors = sampled_errors(model, config.model, config.sampler, body.to(device), crops, seeds)
-    return {"val/mpjpe_mm": errors["mpjpe"], "val/pa_mpjpe_mm": errors["pa_mpjpe"]}
-
-
-# --- the loop ---------------------------------------------------------------------------------------
 
 
 def check_training_data(data: str, dataset: MotionCropDataset, body: BodyModel, model: DenoiserConfig) -> None:
@@ -283,7 +267,11 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
                 if val_windows is not None and (done % config.val_every == 0 or done == config.max_steps):
                     if accelerator.is_main_process:
                         evaluated = accelerator.unwrap_model(model) if average is None else average.model
-                        record.update(validation_errors(evaluated, config, body, val_windows, device))
+                        crops = val_windows.crops.to(device)
+                        errors = validation_errors(
+                            evaluated, config.model, config.sampler, body.to(device), crops, config.val_seeds
+                        )
+                        record.update(errors)
                     accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     append_metrics(run_dir / "metrics.jsonl", record)
