@@ -33,8 +33,8 @@ from egogrpo.config import PerlinConfig, PreprocessConfig, RewardConfig, Sampler
 from egogrpo.data.crops import MotionCropDataset
 from egogrpo.data.preprocess import run_preprocess
 from egogrpo.eval.metrics import intra_group_diversity
-from egogrpo.eval.windows import placed_joints, truth_joints
 from egogrpo.model.checkpoint import load_checkpoint, resolve_checkpoint
+from egogrpo.model.placement import placed_joints, truth_joints
 from egogrpo.model.policy import DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule

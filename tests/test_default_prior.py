@@ -52,7 +52,8 @@ def _held_out_people(sample_data: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_shipped_prior_beats_the_mean_pose_baseline_on_people_it_never_saw(sample_data: Path, tmp_path: Path) -> None:
-    from egogrpo.eval.windows import joint_errors, mean_pose_state, sample_states, split_windows
+    from egogrpo.eval.windows import joint_errors, mean_pose_state, split_windows
+    from egogrpo.model.sampling import sample_states
 
     data = _held_out_people(sample_data, tmp_path)
     body = load_body_model("default")

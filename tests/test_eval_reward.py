@@ -13,11 +13,13 @@ import torch
 from egogrpo.body import load_body_model
 from egogrpo.config import DENOISER_PRESETS, PERCEPTUAL_PRESETS, EvalConfig
 from egogrpo.eval.evaluate import evaluate, load_protocol
-from egogrpo.eval.windows import broadcast_state, mean_pose_state, sample_states, split_windows, truth_joints
+from egogrpo.eval.windows import mean_pose_state, split_windows
 from egogrpo.fileio import sha256_of_file
 from egogrpo.model.checkpoint import load_checkpoint, save_checkpoint
 from egogrpo.model.denoiser import EgoDenoiser
 from egogrpo.model.perceptual import PerceptualModel, PerceptualScorer, load_perceptual, save_perceptual, score
+from egogrpo.model.placement import broadcast_state, truth_joints
+from egogrpo.model.sampling import sample_states
 
 SPLIT = "val"  # CMU 02_09: two 128-frame windows
 SEEDS, SAMPLES = 2, 2

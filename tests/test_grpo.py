@@ -279,7 +279,8 @@ def test_config_validation_names_the_option(cmu_small: Path, tiny_prior: Path, t
 
 
 def test_validation_samples_with_the_full_sampler_not_the_sde_window(cmu_small: Path, tiny_prior: Path) -> None:
-    from egogrpo.eval.windows import joint_errors, sample_states, split_windows
+    from egogrpo.eval.windows import joint_errors, split_windows
+    from egogrpo.model.sampling import sample_states
     from egogrpo.train.grpo import grpo_validation
 
     torch.set_num_threads(1)

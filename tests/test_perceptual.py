@@ -295,7 +295,7 @@ def test_train_reward_refuses_bad_options(cmu_small: Path, tiny_prior: Path, tmp
 
 def test_scorer_hook_scores_states_on_the_crops_cpf(cmu_small: Path) -> None:
     from egogrpo.data.crops import MotionCropDataset, collate_crops
-    from egogrpo.eval.windows import truth_joints
+    from egogrpo.model.placement import truth_joints
 
     torch.manual_seed(3)
     model = PerceptualModel(TINY).eval()

@@ -386,8 +386,9 @@ def test_eval_best_of_n_scores_each_window_with_the_sample_the_verifier_ranks_fi
 ) -> None:
     from egogrpo.body import load_body_model
     from egogrpo.config import PERCEPTUAL_PRESETS
-    from egogrpo.eval.windows import joint_errors, sample_states, split_windows
+    from egogrpo.eval.windows import joint_errors, split_windows
     from egogrpo.model.perceptual import PerceptualModel, sample_logits, save_perceptual
+    from egogrpo.model.sampling import sample_states
 
     torch.manual_seed(5)
     model_v = PerceptualModel(PERCEPTUAL_PRESETS["tiny"]).eval()

@@ -105,8 +105,9 @@ def test_adt_sequence_with_the_default_prior(sample_data: Path, cmu_small: Path,
     the prior beats the mean training pose (of the CMU fixture's train clips) placed on the same head."""
     from egogrpo.config import PreprocessConfig, SamplerConfig
     from egogrpo.data.preprocess import run_preprocess
-    from egogrpo.eval.windows import joint_errors, mean_pose_state, sample_states, split_windows
+    from egogrpo.eval.windows import joint_errors, mean_pose_state, split_windows
     from egogrpo.model.checkpoint import default_prior_dir, load_checkpoint
+    from egogrpo.model.sampling import sample_states
 
     data = tmp_path / "adt.h5"
     folder = sample_data / "aria/aria_digital_twin_test_data"

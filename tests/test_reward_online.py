@@ -25,11 +25,13 @@ from egogrpo.body import load_body_model
 from egogrpo.config import PERCEPTUAL_PRESETS, TrainGRPOConfig
 from egogrpo.data.crops import MotionCropDataset
 from egogrpo.errors import EgogrpoError
-from egogrpo.eval.windows import placed_joints, sample_states, split_windows
+from egogrpo.eval.windows import split_windows
 from egogrpo.model.checkpoint import load_checkpoint
 from egogrpo.model.perceptual import PerceptualModel, load_perceptual, save_perceptual, score, state_inputs
+from egogrpo.model.placement import placed_joints
 from egogrpo.model.policy import DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
+from egogrpo.model.sampling import sample_states
 from egogrpo.model.schedule import NoiseSchedule
 from egogrpo.model.state import MotionState, packed_dim
 from egogrpo.train import online_scorer

@@ -14,7 +14,6 @@ from egogrpo.body import load_body_model
 from egogrpo.config import RewardConfig
 from egogrpo.data.crops import MotionCrop
 from egogrpo.errors import EgogrpoError
-from egogrpo.eval.windows import placed_joints
 from egogrpo.geometry import (
     quat_from_axis_angle,
     quat_from_matrix,
@@ -23,6 +22,7 @@ from egogrpo.geometry import (
     se3_identity,
     se3_inverse,
 )
+from egogrpo.model.placement import placed_joints
 from egogrpo.model.state import MotionState
 from egogrpo.train.rewards import (
     JOINT_REWARDS,

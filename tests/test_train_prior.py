@@ -96,8 +96,9 @@ def test_validation_averages_sample_seeds_from_zero_for_every_run(cmu_small: Pat
     samples), which differ from each other; PA-MPJPE is reported beside MPJPE; no training seed enters."""
     from egogrpo.body import load_body_model
     from egogrpo.config import SamplerConfig
-    from egogrpo.eval.windows import joint_errors, sample_states, split_windows
+    from egogrpo.eval.windows import joint_errors, split_windows
     from egogrpo.model.denoiser import EgoDenoiser
+    from egogrpo.model.sampling import sample_states
     from egogrpo.train.validation import validation_errors
 
     torch.manual_seed(3)

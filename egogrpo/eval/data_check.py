@@ -32,8 +32,8 @@ import torch
 from egogrpo.data.crops import MotionCrop
 from egogrpo.data.hdf5_schema import MotionFile
 from egogrpo.eval.metrics import FOOT_JOINTS, jitter
-from egogrpo.eval.windows import truth_joints
 from egogrpo.fileio import atomic_output
+from egogrpo.model.placement import truth_joints
 
 BELOW_FLOOR_FLAG_M = -0.10
 BELOW_FLOOR_SHARE_M = -0.05

@@ -21,7 +21,7 @@ from egogrpo.body import BodyModel
 from egogrpo.config import config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval import metrics as m
-from egogrpo.eval.windows import Windows, broadcast_state, label_joints
+from egogrpo.eval.windows import Windows, label_joints
 from egogrpo.model.checkpoint import body_model_matches
 from egogrpo.model.perceptual import (
     PerceptualModel,
@@ -30,6 +30,7 @@ from egogrpo.model.perceptual import (
     perceptual_body_model_id,
     sample_logits,
 )
+from egogrpo.model.placement import broadcast_state
 from egogrpo.model.state import MotionState
 
 DEFINITION = (

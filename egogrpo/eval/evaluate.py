@@ -40,19 +40,18 @@ from egogrpo.eval.windows import (
     LABEL_SOURCES,
     SLICINGS,
     Windows,
-    broadcast_state,
     label_joints,
     mean_pose,
     mean_pose_from_json,
-    placed_joints,
     read_windows,
-    sample_states,
 )
 from egogrpo.fileio import atomic_output, check_writable, sha256_of_file
 from egogrpo.geometry import quat_to_matrix
 from egogrpo.model.checkpoint import body_model_matches, load_checkpoint, resolve_checkpoint
 from egogrpo.model.combine import COMBINE_RULES, best_of_samples, mean_of_samples
+from egogrpo.model.placement import broadcast_state, placed_joints
 from egogrpo.model.sampler import solver_options, window_starts
+from egogrpo.model.sampling import sample_states
 from egogrpo.model.state import MotionState
 
 FPS = 30.0

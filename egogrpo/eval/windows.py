@@ -15,19 +15,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from egogrpo.body import BodyModel
-from egogrpo.config import DenoiserConfig, SamplerConfig
 from egogrpo.data.crops import MotionCrop, collate_crops
 from egogrpo.data.hdf5_schema import MotionFile
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe, pa_mpjpe
-from egogrpo.geometry import nearest_rotation, quat_from_matrix, quat_to_matrix, se3_apply
-from egogrpo.model.conditioning import cpf_conditioning
-from egogrpo.model.denoiser import sampling_denoiser
-from egogrpo.model.placement import place_on_cpf
-from egogrpo.model.policy import DiffusionPolicy, RolloutIds
-from egogrpo.model.sampler import body_rotation_projection
-from egogrpo.model.schedule import NoiseSchedule
-from egogrpo.model.state import MotionState, packed_dim
+from egogrpo.geometry import nearest_rotation, quat_from_matrix, quat_to_matrix
+from egogrpo.model.placement import placed_joints, truth_joints
+from egogrpo.model.state import MotionState
 from egogrpo.tensor_dataclass import map_fields
 
 SLICINGS = ("windows", "egoallo")
@@ -142,12 +136,6 @@ def split_windows(
         return read_windows(motion, motion.names(split), length, slicing, max_windows, first_only)
 
 
-def truth_joints(crops: MotionCrop) -> Float[Tensor, "*batch T 22 3"]:
-    """Ground-truth world joints: the pelvis from T_world_root, the other 21 from the CPF frame."""
-    rest = se3_apply(crops.T_world_cpf[..., None, :], crops.joints_wrt_cpf)
-    return torch.cat((crops.T_world_root[..., None, 4:], rest), dim=-2)
-
-
 LABEL_SOURCES = ("stored", "state_fk")
 
 
@@ -165,39 +153,6 @@ def label_joints(body: BodyModel, crops: MotionCrop, source: str = "stored") -> 
         raise EgogrpoError(f"unknown label source {source!r}; known: {', '.join(LABEL_SOURCES)}")
     shaped = body.to(dtype=crops.T_world_root.dtype).with_shape(crops.betas)  # betas (*batch, 1, B): over frames
     return shaped.with_pose(crops.T_world_root, crops.body_quats).joints[..., :22, :]
-
-
-@torch.no_grad()
-def sample_states(
-    model: torch.nn.Module,
-    model_config: DenoiserConfig,
-    sampler: SamplerConfig,
-    crops: MotionCrop,
-    seed: int,
-    num_samples: int = 1,
-    first_group: int = 0,
-) -> MotionState:
-    """Sample the prior conditioned on each crop's CPF trajectory; a state with leading (N, S).
-
-    Window n is group `first_group` + n of the seed's streams (pass a chunk's offset, so a window's samples
-    do not depend on the chunking); samples do not share x_T.
-    """
-    cond = cpf_conditioning(crops.T_cpf_tm1_cpf_t, crops.T_world_cpf, config=model_config)
-    policy = DiffusionPolicy(
-        NoiseSchedule.cosine(), sampler, project=body_rotation_projection(model_config.num_betas), device=cond.device
-    )
-    state_dim = packed_dim(model_config.num_betas, model_config.include_hands)
-    N = cond.shape[0]
-    ids = RolloutIds(
-        seed,
-        0,
-        torch.arange(first_group, first_group + N),
-        torch.arange(num_samples).expand(N, num_samples),
-        share_initial=False,
-    )
-    cond = cond[:, None].expand(N, num_samples, *cond.shape[1:])
-    x0 = policy.rollout(sampling_denoiser(model, sampler), cond, ids, state_dim, record=False).final
-    return MotionState.unpack(x0, model_config.num_betas, model_config.include_hands)
 
 
 def mean_pose(motion: MotionFile, names: Sequence[str], num_betas: int) -> MotionState:
@@ -254,32 +209,6 @@ def mean_pose_from_json(value: object, where: str, num_betas: int) -> MotionStat
         body_rotmats=quat_to_matrix(quats / quats.norm(dim=-1, keepdim=True)).float()[None],
         contacts=torch.zeros(1, 21),
     )
-
-
-def _expand(state: MotionState, lead: tuple[int, ...]) -> MotionState:
-    """Broadcast a state's leading dimensions (e.g. one baseline frame) to `lead`."""
-    return MotionState(
-        betas=state.betas.expand(*lead, state.betas.shape[-1]),
-        body_rotmats=state.body_rotmats.expand(*lead, 21, 3, 3),
-        contacts=state.contacts.expand(*lead, 21),
-    )
-
-
-def broadcast_state(state: MotionState, crops: MotionCrop) -> MotionState:
-    """`state` as (N, S, T, …): samples pass through; a baseline (broadcastable to (N, T, …)) gets S = 1."""
-    if state.body_rotmats.dim() == 6:
-        return state
-    N, T = crops.T_world_cpf.shape[:2]
-    return _expand(state, (N, 1, T))
-
-
-def placed_joints(body: BodyModel, state: MotionState, crops: MotionCrop) -> tuple[Tensor, Tensor]:
-    """Predicted and ground-truth world joints (N, S, T, 22, 3), the prediction placed on the crops' CPF."""
-    state = broadcast_state(state, crops)
-    lead = state.body_rotmats.shape[:-3]
-    T_world_cpf, truth = crops.T_world_cpf[:, None].expand(*lead, 7), truth_joints(crops)[:, None].expand(*lead, 22, 3)
-    posed = place_on_cpf(body.to(dtype=T_world_cpf.dtype), state, T_world_cpf)
-    return posed.joints[..., :22, :], truth
 
 
 def joint_errors(body: BodyModel, state: MotionState, crops: MotionCrop) -> dict[str, Tensor]:

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from egogrpo.body import BodyModel, PosedBody
 from egogrpo.body.topology import HEAD
-from egogrpo.geometry import quat_from_matrix, quat_to_matrix
+from egogrpo.data.crops import MotionCrop
+from egogrpo.geometry import quat_from_matrix, quat_to_matrix, se3_apply
 from egogrpo.model.state import MotionState
 
 
@@ -58,3 +59,38 @@ def root_from_cpf(
     """T_world_root (wxyz_xyz, pelvis position) that `place_on_cpf` uses."""
     posed = place_on_cpf(body, state, T_world_cpf)
     return torch.cat((quat_from_matrix(posed.R_world_joint[..., 0, :, :]), posed.p_world_joint[..., 0, :]), dim=-1)
+
+
+# --- placing predictions and labels of training crops (evaluation, rewards, validation) -------------------
+
+
+def truth_joints(crops: MotionCrop) -> Float[Tensor, "*batch T 22 3"]:
+    """Ground-truth world joints: the pelvis from T_world_root, the other 21 from the CPF frame."""
+    rest = se3_apply(crops.T_world_cpf[..., None, :], crops.joints_wrt_cpf)
+    return torch.cat((crops.T_world_root[..., None, 4:], rest), dim=-2)
+
+
+def _expand(state: MotionState, lead: tuple[int, ...]) -> MotionState:
+    """Broadcast a state's leading dimensions (e.g. one baseline frame) to `lead`."""
+    return MotionState(
+        betas=state.betas.expand(*lead, state.betas.shape[-1]),
+        body_rotmats=state.body_rotmats.expand(*lead, 21, 3, 3),
+        contacts=state.contacts.expand(*lead, 21),
+    )
+
+
+def broadcast_state(state: MotionState, crops: MotionCrop) -> MotionState:
+    """`state` as (N, S, T, …): samples pass through; a baseline (broadcastable to (N, T, …)) gets S = 1."""
+    if state.body_rotmats.dim() == 6:
+        return state
+    N, T = crops.T_world_cpf.shape[:2]
+    return _expand(state, (N, 1, T))
+
+
+def placed_joints(body: BodyModel, state: MotionState, crops: MotionCrop) -> tuple[Tensor, Tensor]:
+    """Predicted and ground-truth world joints (N, S, T, 22, 3), the prediction placed on the crops' CPF."""
+    state = broadcast_state(state, crops)
+    lead = state.body_rotmats.shape[:-3]
+    T_world_cpf, truth = crops.T_world_cpf[:, None].expand(*lead, 7), truth_joints(crops)[:, None].expand(*lead, 22, 3)
+    posed = place_on_cpf(body.to(dtype=T_world_cpf.dtype), state, T_world_cpf)
+    return posed.joints[..., :22, :], truth

@@ -45,13 +45,14 @@ from egogrpo.config import DenoiserConfig, SamplerConfig, TrainGRPOConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import intra_group_diversity
-from egogrpo.eval.windows import split_windows, truth_joints
+from egogrpo.eval.windows import split_windows
 from egogrpo.model.checkpoint import (
     load_checkpoint_for_body,
     save_checkpoint,
 )
 from egogrpo.model.denoiser import condition_encoder
 from egogrpo.model.perceptual import PerceptualScorer, load_perceptual
+from egogrpo.model.placement import truth_joints
 from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule

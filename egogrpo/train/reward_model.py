@@ -36,7 +36,7 @@ from egogrpo.config import DenoiserConfig, TrainRewardConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe, perceptual_accuracy
-from egogrpo.eval.windows import Windows, split_windows, truth_joints
+from egogrpo.eval.windows import Windows, split_windows
 from egogrpo.model import noise
 from egogrpo.model.checkpoint import load_checkpoint_for_body
 from egogrpo.model.conditioning import cpf_conditioning
@@ -48,6 +48,7 @@ from egogrpo.model.perceptual import (
     score_logits,
     state_inputs,
 )
+from egogrpo.model.placement import truth_joints
 from egogrpo.model.policy import NUM_LAST_PREDICTIONS, DiffusionPolicy, RolloutIds
 from egogrpo.model.sampler import body_rotation_projection
 from egogrpo.model.schedule import NoiseSchedule

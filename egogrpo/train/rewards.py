@@ -32,8 +32,8 @@ from egogrpo.config import RewardConfig
 from egogrpo.data.crops import MotionCrop
 from egogrpo.errors import EgogrpoError
 from egogrpo.eval.metrics import mpjpe, mpjve, pa_mpjpe
-from egogrpo.eval.windows import placed_joints
 from egogrpo.geometry import quat_to_matrix
+from egogrpo.model.placement import placed_joints
 from egogrpo.model.state import MotionState
 
 JOINT_REWARDS = ("rot", "pos", "pos_pa", "vel")

@@ -16,7 +16,8 @@ from torch import Tensor
 from egogrpo.body import BodyModel
 from egogrpo.config import DenoiserConfig, SamplerConfig
 from egogrpo.data.crops import MotionCrop
-from egogrpo.eval.windows import joint_errors, sample_states
+from egogrpo.eval.windows import joint_errors
+from egogrpo.model.sampling import sample_states
 from egogrpo.model.state import MotionState
 
 
