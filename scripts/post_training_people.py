@@ -12,9 +12,9 @@ cpu`: rollouts, rewards, updates and validation; one thread per run, two runs si
      MPJPE over {0, 0.25, 0.5, 0.75, 1} (0 is the prior, 1 the best iteration);
   3. the test people (protocol `people`, every window, sample seed 0 — the prior's row uses the same sampler
      noise, so differences are paired by window and noise): the best iteration and the α* interpolation.
-The result, per-window values of every metric included, goes to OUT/runs/ROW-sSEED.json (atomic).
+The result, per-window values of every metric included, goes to OUT/results/ROW-sSEED.json (atomic).
 
-`test-time NAME` evaluates the prior with a test-time alternative on the test people (OUT/runs/NAME.json).
+`test-time NAME` evaluates the prior with a test-time alternative on the test people (OUT/results/NAME.json).
 `table` pools the results into OUT/README.md tables (paired to the prior, mean ± s.e. over windows; the
 spread over training seeds beside it).
 
@@ -112,7 +112,7 @@ def _write(path: Path, record: dict) -> None:
 
 
 def run(row: str, seed: int, data: str, runs: Path, out: Path) -> None:
-    result_path = out / "runs" / f"{row}-s{seed}.json"
+    result_path = out / "results" / f"{row}-s{seed}.json"
     if result_path.exists():
         print(f"{result_path} exists: skipped")
         return
@@ -166,7 +166,7 @@ def run(row: str, seed: int, data: str, runs: Path, out: Path) -> None:
 
 
 def test_time(name: str, data: str, out: Path, verifier: str | None) -> None:
-    result_path = out / "runs" / f"{name}.json"
+    result_path = out / "results" / f"{name}.json"
     if result_path.exists():
         print(f"{result_path} exists: skipped")
         return
@@ -192,7 +192,7 @@ def _paired(values: list[list[float]], reference: list[float]) -> tuple[float, f
 
 
 def table(out: Path) -> None:
-    results = {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
+    results = {p.stem: json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))}
     prior = results["prior"]["test"]["rows"][0]["window_means"]
     groups: dict[str, list[dict]] = {}
     for name, record in results.items():
