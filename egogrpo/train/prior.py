@@ -47,12 +47,14 @@ from egogrpo.train.run_dir import (
     check_resumable,
     check_run_dir,
     check_whole_numbers,
+    log_scalars,
     point_to,
     prepare_run_dir,
     read_metrics,
     restore_latest,
     save_training_state,
     start_processes,
+    tensorboard_writer,
     truncate_metrics,
 )
 from egogrpo.train.validation import validation_errors
@@ -239,6 +241,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
     if restored is not None and progress is not None and accelerator.is_main_process:
         progress(start_step, config.max_steps, {"resumed": True})
     step, stop_reason, last_record = start_step, "finished", {}
+    writer = tensorboard_writer(run_dir) if accelerator.is_main_process else None
     with StopRequests() as stops:  # Ctrl-C: stop after this step with a checkpoint
         for step, crop in zip(range(start_step, config.max_steps), loader, strict=False):
             crop = crop.to(device, non_blocking=True)
@@ -275,6 +278,7 @@ def train_prior(config: TrainPriorConfig, progress: Callable[[int, int, dict], N
                     accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     append_metrics(run_dir / "metrics.jsonl", record)
+                    log_scalars(writer, record, "step")
                 if not all(math.isfinite(v) for v in reduced.values()):
                     raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
                 last_record = record

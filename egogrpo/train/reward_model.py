@@ -64,10 +64,12 @@ from egogrpo.train.run_dir import (
     check_whole_numbers,
     latest_checkpoint,
     load_training_state,
+    log_scalars,
     point_to,
     prepare_run_dir,
     save_training_state,
     start_processes,
+    tensorboard_writer,
     truncate_metrics,
 )
 
@@ -358,6 +360,7 @@ def train_reward(
         progress(start_step, config.max_steps, {"resumed": True})
     tick, tick_step, step, stop_reason = time.perf_counter(), start_step, start_step, "finished"
     last_record: dict = {}
+    writer = tensorboard_writer(run_dir) if accelerator.is_main_process else None
     with StopRequests() as stops:  # Ctrl-C: stop after this step with a checkpoint
         for step in range(start_step, config.max_steps):
             if step % config.batch_reuse == 0 or step == start_step:  # a new block of R steps, or a resume inside one
@@ -403,6 +406,7 @@ def train_reward(
                     accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     append_metrics(run_dir / "metrics.jsonl", record)
+                    log_scalars(writer, record, "step")
                 last_record = record
                 if not math.isfinite(reduced["loss"]):
                     raise EgogrpoError(f"{run_dir}: the loss became non-finite at step {done}; lower the learning rate")
