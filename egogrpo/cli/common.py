@@ -24,6 +24,11 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 
 
+def split_list(text: str) -> tuple[str, ...]:
+    """A comma-separated option ("train,val") as a tuple of its non-empty items."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
 def typed_fields(ctx: typer.Context, config: Any, fields: dict[str, str | tuple[str, ...]]) -> dict[str, Any]:
     """Config field → value in `config` for every option given on the command line (not left at its default);
     `fields` maps option parameter names to the config fields they set."""

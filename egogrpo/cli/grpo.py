@@ -13,6 +13,7 @@ from egogrpo.cli.common import (
     console,
     err_console,
     report_interruption,
+    split_list,
     training_progress,
     with_run_config,
 )
@@ -64,7 +65,9 @@ OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
     "val_windows": "val_windows", "val_seeds": "val_seeds", "reward_model": "reward_model",
     "reward_online": "reward_online", "reward_update_every": "reward_update_every",
     "reward_ema_decay": "reward_ema_decay", "reward_lr": "reward_learning_rate",
-    "reward_min_negative_error": "reward_min_negative_error", "seed": "seed",
+    "reward_min_negative_error": "reward_min_negative_error", "seed": "seed", "crop_length": "crop_length",
+    "weight_decay": "weight_decay", "grad_clip": "grad_clip", "reward_temperature": "reward_temperature",
+    "reward_weight_decay": "reward_weight_decay", "train_splits": "train_splits", "val_split": "val_split",
     "preset": ("iterations", "group_size", "batch_groups", "learning_rate", "micro_batch",
                "train_steps_per_trajectory", "val_every", "checkpoint_every", "val_seeds"),
 }  # fmt: skip
@@ -281,6 +284,19 @@ def train_grpo_command(
             help="--reward-online: drop negatives within this MPJPE of the truth, metres (default 0.005).",
         ),
     ] = None,
+    crop_length: Annotated[int, typer.Option(rich_help_panel=ROLLOUTS, help="Frames per condition crop.")] = 128,
+    weight_decay: Annotated[float, typer.Option(rich_help_panel=UPDATE, help="AdamW weight decay.")] = 0.0,
+    grad_clip: Annotated[float, typer.Option(rich_help_panel=UPDATE, help="Clip the gradient norm to this.")] = 1.0,
+    reward_temperature: Annotated[
+        float, typer.Option(rich_help_panel=PERCEPTUAL, help="--reward-online: InfoNCE temperature δ.")
+    ] = 0.07,
+    reward_weight_decay: Annotated[
+        float, typer.Option(rich_help_panel=PERCEPTUAL, help="--reward-online: the scorer's AdamW weight decay.")
+    ] = 1e-2,
+    train_splits: Annotated[
+        str, typer.Option(rich_help_panel=RUN, help="Comma-separated splits the conditions come from.")
+    ] = "train",
+    val_split: Annotated[str, typer.Option(rich_help_panel=RUN, help="The split of the val windows.")] = "val",
     seed: Annotated[int, typer.Option(rich_help_panel=RUN, help="Seed of the data, noise and Perlin streams.")] = 0,
     device: Annotated[
         str, typer.Option(rich_help_panel=RUN, help="Where to train: auto (CUDA when present), cpu or cuda.")
@@ -322,7 +338,9 @@ def train_grpo_command(
         share_initial_noise=share_initial_noise, recompute_old_log_probs=recompute_old_log_probs,
         seed=seed, resume=resume, time_budget_minutes=time_budget, augment=augmentation_options(augment), algo=algo,
         draft_k=draft_k, nft_beta=nft_beta, budget_clock=budget_clock, anchor_weight=anchor_weight,
-        anchor_batch=anchor_batch, freeze_condition_encoder=freeze_condition_encoder, device=device,
+        anchor_batch=anchor_batch, freeze_condition_encoder=freeze_condition_encoder, crop_length=crop_length,
+        weight_decay=weight_decay, grad_clip=grad_clip, reward_temperature=reward_temperature,
+        reward_weight_decay=reward_weight_decay, train_splits=split_list(train_splits), val_split=val_split, device=device,
         reward_model=None if reward_model is None else str(reward_model), reward_online=reward_online, **values,
     )  # fmt: skip
 

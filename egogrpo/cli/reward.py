@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from egogrpo.cli.common import augmentation_options, console, report_interruption, training_progress, with_run_config
+from egogrpo.cli.common import (
+    augmentation_options,
+    console,
+    report_interruption,
+    split_list,
+    training_progress,
+    with_run_config,
+)
 from egogrpo.config import AUGMENT_PRESETS, PERCEPTUAL_PRESETS, TrainRewardConfig
 from egogrpo.errors import EgogrpoError
 
@@ -19,6 +26,8 @@ OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
     "lr": "learning_rate", "warmup_steps": "warmup_steps", "temperature": "temperature",
     "min_negative_error": "min_negative_error", "crop_length": "crop_length", "augment": "augment",
     "log_every": "log_every", "val_every": "val_every", "checkpoint_every": "checkpoint_every", "seed": "seed",
+    "weight_decay": "weight_decay", "grad_clip": "grad_clip", "train_splits": "train_splits", "val_split": "val_split",
+    "val_windows": "val_windows",
 }  # fmt: skip
 
 
@@ -60,6 +69,11 @@ def train_reward_command(
         int, typer.Option(help="Held-out Accuracy / Wrong Count on the val split every N steps (0: never).")
     ] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-2,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.")] = 1.0,
+    train_splits: Annotated[str, typer.Option(help="Comma-separated splits the conditions come from.")] = "train",
+    val_split: Annotated[str, typer.Option(help="The split of the held-out windows (--val-every).")] = "val",
+    val_windows: Annotated[int, typer.Option(help="Held-out windows, spread over the val split.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the data, negatives and initial weights.")] = 0,
     device: Annotated[str, typer.Option(help="Where to train: auto (CUDA when present), cpu or cuda.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir from its latest checkpoint.")] = False,
@@ -76,7 +90,9 @@ def train_reward_command(
         negatives=negatives, alpha=alpha, num_negatives=num_negatives, temperature=temperature,
         min_negative_error=min_negative_error, batch_size=batch_size, batch_reuse=batch_reuse, learning_rate=lr,
         warmup_steps=warmup_steps, max_steps=steps, augment=augmentation_options(augment),
-        log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume, device=device,
+        log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every, crop_length=crop_length, seed=seed, resume=resume,
+        weight_decay=weight_decay, grad_clip=grad_clip, train_splits=split_list(train_splits), val_split=val_split,
+        val_windows=val_windows, device=device,
     )  # fmt: skip
     config = with_run_config(ctx, config, OPTION_FIELDS, RESUMABLE)
 

@@ -11,6 +11,7 @@ from egogrpo.cli.common import (
     augmentation_options,
     console,
     report_interruption,
+    split_list,
     training_progress,
     with_run_config,
 )
@@ -24,7 +25,9 @@ OPTION_FIELDS: dict[str, str | tuple[str, ...]] = {
     "body": "body", "preset": "model", "batch_size": "batch_size", "max_steps": "max_steps",
     "learning_rate": "learning_rate", "warmup_steps": "warmup_steps", "val_every": "val_every",
     "val_seeds": "val_seeds", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
-    "num_workers": "num_workers", "seed": "seed", "augment": "augment", "mirror_prob": "augment",
+    "num_workers": "num_workers", "seed": "seed", "crop_length": "crop_length", "weight_decay": "weight_decay",
+    "grad_clip": "grad_clip", "train_splits": "train_splits", "val_split": "val_split", "val_windows": "val_windows",
+    "preload": "preload", "augment": "augment", "mirror_prob": "augment",
     "shape_prob": "augment", "shape_std": "augment", "speed_range": "augment", "ema_decay": "ema_decay",
 }  # fmt: skip
 
@@ -46,6 +49,13 @@ def train_prior(
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 1000,
     log_every: Annotated[int, typer.Option(help="Log metrics every N steps.")] = 50,
     num_workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 0,
+    crop_length: Annotated[int, typer.Option(help="Frames per training crop and per val window.")] = 128,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.")] = 1.0,
+    train_splits: Annotated[str, typer.Option(help="Comma-separated splits the training crops come from.")] = "train",
+    val_split: Annotated[str, typer.Option(help="The split of the validation windows.")] = "val",
+    val_windows: Annotated[int, typer.Option(help="Val windows, spread over the val split.")] = 16,
+    preload: Annotated[bool, typer.Option(help="Read the whole motion file into memory (small datasets).")] = True,
     seed: Annotated[int, typer.Option(help="Seed for batches, noise and validation sampling.")] = 0,
     augment: Annotated[
         str, typer.Option(help=f"Crop augmentation: {', '.join(AUGMENT_PRESETS)} (standard: mirror, shape, speed).")
@@ -79,7 +89,9 @@ def train_prior(
         data=str(data), run_dir=str(run_dir), body=body, model=model, batch_size=batch_size, max_steps=max_steps,
         learning_rate=learning_rate, warmup_steps=warmup_steps, val_every=val_every, checkpoint_every=checkpoint_every,
         log_every=log_every, num_workers=num_workers, seed=seed, resume=resume, augment=augmentation,
-        ema_decay=ema_decay, val_seeds=val_seeds, device=device, autocast=autocast, compile=compile_forward, tf32=tf32,
+        ema_decay=ema_decay, val_seeds=val_seeds, crop_length=crop_length, weight_decay=weight_decay,
+        grad_clip=grad_clip, train_splits=split_list(train_splits), val_split=val_split, val_windows=val_windows,
+        preload=preload, device=device, autocast=autocast, compile=compile_forward, tf32=tf32,
     )  # fmt: skip
     config = with_run_config(ctx, config, OPTION_FIELDS, RESUMABLE)
 
