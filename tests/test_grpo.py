@@ -102,7 +102,7 @@ def test_a_tiny_run_raises_the_joint_rewards_on_its_training_conditions(
 def test_kill_and_resume_equals_an_uninterrupted_run(cmu_small: Path, tiny_prior: Path, tmp_path: Path) -> None:
     straight = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "a"))
     train_grpo(_config(cmu_small, tiny_prior, tmp_path / "b", iterations=3))  # "killed" after iteration 3 …
-    (tmp_path / "b/checkpoints/latest").write_text("iter_000002\n")  # … before iteration 3's state was saved
+    (tmp_path / "b/checkpoints/latest").write_text("iter_0000002\n")  # … before iteration 3's state was saved
     resumed = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "b", resume=True))
     assert straight.final_iteration == resumed.final_iteration == 4
     a, b = _weights(straight.last_checkpoint), _weights(resumed.last_checkpoint)
@@ -164,8 +164,8 @@ def test_two_gloo_processes_give_the_same_update_as_one(
     assert one["grad_norm"] == pytest.approx(two["grad_norm"], rel=1e-3)
     assert one["loss"] == pytest.approx(two["loss"], abs=1e-4)  # −mean Â ≈ 0 at ρ = 1: only rounding remains
     assert one["trained_transitions"] == two["trained_transitions"] == 12  # 6 rollouts × 2 steps; groups span ranks
-    a = _weights(one_process_run / "checkpoints/iter_000001")
-    b = _weights(tmp_path / "two/checkpoints/iter_000001")
+    a = _weights(one_process_run / "checkpoints/iter_0000001")
+    b = _weights(tmp_path / "two/checkpoints/iter_0000001")
     prior = _weights(tiny_prior)
     delta_a = torch.cat([(a[k] - prior[k]).flatten() for k in a])
     delta_b = torch.cat([(b[k] - prior[k]).flatten() for k in a])
@@ -207,7 +207,7 @@ def test_the_output_is_a_normal_prior_checkpoint(cmu_small: Path, tiny_prior: Pa
         "grad_norm", "seconds/rollout", "seconds/reward", "seconds/update", "val/pa_mpjpe_mm",
     }  # fmt: skip
     assert diagnostics <= set(records[1])
-    assert (tmp_path / "run/checkpoints/latest").read_text().strip() == "iter_000001"
+    assert (tmp_path / "run/checkpoints/latest").read_text().strip() == "iter_0000001"
 
 
 def test_a_ratio_far_from_one_before_the_first_update_is_an_error() -> None:

@@ -242,7 +242,7 @@ def test_a_time_budget_stops_with_a_checkpoint_and_its_clock_continues_over_a_re
     changes = dict(iterations=4, checkpoint_every=3, val_every=3, val_windows=1, val_seeds=1)
     first = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "run", **changes, time_budget_minutes=1e-6))
     records = _records(tmp_path / "run")
-    assert first.final_iteration == 1 and first.last_checkpoint.name == "iter_000001"
+    assert first.final_iteration == 1 and first.last_checkpoint.name == "iter_0000001"
     assert "val/mpjpe_mm" in records[-1] and records[-1]["time/elapsed_s"] > 0 and records[-1]["time/cpu_s"] > 0
     second = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "run", **changes, resume=True))
     records = _records(tmp_path / "run")
@@ -297,8 +297,8 @@ def test_two_gloo_processes_give_the_same_update_as_one_for_each_mode(
         assert one["reward/total"] == pytest.approx(two["reward/total"], rel=1e-5), algo
         assert one["loss"] == pytest.approx(two["loss"], rel=1e-3, abs=1e-7), algo
         assert one["grad_norm"] == pytest.approx(two["grad_norm"], rel=1e-3), algo
-        a = _weights(tmp_path / "one" / algo / "checkpoints/iter_000001")
-        b = _weights(tmp_path / "two" / algo / "checkpoints/iter_000001")
+        a = _weights(tmp_path / "one" / algo / "checkpoints/iter_0000001")
+        b = _weights(tmp_path / "two" / algo / "checkpoints/iter_0000001")
         delta_a = torch.cat([(a[k] - prior[k]).flatten() for k in a])
         delta_b = torch.cat([(b[k] - prior[k]).flatten() for k in a])
         assert delta_a.abs().max() > 1e-4, algo  # it trained

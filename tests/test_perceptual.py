@@ -324,7 +324,7 @@ def test_train_reward_cli_and_grpo_with_the_visual_reward(
         "--crop-length", "16", "--log-every", "1",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    checkpoint = tmp_path / "reward" / "checkpoints" / "step_2"
+    checkpoint = tmp_path / "reward" / "checkpoints" / "step_0000002"
     assert (checkpoint / "model.safetensors").is_file() and "step 2" in result.stdout
 
     config = TrainGRPOConfig(

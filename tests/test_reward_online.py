@@ -78,7 +78,7 @@ def test_the_scorer_learns_on_its_cadence_and_its_ema_is_the_recurrence(
         if "reward_model/loss" in r:  # a random prior's samples: no false negatives, every pair counts
             assert r["reward_model/pairs"] == 8 and r["reward_model/dropped_negatives"] == 0, r
             assert 0 <= r["reward_model/accuracy"] <= 1 and r["reward_model/grad_norm"] > 0
-    folders = [tmp_path / "run" / "checkpoints" / f"iter_{i:06d}" for i in range(1, 5)]
+    folders = [tmp_path / "run" / "checkpoints" / f"iter_{i:07d}" for i in range(1, 5)]
     initial = _perceptual(scorer_checkpoint)
     online = [_perceptual(f / online_scorer.ONLINE_FOLDER) for f in folders]
     ema = [_perceptual(f / online_scorer.EMA_FOLDER) for f in folders]
@@ -126,7 +126,7 @@ def test_negatives_are_this_iterations_policy_x0_at_its_last_three_steps(
     config = _online(cmu_small, tiny_prior, scorer_checkpoint, tmp_path / "run", iterations=3)
     train_grpo(config)
     assert len(seen) == 3
-    checkpoints = [tiny_prior, *(tmp_path / "run" / "checkpoints" / f"iter_{i:06d}" for i in (1, 2))]
+    checkpoints = [tiny_prior, *(tmp_path / "run" / "checkpoints" / f"iter_{i:07d}" for i in (1, 2))]
     steps_used = set()
     for iteration in range(3):
         last = _replayed_rollout(config, cmu_small, checkpoints[iteration], iteration)[0].x0_hat_last[:, 0]
@@ -149,7 +149,7 @@ def test_the_visual_reward_comes_from_the_ema_copy(
     config = _online(cmu_small, tiny_prior, scorer_checkpoint, tmp_path / "run", iterations=2, reward_ema_decay=0.5)
     train_grpo(config)
     record = _records(tmp_path / "run")[1]  # iteration 2: scored after iteration 1's scorer update
-    folder = tmp_path / "run" / "checkpoints" / "iter_000001"
+    folder = tmp_path / "run" / "checkpoints" / "iter_0000001"
     rollout, crops, model_config = _replayed_rollout(config, cmu_small, folder, 1)
     final = MotionState.unpack(rollout.final[:, 0], model_config.num_betas, model_config.include_hands)
     groups = torch.arange(config.batch_groups * config.group_size) // config.group_size
@@ -172,7 +172,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(
     """The resumed iterations take scorer steps: without the scorer's AdamW moments they would differ."""
     straight = train_grpo(_online(cmu_small, tiny_prior, scorer_checkpoint, tmp_path / "a", iterations=3))
     train_grpo(_online(cmu_small, tiny_prior, scorer_checkpoint, tmp_path / "b", iterations=2))  # killed …
-    (tmp_path / "b/checkpoints/latest").write_text("iter_000001\n")  # … before iteration 2's state was saved
+    (tmp_path / "b/checkpoints/latest").write_text("iter_0000001\n")  # … before iteration 2's state was saved
     resumed = train_grpo(_online(cmu_small, tiny_prior, scorer_checkpoint, tmp_path / "b", iterations=3, resume=True))
     assert resumed.final_iteration == 3
     assert _equal(_weights(straight.last_checkpoint), _weights(resumed.last_checkpoint))
@@ -220,8 +220,8 @@ def test_two_gloo_processes_equal_one(
             assert one[key] == pytest.approx(two[key], rel=1e-4), key
     initial = _perceptual(scorer_checkpoint)
     for name in (online_scorer.ONLINE_FOLDER, online_scorer.EMA_FOLDER):
-        a = _perceptual(tmp_path / "one" / "checkpoints" / "iter_000002" / name)
-        b = _perceptual(tmp_path / "two" / "checkpoints" / "iter_000002" / name)
+        a = _perceptual(tmp_path / "one" / "checkpoints" / "iter_0000002" / name)
+        b = _perceptual(tmp_path / "two" / "checkpoints" / "iter_0000002" / name)
         delta_a = torch.cat([(a[k] - initial[k]).flatten() for k in a])
         delta_b = torch.cat([(b[k] - initial[k]).flatten() for k in a])
         assert delta_a.abs().max() > 1e-4, name  # it trained
@@ -260,7 +260,7 @@ def test_the_held_out_guard_correlates_the_visual_reward_with_val_mpjpe(
         )
     train_grpo(config)
     first, last = _records(tmp_path / "run")
-    folder = tmp_path / "run" / "checkpoints" / "iter_000001"
+    folder = tmp_path / "run" / "checkpoints" / "iter_0000001"
     scorer_after = folder / online_scorer.EMA_FOLDER if online else scorer_checkpoint
     expected_first = _val_correlation(cmu_small, config, tiny_prior, scorer_checkpoint)
     expected_last = _val_correlation(cmu_small, config, folder, scorer_after)

@@ -22,7 +22,7 @@ and a resumed run continues exactly. Rank 0 writes the run directory (`train.run
 meta.json, metrics.jsonl (every reward term, group std, degenerate groups, diversity, ratio statistics,
 clip fraction, approximate KL, grad norm, seconds per phase, periodic val MPJPE / PA-MPJPE and, with a
 scorer, the held-out correlation of the visual reward with MPJPE; reward_model/* at each online scorer update),
-checkpoints/iter_N (a normal prior checkpoint + training_state.pt; with --reward-online also reward_online/ and
+checkpoints/iter_NNNNNNN (a normal prior checkpoint + training_state.pt; with --reward-online also reward_online/ and
 reward_ema/, perceptual checkpoints), `latest`, `best` (lowest val MPJPE) and reward_curves.png.
 """
 
@@ -69,6 +69,7 @@ from egogrpo.train.rewards import JOINT_REWARDS, group_advantages, reward_joints
 from egogrpo.train.rules import rule_for
 from egogrpo.train.run_dir import (
     append_metrics,
+    checkpoint_folder,
     latest_checkpoint,
     log_scalars,
     point_to,
@@ -531,7 +532,7 @@ def _save(
 ) -> Path:
     """A complete checkpoint: a normal prior checkpoint (+ the online scorer and its EMA) + the training state,
     then the `latest` pointer."""
-    folder = run_dir / "checkpoints" / f"iter_{iteration:06d}"
+    folder = checkpoint_folder(run_dir, "iter", iteration)
     extra = {"iteration": iteration, "algorithm": config.algo, "prior": str(prior_folder), "data": config.data}
     save_checkpoint(folder, model, model_config, body_model_id=body.model_id, extra=extra)
     state = {"optimizer": optimizer.state_dict(), "iteration": iteration, "best_val_mpjpe": best_val}

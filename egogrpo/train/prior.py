@@ -41,12 +41,12 @@ from egogrpo.train.batching import EpochIndexed, StepBatches
 from egogrpo.train.interrupt import StopRequests, stop_requested
 from egogrpo.train.prior_loss import prior_loss
 from egogrpo.train.run_dir import (
-    CHECKPOINTS,
     append_metrics,
     check_positive_numbers,
     check_resumable,
     check_run_dir,
     check_whole_numbers,
+    checkpoint_folder,
     log_scalars,
     point_to,
     prepare_run_dir,
@@ -326,7 +326,7 @@ def _save(
     mean pose without the training file. With a weight average, the model checkpoint is the average and the
     training state keeps the raw weights for resuming.
     """
-    folder = run_dir / CHECKPOINTS / f"step_{step:07d}"
+    folder = checkpoint_folder(run_dir, "step", step)
     extra = {"step": step, "data": config.data, "mean_training_pose": mean_training_pose}
     if average is not None:
         extra["ema_decay"] = config.ema_decay
@@ -351,6 +351,6 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     scored = [
         (record["val/mpjpe_mm"], record["step"])
         for record in read_metrics(run_dir / "metrics.jsonl")
-        if "val/mpjpe_mm" in record and (run_dir / CHECKPOINTS / f"step_{record['step']:07d}").is_dir()
+        if "val/mpjpe_mm" in record and checkpoint_folder(run_dir, "step", record["step"]).is_dir()
     ]
-    return run_dir / CHECKPOINTS / f"step_{min(scored)[1]:07d}" if scored else None
+    return checkpoint_folder(run_dir, "step", min(scored)[1]) if scored else None

@@ -13,7 +13,7 @@ positive first among its negatives. A negative within `min_negative_error` metre
 false negative: left out of the softmax and of the accuracy. All randomness is keyed by (seed, step, condition)
 (`model.noise`), and a checkpoint holds the model, the optimizer and the step, so a resumed run continues exactly.
 Rank 0 writes the run directory (`train.run_dir`): config.json, meta.json, metrics.jsonl (loss, pair accuracy,
-wrong count, mean scores, dropped negatives, speed) and checkpoints/step_N (a perceptual checkpoint +
+wrong count, mean scores, dropped negatives, speed) and checkpoints/step_NNNNNNN (a perceptual checkpoint +
 training_state.pt) with a `latest` pointer.
 
 `train.online_scorer.OnlineScorer` (`train-grpo --reward-online`) reuses this loss, negative selection and
@@ -57,11 +57,11 @@ from egogrpo.train.batching import EpochIndexed, StepBatches
 from egogrpo.train.interrupt import StopRequests, stop_requested
 from egogrpo.train.prior import check_training_data, learning_rate, validate_augment
 from egogrpo.train.run_dir import (
-    CHECKPOINTS,
     append_metrics,
     check_positive_numbers,
     check_run_dir,
     check_whole_numbers,
+    checkpoint_folder,
     latest_checkpoint,
     load_training_state,
     log_scalars,
@@ -415,7 +415,7 @@ def train_reward(
             interrupted = stop_requested(stops, accelerator)
             if done % config.checkpoint_every == 0 or done == config.max_steps or interrupted:
                 if accelerator.is_main_process:
-                    folder = run_dir / CHECKPOINTS / f"step_{done}"
+                    folder = checkpoint_folder(run_dir, "step", done)
                     save_perceptual(folder, accelerator.unwrap_model(model), {"step": done, "prior": str(prior_folder)})
                     save_training_state(folder, {"optimizer": optimizer.state_dict(), "step": done})
                     point_to(run_dir, "latest", folder)

@@ -177,6 +177,12 @@ def prepare_run_dir(
     )
 
 
+def checkpoint_folder(run_dir: str | Path, unit: str, count: int) -> Path:
+    """The one naming of checkpoints: run_dir/checkpoints/<unit>_<count, 7 digits> ("step" for train-prior and
+    train-reward, "iter" for train-grpo), so folders sort in training order."""
+    return Path(run_dir) / CHECKPOINTS / f"{unit}_{count:07d}"
+
+
 def latest_checkpoint(run_dir: str | Path, pointer_name: str = "latest") -> Path | None:
     """The folder named by checkpoints/latest (or another pointer written by `point_to`), if it exists."""
     pointer = Path(run_dir) / CHECKPOINTS / pointer_name
