@@ -209,11 +209,12 @@ def test_a_vrs_from_another_recording_is_named_in_a_warning(
     recording, and said so; a VRS whose span overlaps the trajectory's gives no warning."""
     import egogrpo.recover.aria as aria
 
-    span = aria.read_vrs_device_time_span(paths.vrs)
+    span = aria.read_vrs(paths.vrs).device_time_span
     assert span is not None and span[1] < 100e9
     warned = read_cpf_trajectory(paths)
     assert len(warned.warnings) == 1 and "does not overlap" in warned.warnings[0] and "--vrs" in warned.warnings[0]
-    monkeypatch.setattr(aria, "read_vrs_device_time_span", lambda vrs: (int(140e9), int(170e9)))
+    facts = aria.read_vrs(paths.vrs)
+    monkeypatch.setattr(aria, "read_vrs", lambda vrs: aria.VrsFacts(facts.T_device_cpf, (int(140e9), int(170e9))))
     assert read_cpf_trajectory(paths).warnings == []
 
 

@@ -34,7 +34,8 @@ def typed_fields(ctx: typer.Context, config: Any, fields: dict[str, str | tuple[
     `fields` maps option parameter names to the config fields they set."""
     typed: dict[str, Any] = {}
     for param, names in fields.items():
-        if ctx.get_parameter_source(param) is not None and ctx.get_parameter_source(param).name == "COMMANDLINE":
+        source = ctx.get_parameter_source(param)
+        if source is not None and source.name == "COMMANDLINE":
             for name in (names,) if isinstance(names, str) else names:
                 typed[name] = getattr(config, name)
     return typed

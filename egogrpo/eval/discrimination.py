@@ -19,15 +19,12 @@ from torch import Tensor
 
 from egogrpo.body import BodyModel
 from egogrpo.config import config_to_dict
-from egogrpo.errors import EgogrpoError
 from egogrpo.eval import metrics as m
 from egogrpo.eval.windows import Windows, label_joints
-from egogrpo.model.checkpoint import body_model_matches
 from egogrpo.model.perceptual import (
     PerceptualModel,
     chunked_logits,
-    load_perceptual,
-    perceptual_body_model_id,
+    load_perceptual_for_body,
     sample_logits,
 )
 from egogrpo.model.placement import broadcast_state
@@ -55,16 +52,7 @@ class Judge:
 def load_judge(path: str, body_model_id: str, device: torch.device | str = "cpu", option: str = "--reward") -> Judge:
     """The `option` (--reward, --verifier) checkpoint on `device`; not a perceptual checkpoint, or one trained for
     another body model than `body_model_id`, is an EgogrpoError (one line naming the option)."""
-    try:
-        model, meta = load_perceptual(path, device=device)
-        trained_for, source = perceptual_body_model_id(meta)
-    except EgogrpoError as e:
-        raise EgogrpoError(f"{option}: {e}") from None
-    if trained_for is not None and not body_model_matches(trained_for, body_model_id):
-        raise EgogrpoError(
-            f"{option} {path}: a perceptual model for body model {trained_for} ({source}), but the evaluation "
-            f"body is {body_model_id}"
-        )
+    model, meta, trained_for, source = load_perceptual_for_body(path, body_model_id, option, device)
     record = {
         "checkpoint": str(Path(path).resolve()),
         "weights_sha256": meta.get("weights_sha256"),

@@ -276,14 +276,18 @@ def body_model_matches(checkpoint_body_id: str, body_model_id: str) -> bool:
     return body_model_id.split(":")[0] == checkpoint_body_id
 
 
+def _check_alpha(alpha: float) -> None:
+    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise EgogrpoError(f"--alpha must be in [0, 1], got {alpha}")
+
+
 def interpolate_weights(
     start: dict[str, Tensor], end: dict[str, Tensor], alpha: float, names: tuple[str, str] = ("A", "B")
 ) -> dict[str, Tensor]:
     """WiSE-FT weight interpolation (Wortsman et al., arXiv 2109.01903): (1 − α)·start + α·end per tensor, in
     float64 then cast back, so α = 0 gives `start` and α = 1 gives `end` exactly. Both must hold the same names
     and shapes (the same architecture); float tensors only are interpolated, others must be equal."""
-    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-        raise EgogrpoError(f"--alpha must be in [0, 1], got {alpha}")
+    _check_alpha(alpha)
     if start.keys() != end.keys():
         missing = sorted(set(start) ^ set(end))
         raise EgogrpoError(f"{names[0]} and {names[1]} hold different parameters (e.g. {_first(missing)})")
@@ -309,8 +313,7 @@ def merge_checkpoints(
     """Write the WiSE-FT interpolation of two checkpoints of one architecture and body model to `out`
     (`interpolate_weights`); its extra records both sources, their weight hashes and α. Everything is checked
     before anything is written; an existing checkpoint in `out` is replaced only with `overwrite`."""
-    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-        raise EgogrpoError(f"--alpha must be in [0, 1], got {alpha}")
+    _check_alpha(alpha)
     out = Path(out)
     if not overwrite and ((out / CONFIG_FILE).exists() or (out / WEIGHTS_FILE).exists()):
         raise EgogrpoError(f"--out {out}: already holds a checkpoint (pass --overwrite to replace it)")
@@ -326,13 +329,10 @@ def merge_checkpoints(
         )
     names = (str(folders[0]), str(folders[1]))
     model_a.load_state_dict(interpolate_weights(model_a.state_dict(), model_b.state_dict(), alpha, names))
-    extra = {
-        "merged": {
-            "start": names[0], "end": names[1], "alpha": alpha,
-            "start_sha256": meta_a.get("weights_sha256"), "end_sha256": meta_b.get("weights_sha256"),
-        },
-        "mean_training_pose": meta_a["extra"].get("mean_training_pose"),
+    merged = {
+        "start": names[0], "end": names[1], "alpha": alpha,
+        "start_sha256": meta_a.get("weights_sha256"), "end_sha256": meta_b.get("weights_sha256"),
     }  # fmt: skip
-    if extra["mean_training_pose"] is None:
-        del extra["mean_training_pose"]
+    pose = {k: v for k, v in meta_a["extra"].items() if k == "mean_training_pose"}  # the baseline, when A has it
+    extra = {"merged": merged, **pose}
     return save_checkpoint(out, model_a, config_a, body_model_id=str(meta_a["body_model_id"]), extra=extra)

@@ -38,7 +38,7 @@ from egogrpo.config import PerceptualConfig, config_from_dict, config_to_dict
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output, one_line, sha256_of_file
 from egogrpo.geometry import quat_from_matrix, quat_to_matrix, rotation_about_z, yaw_of_forward_axis
-from egogrpo.model.checkpoint import read_checkpoint_meta, read_safetensors, resolve_checkpoint
+from egogrpo.model.checkpoint import body_model_matches, read_checkpoint_meta, read_safetensors, resolve_checkpoint
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.state import MotionState
 
@@ -303,6 +303,24 @@ def load_perceptual(
     model.load_state_dict(tensors, strict=True)
     meta["directory"] = str(directory)
     return model.to(device).eval(), meta
+
+
+def load_perceptual_for_body(
+    path: str | Path, body_model_id: str, option: str, device: torch.device | str = "cpu"
+) -> tuple[PerceptualModel, dict[str, Any], str | None, str]:
+    """`load_perceptual`, refusing (one line naming `option`) a checkpoint trained for another body model than
+    `body_model_id`; also returns `perceptual_body_model_id`'s (body model id, where it was read)."""
+    try:
+        model, meta = load_perceptual(path, device=device)
+        trained_for, source = perceptual_body_model_id(meta)
+    except EgogrpoError as e:
+        raise EgogrpoError(f"{option}: {e}") from None
+    if trained_for is not None and not body_model_matches(trained_for, body_model_id):
+        raise EgogrpoError(
+            f"{option} {path}: a perceptual model for body model {trained_for} ({source}), but the body is "
+            f"{body_model_id}"
+        )
+    return model, meta, trained_for, source
 
 
 def perceptual_body_model_id(meta: dict[str, Any]) -> tuple[str | None, str]:

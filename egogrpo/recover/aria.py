@@ -292,9 +292,9 @@ def read_cpf_trajectory(
             raise ValueError("T_device_cpf's quaternion must have unit norm")
         calibration = "given"
     elif paths.vrs is not None:
-        T_device_cpf = read_T_device_cpf(paths.vrs)
+        facts = read_vrs(paths.vrs)
+        T_device_cpf, span = facts.T_device_cpf, facts.device_time_span
         calibration = str(paths.vrs)
-        span = read_vrs_device_time_span(paths.vrs)
         if span is not None and (span[1] < times_ns[0] or span[0] > times_ns[-1]):
             notes.append(
                 f"{paths.vrs}: its device time {span[0] / 1e9:.1f}–{span[1] / 1e9:.1f} s does not overlap the "
@@ -323,38 +323,49 @@ def read_cpf_trajectory(
     )
 
 
-def read_T_device_cpf(vrs: Path) -> np.ndarray:
-    """(7,) wxyz_xyz factory T_device_cpf of a VRS recording (EgogrpoError if unreadable or uncalibrated)."""
+@dataclass(frozen=True)
+class VrsFacts:
+    """What recovery reads from a VRS recording, opened once.
+
+    T_device_cpf:      (7,) wxyz_xyz factory transform of the central pupil frame
+    device_time_span:  (first, last) device-clock time in ns over every stream (None if it has none); the MPS
+                       trajectory's `tracking_timestamp_us` runs on the same clock, so the two overlap for one recording
+    """
+
+    T_device_cpf: np.ndarray
+    device_time_span: tuple[int, int] | None
+
+
+def read_vrs(vrs: Path) -> VrsFacts:
+    """The device calibration and device-time span of a VRS recording (EgogrpoError if unreadable or uncalibrated)."""
     _, data_provider = _projectaria()
+    from projectaria_tools.core.sensor_data import TimeDomain
+
     with console_output_captured() as log:
         provider = data_provider.create_vrs_data_provider(str(vrs))
         calibration = provider.get_device_calibration() if provider is not None else None
         T = calibration.get_transform_device_cpf().to_matrix() if calibration is not None else None
+        streams = list(provider.get_all_streams()) if provider is not None else []
+        spans = [
+            (
+                provider.get_first_time_ns(s, TimeDomain.DEVICE_TIME),
+                provider.get_last_time_ns(s, TimeDomain.DEVICE_TIME),
+            )
+            for s in streams
+        ]
     if provider is None:
         problem = first_problem(log)
         raise EgogrpoError(f"{vrs}: not a readable Aria VRS recording" + (f" ({problem})" if problem else ""))
     if T is None:
         raise EgogrpoError(f"{vrs}: the recording holds no device calibration, so no CPF")
-    return se3_from_matrix(torch.from_numpy(np.asarray(T, dtype=np.float64))).numpy()
+    valid = [(a, b) for a, b in spans if a >= 0 and b >= a]
+    span = (min(a for a, _ in valid), max(b for _, b in valid)) if valid else None
+    return VrsFacts(se3_from_matrix(torch.from_numpy(np.asarray(T, dtype=np.float64))).numpy(), span)
 
 
-def read_vrs_device_time_span(vrs: Path) -> tuple[int, int] | None:
-    """(first, last) device-clock time in ns over every stream of a VRS recording (None if it has none); the
-    MPS trajectory's `tracking_timestamp_us` runs on the same clock, so the two overlap for one recording."""
-    _, data_provider = _projectaria()
-    from projectaria_tools.core.sensor_data import TimeDomain
-
-    with console_output_captured():
-        provider = data_provider.create_vrs_data_provider(str(vrs))
-        if provider is None:
-            return None
-        streams = list(provider.get_all_streams())
-        firsts = [provider.get_first_time_ns(s, TimeDomain.DEVICE_TIME) for s in streams]
-        lasts = [provider.get_last_time_ns(s, TimeDomain.DEVICE_TIME) for s in streams]
-    valid = [(a, b) for a, b in zip(firsts, lasts, strict=True) if a >= 0 and b >= a]
-    if not valid:
-        return None
-    return min(a for a, _ in valid), max(b for _, b in valid)
+def read_T_device_cpf(vrs: Path) -> np.ndarray:
+    """(7,) wxyz_xyz factory T_device_cpf of a VRS recording (EgogrpoError if unreadable or uncalibrated)."""
+    return read_vrs(vrs).T_device_cpf
 
 
 def _read_device_poses(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -31,11 +31,11 @@ from egogrpo.device import resolve_device
 from egogrpo.errors import EgogrpoError
 from egogrpo.fileio import atomic_output, check_writable
 from egogrpo.geometry import quat_from_matrix
-from egogrpo.model.checkpoint import body_model_matches, load_checkpoint_for_body
+from egogrpo.model.checkpoint import load_checkpoint_for_body
 from egogrpo.model.combine import COMBINE_RULES, best_of_samples, mean_of_samples
 from egogrpo.model.conditioning import cpf_conditioning_from_trajectory
 from egogrpo.model.denoiser import sampling_denoiser
-from egogrpo.model.perceptual import load_perceptual, perceptual_body_model_id, sample_logits
+from egogrpo.model.perceptual import load_perceptual_for_body, sample_logits
 from egogrpo.model.placement import place_on_cpf
 from egogrpo.model.policy import DiffusionPolicy
 from egogrpo.model.sampler import body_rotation_projection
@@ -135,10 +135,7 @@ def recover(config: RecoverConfig, progress: Callable[[str], None] | None = None
     if config.combine == "mean":
         state, kept = mean_of_samples(state), 1
     elif config.combine == "best":
-        verifier, verifier_meta = load_perceptual(config.verifier)
-        trained_for, _ = perceptual_body_model_id(verifier_meta)
-        if trained_for is not None and not body_model_matches(trained_for, body.model_id):
-            raise EgogrpoError(f"--verifier {config.verifier}: made for body model {trained_for}, not {body.model_id}")
+        verifier = load_perceptual_for_body(config.verifier, body.model_id, "--verifier")[0]
         scores = sample_logits(verifier, body, map_fields(state, lambda t: t[None]), T_world_cpf_all[None, 1:])[0]
         say(f"verifier logits of the samples: {', '.join(f'{v:.3f}' for v in scores.tolist())}")
         state, kept = best_of_samples(state, scores), 1

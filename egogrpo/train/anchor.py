@@ -18,6 +18,7 @@ from egogrpo.config import DenoiserConfig, TrainGRPOConfig
 from egogrpo.data.crops import MotionCrop, MotionCropDataset, collate_crops
 from egogrpo.model import noise
 from egogrpo.model.schedule import NoiseSchedule
+from egogrpo.train.batching import EpochIndexed
 from egogrpo.train.prior import denoising_losses
 
 
@@ -33,7 +34,8 @@ class AnchorLoss:
         world: int,
         device: torch.device,
     ) -> None:
-        self.dataset, self.config, self.model_config, self.device = dataset, config, model_config, device
+        self.indexed = EpochIndexed(dataset)  # item epoch·N + k: crop k as dataset epoch `epoch` cuts it
+        self.config, self.model_config, self.device = config, model_config, device
         per_rank = config.anchor_batch // world
         self.rows = torch.arange(rank * per_rank, (rank + 1) * per_rank)
         self.world = world
@@ -43,9 +45,9 @@ class AnchorLoss:
         """This process's real crops of optimizer step `step`: dataset items drawn with replacement, each crop's
         start (and augmentation) that of dataset epoch `step`."""
         keys = noise.stream_key(self.config.seed, noise.PURPOSE_ANCHOR, step, self.rows, 2)
-        items = (noise.uniform(keys, ()) * len(self.dataset)).long().clamp_max(len(self.dataset) - 1)
-        self.dataset.set_epoch(step)
-        return collate_crops([self.dataset[int(k)] for k in items]).to(self.device)
+        count = len(self.indexed.dataset)
+        items = (noise.uniform(keys, ()) * count).long().clamp_max(count - 1)
+        return collate_crops([self.indexed[step * count + int(k)] for k in items]).to(self.device)
 
     def loss(self, model: torch.nn.Module, step: int) -> Tensor:
         """The unweighted anchor loss of this process's rows (the prior's training loss "total")."""

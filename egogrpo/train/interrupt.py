@@ -47,7 +47,10 @@ class StopRequests:
 
 
 def stop_requested(stops: StopRequests, accelerator: Any) -> bool:
-    """Whether to stop after this step: rank 0's request, the same on every process."""
+    """Whether to stop after this step: rank 0's request, the same on every process (one process: its own flag,
+    without a device tensor, so a training step pays no synchronisation for it)."""
+    if accelerator.num_processes == 1:
+        return stops.requested
     flag = torch.tensor([float(stops.requested)], device=accelerator.device)
     if accelerator.num_processes > 1:
         torch.distributed.broadcast(flag, src=0)
