@@ -409,3 +409,26 @@ def test_eval_best_of_n_scores_each_window_with_the_sample_the_verifier_ranks_fi
     assert torch.allclose(measured.double(), expected.double(), rtol=1e-4), (measured, expected)
     every = joint_errors(body, states, windows.crops)["mpjpe"]  # (N, 3)
     assert not torch.allclose(every[:, 0], every[:, 1])  # the candidates differ: the choice matters
+
+
+def test_a_cpu_budget_counts_process_cpu_time(
+    cmu_small: Path, tiny_prior: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--budget-clock cpu stops on the process's CPU time, wall on wall-clock: with the CPU clock held still, the
+    same tiny budget stops a wall-clock run after its first iteration and lets a CPU-clock run finish."""
+    import egogrpo.train.grpo as grpo_module
+
+    monkeypatch.setattr(grpo_module.time, "process_time", lambda: 0.0)
+    common = dict(iterations=3, checkpoint_every=3, time_budget_minutes=1e-4)
+    wall = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "wall", **common, budget_clock="wall"))
+    cpu = train_grpo(_config(cmu_small, tiny_prior, tmp_path / "cpu", **common, budget_clock="cpu"))
+    assert wall.final_iteration == 1 and wall.stop_reason == "time budget"
+    assert cpu.final_iteration == 3 and cpu.stop_reason == "finished"
+
+
+def test_val_windows_are_spread_over_the_split() -> None:
+    from egogrpo.eval.windows import spread_indices
+
+    assert spread_indices(10, 4) == [0, 3, 6, 9]  # first and last included, evenly spaced
+    assert spread_indices(5, 9) == [0, 1, 2, 3, 4] and spread_indices(7, 1) == [0]
+    assert spread_indices(216, 64)[-1] == 215 and len(spread_indices(216, 64)) == 64
